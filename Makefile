@@ -1,0 +1,50 @@
+# Xiaoer — two commands: `make run` and `make test`. Everything else here serves them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and exactly, so that no resolver pulls a multi-GB CUDA build for the CPU path.
+TORCH_SPEC ?= torch==2.13.0
+# llama-cpp-python compiles from source: use every core.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+STAMP_RUN := $(VENV)/.xiaoer-run
+STAMP_DEV := $(VENV)/.xiaoer-dev
+
+.PHONY: run test setup setup-dev lint typecheck bench clean
+
+run: setup
+	$(BIN)/xiaoer
+
+test: setup-dev
+	$(BIN)/python -m pytest
+
+setup: $(STAMP_RUN)
+setup-dev: $(STAMP_DEV)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Xiaoer needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e ".[hf]"
+	$(BIN)/xiaoer models provision
+	@touch $@
+
+$(STAMP_DEV): $(STAMP_RUN)
+	$(BIN)/pip install -e ".[hf,dev]"
+	@touch $@
+
+lint: setup-dev
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+
+typecheck: setup-dev
+	$(BIN)/mypy app
+
+bench: setup
+	$(BIN)/xiaoer bench engine
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

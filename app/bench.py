@@ -1,0 +1,116 @@
+"""Benchmarks: each prints one JSON object, with a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from app.engine import models
+from app.engine.backend import GenerationConfig
+from app.engine.conversation import Turn
+from app.engine.end_model import EndModel, EngineConfig
+
+# A 4-turn conversation (agent greeting, customer, agent, customer); the last question varies per
+# run so that no run is served from a fully cached prompt — only the shared prefix is reused,
+# exactly as in a live chat.
+HISTORY = [
+    Turn("agent", "您好，欢迎光临小店，请问有什么可以帮您？"),
+    Turn("customer", "我昨天下的单，想问一下什么时候发货"),
+    Turn("agent", "亲，您的订单已经在打包了，今天下午就会发出哦。"),
+]
+QUESTIONS = [
+    "可以选择快递吗？",
+    "能便宜点吗？",
+    "今天买的话今天发货吗？",
+    "这个尺码偏大还是偏小？",
+    "可以开发票吗？",
+    "收到货不满意可以退吗？",
+]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _time_stream(stream: Iterator[str], count_tokens: Callable[[str], int]) -> tuple[float, float]:
+    """(seconds to the first text, decode tokens/s after it) for one streamed reply."""
+    start = time.perf_counter()
+    first = None
+    pieces = []
+    for piece in stream:
+        if first is None:
+            first = time.perf_counter()
+        pieces.append(piece)
+    end = time.perf_counter()
+    if first is None:
+        raise RuntimeError("the model produced no output")
+    n_tokens = count_tokens("".join(pieces))
+    decode_s = end - first
+    return first - start, (n_tokens - 1) / decode_s if decode_s > 0 and n_tokens > 1 else 0.0
+
+
+def bench_engine(model_spec: str, runs: int, max_tokens: int) -> dict[str, Any]:
+    from app.engine.llamacpp_backend import completion_kwargs, default_threads, open_llama
+
+    if model_spec in models.PROFILES:
+        models.provision(models.PROFILES[model_spec])
+    generation = GenerationConfig(temperature=0.0, max_tokens=max_tokens, seed=1)
+    questions = (QUESTIONS * (runs // len(QUESTIONS) + 2))[: runs + 1]
+
+    t0 = time.perf_counter()
+    model = EndModel.load(EngineConfig(model=model_spec), generation)
+    load_s = time.perf_counter() - t0
+    count = model.backend.count_tokens
+    app_runs = [
+        _time_stream(model.stream_reply([*HISTORY, Turn("customer", q)]), count) for q in questions
+    ][1:]  # the first run warms caches and allocators
+    prompts = [model.prepare([*HISTORY, Turn("customer", q)])[0] for q in questions]
+    n_ctx = model.backend.n_ctx
+    app_rss = peak_rss_mb()
+    model.close()
+    del model
+
+    # Baseline: raw llama-cpp-python on the same prompts with the same settings.
+    source = models.resolve(model_spec)
+    llm = open_llama(source.path, n_ctx, default_threads())
+    kwargs = completion_kwargs(generation, ["<|im_end|>", "<|endoftext|>", "<|im_start|>"])
+
+    def raw_stream(prompt: str) -> Iterator[str]:
+        for chunk in llm.create_completion(prompt, **kwargs):
+            yield chunk["choices"][0]["text"]
+
+    def raw_count(text: str) -> int:
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    raw_runs = [_time_stream(raw_stream(p), raw_count) for p in prompts][1:]
+    llm.close()
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 4)
+
+    decode = median([r[1] for r in app_runs])
+    raw_decode = median([r[1] for r in raw_runs])
+    return {
+        "benchmark": "engine",
+        "model": model_spec,
+        "runs": runs,
+        "max_tokens": max_tokens,
+        "threads": default_threads(),
+        "load_s": round(load_s, 3),
+        "ttft_s": median([r[0] for r in app_runs]),
+        "decode_tok_s": decode,
+        "raw_ttft_s": median([r[0] for r in raw_runs]),
+        "raw_decode_tok_s": raw_decode,
+        "decode_ratio": round(decode / raw_decode, 3) if raw_decode else None,
+        "peak_rss_mb": round(app_rss, 1),
+    }
+
+
+def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
+    if target == "engine":
+        return bench_engine(args.model, args.runs, args.max_tokens)
+    raise ValueError(f"Unknown benchmark {target!r}")

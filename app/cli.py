@@ -1,0 +1,256 @@
+"""The `xiaoer` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from app import __version__
+from app.engine import models
+from app.engine.backend import GenerationConfig
+from app.engine.conversation import EmptyMessageError, Turn, clean_text
+from app.engine.end_model import EndModel, EngineConfig
+
+EXIT_USAGE = 2
+
+
+class ProgressPrinter:
+    """A one-line progress display on stderr for assembling or hashing a model."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._last = -1
+        self._step = 1 if sys.stderr.isatty() else 25  # logs get a few lines, not a hundred
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1) // self._step * self._step
+        if percent != self._last:
+            self._last = percent
+            end = "\n" if done >= total or self._step > 1 else ""
+            print(
+                f"\r{self.label}: {percent:3d}% of {total / 1e6:,.0f} MB", end=end, file=sys.stderr
+            )
+
+
+def _ensure_default_provisioned(spec: str) -> None:
+    """First start: assemble and verify a built-in model instead of failing."""
+    profile = models.PROFILES.get(spec)
+    if profile is not None and not models.profile_path(profile).is_file():
+        print(f"First start: assembling the embedded model '{spec}' …", file=sys.stderr)
+        models.provision(profile, ProgressPrinter(f"assembling {spec}"))
+
+
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=models.DEFAULT_PROFILE, help="profile, registered name or path"
+    )
+    parser.add_argument("--backend", default="llamacpp", choices=["llamacpp", "transformers"])
+    parser.add_argument("--n-ctx", type=int, default=2048, help="context window in tokens")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit"])
+    parser.add_argument("--lang", default="zh", choices=["zh", "en"], help="system prompt language")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=None)
+
+
+def _load_model(args: argparse.Namespace) -> EndModel:
+    _ensure_default_provisioned(args.model)
+    config = EngineConfig(
+        model=args.model,
+        backend=args.backend,
+        n_ctx=args.n_ctx,
+        device=args.device,
+        quantization=args.quantization,
+        lang=args.lang,
+    )
+    generation = GenerationConfig(
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
+    )
+    return EndModel.load(config, generation)
+
+
+def _print_fit_notes(model: EndModel) -> None:
+    for note in model.last_fit.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+CHAT_HELP = "Type the customer's message. /reset starts over, /quit (or Ctrl-D, Ctrl-C) exits; Ctrl-C while a reply streams stops it."
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    conversation: list[Turn] = []
+    print(f"Xiaoer {__version__} — end model '{args.model}'. {CHAT_HELP}")
+    while True:
+        try:
+            line = input("顾客> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        text = clean_text(line)
+        if text in ("/quit", "/exit"):
+            return 0
+        if text == "/reset":
+            conversation.clear()
+            print("(new conversation)")
+            continue
+        if text == "/help":
+            print(CHAT_HELP)
+            continue
+        if not text:
+            print("(empty message: nothing to reply to)")
+            continue
+        conversation.append(Turn("customer", text))
+        cancel = threading.Event()
+        pieces: list[str] = []
+        print("小二> ", end="", flush=True)
+        try:
+            for piece in model.stream_reply(conversation, cancel):
+                print(piece, end="", flush=True)
+                pieces.append(piece)
+        except KeyboardInterrupt:
+            cancel.set()
+            print(" [stopped]", end="")
+        print()
+        _print_fit_notes(model)
+        reply = "".join(pieces).strip()
+        if reply:
+            conversation.append(Turn("agent", reply))
+        else:
+            conversation.pop()
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    raw: str | bytes = sys.stdin.buffer.read() if args.text == "-" else args.text
+    text = clean_text(raw)
+    if not text:
+        print("error: the customer's message is empty: nothing to reply to", file=sys.stderr)
+        return EXIT_USAGE
+    model = _load_model(args)
+    for piece in model.stream_reply([Turn("customer", text)]):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    _print_fit_notes(model)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_cmd == "list":
+        rows = models.list_models()
+        if args.json:
+            print(json.dumps([asdict(r) for r in rows], ensure_ascii=False, indent=2))
+        else:
+            for r in rows:
+                print(
+                    f"{r.name:<16} {r.kind:<14} {r.status:<16} {r.path}\n{'':<16} {r.description}"
+                )
+        return 0
+    if args.models_cmd == "provision":
+        names = args.profiles or [models.DEFAULT_PROFILE]
+        for name in names:
+            profile = _profile(name)
+            path = models.provision(profile, ProgressPrinter(f"assembling {name}"))
+            print(f"{name}: verified, {path}")
+        return 0
+    if args.models_cmd == "verify":
+        names = (
+            args.profiles
+            or [p.name for p in models.PROFILES.values() if models.profile_path(p).is_file()]
+            or [models.DEFAULT_PROFILE]
+        )
+        ok = True
+        for name in names:
+            result = models.verify(_profile(name), ProgressPrinter(f"hashing {name}"))
+            print(
+                f"{result.name}: {'OK' if result.ok else 'FAILED'} — {result.detail} ({result.path})"
+            )
+            ok = ok and result.ok
+        return 0 if ok else 1
+    if args.models_cmd == "add":
+        entry = models.add_user_model(args.name, args.path, args.chat_format)
+        print(f"registered '{entry.name}' → {entry.path}")
+        return 0
+    raise AssertionError(args.models_cmd)
+
+
+def _profile(name: str) -> models.ModelProfile:
+    if name not in models.PROFILES:
+        raise models.ModelError(f"Unknown profile '{name}'; built-in: {', '.join(models.PROFILES)}")
+    return models.PROFILES[name]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from app import bench
+
+    result: dict[str, Any] = bench.run(args.target, args)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xiaoer", description="Xiaoer (店小二) customer-service assistant"
+    )
+    parser.add_argument("--version", action="version", version=f"xiaoer {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    chat = sub.add_parser("chat", help="interactive terminal chat with the end model")
+    _engine_args(chat)
+    chat.set_defaults(func=cmd_chat)
+
+    draft = sub.add_parser("draft", help="draft one reply to a customer message ('-' reads stdin)")
+    draft.add_argument("text")
+    _engine_args(draft)
+    draft.set_defaults(func=cmd_draft)
+
+    mdl = sub.add_parser("models", help="list, provision, verify and register models")
+    msub = mdl.add_subparsers(dest="models_cmd", required=True)
+    lst = msub.add_parser("list", help="built-in profiles and registered models")
+    lst.add_argument("--json", action="store_true")
+    prov = msub.add_parser("provision", help="assemble and verify built-in models")
+    prov.add_argument("profiles", nargs="*", metavar="PROFILE")
+    ver = msub.add_parser("verify", help="re-hash provisioned models; exit 0 only if all match")
+    ver.add_argument("profiles", nargs="*", metavar="PROFILE")
+    add = msub.add_parser("add", help="register a GGUF file or HF model directory under a name")
+    add.add_argument("name")
+    add.add_argument("path")
+    add.add_argument("--chat-format", default="auto", choices=["auto", "chatml", "chatglm3"])
+    mdl.set_defaults(func=cmd_models)
+
+    bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
+    bench.add_argument("target", choices=["engine"])
+    bench.add_argument("--model", default=models.DEFAULT_PROFILE)
+    bench.add_argument("--runs", type=int, default=3, help="measured repetitions")
+    bench.add_argument("--max-tokens", type=int, default=64)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        # The app's main entry point: the terminal chat until the desktop window exists.
+        args = parser.parse_args(["chat", *(argv or [])])
+    try:
+        result: int = args.func(args)
+        return result
+    except (models.ModelError, EmptyMessageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130

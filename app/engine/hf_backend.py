@@ -1,0 +1,211 @@
+"""The transformers backend: any Hugging Face causal LM directory, with peft adapters.
+
+On a CUDA GPU it loads 8-bit or 4-bit weights through bitsandbytes. Heavy imports happen inside
+functions so that the default llama.cpp path never pays for torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from app.engine import chatglm3
+from app.engine.backend import GenerationConfig
+from app.engine.conversation import FORMATTERS, Message
+from app.engine.models import ModelError, ModelSource
+
+Quantization = Literal["none", "8bit", "4bit"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def quantization_config(quantization: Quantization, cuda_available: bool) -> dict[str, Any] | None:
+    """Keyword arguments for ``BitsAndBytesConfig``, or None for full-precision weights."""
+    if quantization == "none":
+        return None
+    if not cuda_available:
+        raise ModelError(
+            f"{quantization} loading uses bitsandbytes on a CUDA GPU, and none is available. "
+            f"Use quantization 'none' on CPU, or the llamacpp backend with a quantized GGUF."
+        )
+    if quantization == "8bit":
+        return {"load_in_8bit": True}
+    if quantization == "4bit":
+        return {
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_use_double_quant": True,
+            "bnb_4bit_compute_dtype": "bfloat16",
+        }
+    raise ModelError(f"Unknown quantization {quantization!r}: use none, 8bit or 4bit")
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(
+        self,
+        source: ModelSource,
+        device: Device = "auto",
+        quantization: Quantization = "none",
+        gguf_file: str | None = None,
+        n_ctx: int = 4096,
+    ) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        except ImportError as exc:
+            raise ModelError(
+                "The transformers backend needs torch, transformers and peft: "
+                "pip install 'xiaoer[hf]' (make run installs them)"
+            ) from exc
+        if source.kind != "hf" and gguf_file is None:
+            raise ModelError(
+                f"The transformers backend loads model directories; {source.path} is not one"
+            )
+        cuda = bool(torch.cuda.is_available())
+        if device == "cuda" and not cuda:
+            raise ModelError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+        self.device = "cuda" if (device == "auto" and cuda) or device == "cuda" else "cpu"
+        bnb = quantization_config(quantization, self.device == "cuda")
+        self.is_chatglm = source.chat_format == "chatglm3"
+        location = str(source.path if source.kind == "hf" else source.path.parent)
+        kwargs: dict[str, Any] = {"trust_remote_code": self.is_chatglm}
+        if gguf_file:
+            kwargs["gguf_file"] = gguf_file
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+            model_kwargs = dict(kwargs)
+            if bnb is not None:
+                model_kwargs["quantization_config"] = BitsAndBytesConfig(**bnb)
+                model_kwargs["device_map"] = "auto"
+            else:
+                model_kwargs["dtype"] = torch.bfloat16 if self.device == "cuda" else torch.float32
+            self.base_model = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"transformers could not load {source.path}: {exc}") from exc
+        if bnb is None:
+            self.base_model.to(self.device)
+        self.base_model.eval()
+        if self.is_chatglm:
+            chatglm3.patch_tokenizer_pad(self.tokenizer)
+            chatglm3.patch_model(self.base_model)
+            self.chat_format = "chatglm3"
+        else:
+            self.chat_format = "template" if self.tokenizer.chat_template else "chatml"
+        self.model: Any = self.base_model
+        limit = getattr(self.base_model.config, "max_position_embeddings", None) or n_ctx
+        self.n_ctx = min(n_ctx, int(limit))
+        self._adapters: dict[str, Path] = {}
+        self._active: str | None = None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def render(self, messages: Sequence[Message]) -> str:
+        if self.chat_format == "template":
+            chat = [{"role": role, "content": text} for role, text in messages]
+            rendered: str = self.tokenizer.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=True
+            )
+            return rendered
+        return FORMATTERS[self.chat_format](messages)
+
+    def warm_up(self, prefix: str) -> None:
+        """Nothing to warm: transformers recomputes the prompt on every call."""
+
+    def stream(
+        self, prompt: str, config: GenerationConfig, cancel: threading.Event | None
+    ) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()  # also set when the consumer stops reading early
+
+        class _Cancelled(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return stop.is_set() or (cancel is not None and cancel.is_set())
+
+        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(
+            self.device
+        )
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        greedy = config.temperature == 0
+        gen_kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": config.max_tokens,
+            "do_sample": not greedy,
+            "repetition_penalty": config.repeat_penalty,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if not greedy:
+            gen_kwargs.update(
+                temperature=config.temperature, top_p=config.top_p, top_k=config.top_k
+            )
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**gen_kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                errors.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="xiaoer-hf-generate", daemon=True)
+        worker.start()
+        try:
+            for text in streamer:
+                if text:
+                    yield text
+        finally:
+            stop.set()
+            worker.join()
+        if errors:
+            raise errors[0]
+
+    # --- peft adapters (LoRA, Prefix-Tuning, P-Tuning v2) ------------------------------------
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ModelError(f"{path} is not a peft adapter directory (no adapter_config.json)")
+        self._adapters[name] = Path(path)
+
+    def set_adapter(self, name: str | None) -> None:
+        """Detach the current adapter and attach another (or none).
+
+        Each switch wraps the untouched base model anew, which works the same for LoRA and for
+        prompt-learning adapters (which peft cannot mix in one model).
+        """
+        from peft import PeftModel
+
+        if name is not None and name not in self._adapters:
+            raise ModelError(f"Adapter '{name}' is not loaded")
+        if self.model is not self.base_model:
+            config = self.model.peft_config[self.model.active_adapter]
+            if config.peft_type == "LORA":
+                self.base_model = self.model.unload()  # removes the LoRA layers, unmerged
+            else:
+                self.base_model = self.model.get_base_model()
+            self.model = self.base_model
+        if name is not None:
+            self.model = PeftModel.from_pretrained(self.base_model, str(self._adapters[name]))
+            self.model.to(self.device)
+            self.model.eval()
+        self._active = name
+
+    @property
+    def active_adapter(self) -> str | None:
+        return self._active
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def close(self) -> None:
+        self.model = self.base_model = None

@@ -1,0 +1,134 @@
+"""The `xiaoer` command line, run as a real subprocess against the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def xiaoer(args, env, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_draft_prints_a_chinese_reply(embedded_model_path, models_dir, data_home) -> None:
+    result = xiaoer(
+        ["draft", "可以选择快递吗？", "--seed", "1", "--max-tokens", "48"],
+        cli_env(models_dir, data_home),
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(HAN.findall(result.stdout)) >= 3, result.stdout
+
+
+@pytest.mark.slow
+def test_draft_reads_binary_stdin(embedded_model_path, models_dir, data_home) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "draft", "-", "--max-tokens", "4"],
+        input=b"\xff\xfe\x00\x01 \xe4\xbd\xa0\xe5\xa5\xbd",
+        env=cli_env(models_dir, data_home),
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_draft_refuses_an_empty_message(models_dir, data_home) -> None:
+    result = xiaoer(["draft", "   "], cli_env(models_dir, data_home))
+    assert result.returncode == 2
+    assert "empty" in result.stderr
+
+
+@pytest.mark.slow
+def test_models_verify_and_list(embedded_model_path, models_dir, data_home) -> None:
+    env = cli_env(models_dir, data_home)
+    result = xiaoer(["models", "verify", "qwen2.5-0.5b"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+    listed = json.loads(xiaoer(["models", "list", "--json"], env).stdout)
+    default = next(m for m in listed if m["name"] == "qwen2.5-0.5b")
+    assert default["status"] == "verified"
+
+
+def test_models_verify_fails_on_a_wrong_file(tmp_path: Path, data_home) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    result = xiaoer(["models", "verify", "qwen2.5-0.5b"], cli_env(models, data_home))
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout and "size" in result.stdout
+
+
+def test_missing_model_file_says_how_to_fix(tmp_path: Path, data_home) -> None:
+    result = xiaoer(
+        ["draft", "你好", "--model", str(tmp_path / "nope.gguf")], cli_env(tmp_path, data_home)
+    )
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_chat_answers_and_ctrl_c_exits_cleanly(embedded_model_path, models_dir, data_home) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "app", "chat", "--max-tokens", "200", "--temperature", "0"],
+        env=cli_env(models_dir, data_home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin and proc.stdout
+    proc.stdin.write("请详细介绍一下你们店的退换货流程\n")
+    proc.stdin.flush()
+    # Wait until the reply has started streaming, then interrupt it.
+    buf = ""
+    deadline = time.monotonic() + 300
+    while "小二> " not in buf and time.monotonic() < deadline:
+        buf += proc.stdout.read(1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)  # first Ctrl-C: stops the reply
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)  # second Ctrl-C at the prompt: exits
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "[stopped]" in buf + out
+
+
+@pytest.mark.slow
+def test_bench_engine_prints_the_json_keys(embedded_model_path, models_dir, data_home) -> None:
+    result = xiaoer(
+        ["bench", "engine", "--runs", "1", "--max-tokens", "8"], cli_env(models_dir, data_home)
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in (
+        "load_s",
+        "ttft_s",
+        "decode_tok_s",
+        "raw_ttft_s",
+        "raw_decode_tok_s",
+        "decode_ratio",
+        "peak_rss_mb",
+    ):
+        assert report[key] is not None and report[key] > 0, key

@@ -110,7 +110,78 @@ def bench_engine(model_spec: str, runs: int, max_tokens: int) -> dict[str, Any]:
     }
 
 
+REPLIES = [
+    "亲，可以的，您下单时备注想要的快递公司就可以了。",
+    "这款连衣裙是纯棉面料的，洗后不会缩水。",
+    "亲亲，价格已经是活动价了，暂时没有办法再优惠了哦。",
+    "今天下午四点前付款的订单当天就能发货。",
+    "可以开发票的，下单时选择电子发票并填写抬头即可。",
+    "支持七天无理由退货，商品不影响二次销售就可以。",
+]
+
+
+def _score_items(n: int) -> list[Any]:
+    from app.scoring.scorers import ScoreItem
+
+    items = []
+    for i in range(n):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        # Distinct texts per item, so no run is served by de-duplication.
+        items.append(
+            ScoreItem(
+                [f"{q}（第{i}位顾客）"],
+                f"{REPLIES[i % len(REPLIES)]}（{i}）",
+                f"{REPLIES[(i + 1) % len(REPLIES)]}[{i}]",
+            )
+        )
+    return items
+
+
+def _time_scorer(scorer: Any, runs: int, batch: int) -> tuple[float, float]:
+    """(median ms to score one draft with a cloud reply, pairs/s in a batch of ``batch``)."""
+    items = _score_items(runs + batch + 1)
+    scorer.score_many(items[:1])  # load the models
+    single = []
+    for item in items[1 : runs + 1]:
+        t0 = time.perf_counter()
+        scorer.score_many([item])
+        single.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    scorer.score_many(items[runs + 1 :])
+    return statistics.median(single), batch / (time.perf_counter() - t0)
+
+
+def bench_score(runs: int, batch: int) -> dict[str, Any]:
+    """Scoring latency and throughput for the default scorer, and the off-the-shelf e5 matcher
+    (the baseline) in the same run."""
+    from app.scoring.registry import load_scorer
+
+    scorer = load_scorer()
+    per_draft_ms, pairs_per_s = _time_scorer(scorer, runs, batch)
+    result: dict[str, Any] = {
+        "benchmark": "score",
+        "scorer_versions": scorer.versions,
+        "runs": runs,
+        "batch": batch,
+        "per_draft_ms": round(per_draft_ms, 2),
+        "pairs_per_s": round(pairs_per_s, 1),
+    }
+    if not scorer.versions["matching"].startswith("e5"):
+        base = load_scorer(matching="base")
+        base_ms, base_pps = _time_scorer(base, runs, batch)
+        result.update(
+            baseline_matching=base.versions["matching"],
+            baseline_per_draft_ms=round(base_ms, 2),
+            baseline_pairs_per_s=round(base_pps, 1),
+            speedup_vs_baseline=round(base_ms / per_draft_ms, 2),
+        )
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
 def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
     if target == "engine":
         return bench_engine(args.model, args.runs, args.max_tokens)
+    if target == "score":
+        return bench_score(args.runs, args.batch)
     raise ValueError(f"Unknown benchmark {target!r}")

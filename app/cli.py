@@ -15,6 +15,7 @@ from app.engine import models
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import EmptyMessageError, Turn, clean_text
 from app.engine.end_model import EndModel, EngineConfig
+from app.errors import XiaoerError
 
 EXIT_USAGE = 2
 
@@ -189,6 +190,43 @@ def _profile(name: str) -> models.ModelProfile:
     return models.PROFILES[name]
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from app.scoring.registry import load_scorer
+
+    scorer = load_scorer(args.similarity, args.matcher, args.alpha, args.theta)
+    result = scorer.score(args.query, args.reply, args.cloud)
+    report = {**asdict(result), "scorer_versions": scorer.versions}
+    print(json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    """JSON lines in ({"text": …}), JSON lines out ({"redacted": …, "entities": […]}).
+
+    A bad line gets an {"error": …} line in its place, so outputs stay aligned with inputs.
+    """
+    from app.cloud.redact import redact_for_cloud
+
+    failed = False
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line:
+            continue
+        try:
+            text = json.loads(line)["text"]
+            if not isinstance(text, str):
+                raise TypeError("'text' must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            failed = True
+            out: dict[str, Any] = {"error": f"line {number}: {exc.__class__.__name__}: {exc}"}
+        else:
+            result = redact_for_cloud(text)
+            entities = [{"type": e.type, "start": e.start, "end": e.end} for e in result.entities]
+            out = {"redacted": result.redacted, "entities": entities}
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 1 if failed else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from app import bench
 
@@ -230,11 +268,30 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--chat-format", default="auto", choices=["auto", "chatml", "chatglm3"])
     mdl.set_defaults(func=cmd_models)
 
+    score = sub.add_parser("score", help="score a reply with the paper's formula (JSON)")
+    score.add_argument("--query", required=True, help="the customer's message")
+    score.add_argument("--reply", required=True, help="the end model's (or an agent's) reply")
+    score.add_argument("--cloud", default=None, help="the cloud teacher's reply, if there is one")
+    score.add_argument("--alpha", type=float, default=0.8)
+    score.add_argument("--theta", type=float, default=0.2)
+    score.add_argument("--similarity", default="use", help="use | st:PATH | paddle:MODEL")
+    score.add_argument(
+        "--matcher", default="active", help="active | base | VERSION | DIR | paddle:MODEL"
+    )
+    score.set_defaults(func=cmd_score)
+
+    redact = sub.add_parser("redact", help="the privacy firewall: replace personal data")
+    redact.add_argument(
+        "--jsonl", action="store_true", required=True, help='stdin: {"text": …} lines'
+    )
+    redact.set_defaults(func=cmd_redact)
+
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["engine"])
+    bench.add_argument("target", choices=["engine", "score"])
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
-    bench.add_argument("--runs", type=int, default=3, help="measured repetitions")
-    bench.add_argument("--max-tokens", type=int, default=64)
+    bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
+    bench.add_argument("--max-tokens", type=int, default=64, help="engine: reply length")
+    bench.add_argument("--batch", type=int, default=256, help="score: pairs in the batch")
     bench.set_defaults(func=cmd_bench)
     return parser
 
@@ -248,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (models.ModelError, EmptyMessageError, ValueError) as exc:
+    except (XiaoerError, EmptyMessageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

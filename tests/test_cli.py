@@ -132,3 +132,29 @@ def test_bench_engine_prints_the_json_keys(embedded_model_path, models_dir, data
         "peak_rss_mb",
     ):
         assert report[key] is not None and report[key] > 0, key
+
+
+def test_score_prints_the_formula_fields(models_dir, data_home) -> None:
+    env = cli_env(models_dir, data_home)
+    args = ["score", "--query", "可以选择快递吗？", "--reply", "可以的亲，下单备注快递公司就行。"]
+    full = xiaoer([*args, "--cloud", "可以的，请在下单时备注快递公司。"], env)
+    assert full.returncode == 0, full.stderr
+    report = json.loads(full.stdout)
+    assert set(report) >= {"similarity", "matching", "final", "fallback", "mode", "scorer_versions"}
+    if not report["fallback"]:
+        expected = 0.8 * report["similarity"] + 0.2 * report["matching"]
+        assert abs(report["final"] - expected) < 1e-9
+    only = json.loads(xiaoer(args, env).stdout)
+    assert only["mode"] == "match_only" and only["similarity"] is None
+    assert only["final"] == only["matching"]
+    bad = xiaoer([*args, "--alpha", "1.5"], env)
+    assert bad.returncode == 1 and "alpha" in bad.stderr
+
+
+def test_bench_score_prints_the_json_keys(models_dir, data_home) -> None:
+    result = xiaoer(
+        ["bench", "score", "--runs", "3", "--batch", "16"], cli_env(models_dir, data_home)
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["per_draft_ms"] > 0 and report["pairs_per_s"] > 0

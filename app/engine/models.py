@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from app import paths
+from app.errors import XiaoerError
 
 CHUNK = 8 * 1024 * 1024
 
@@ -27,7 +28,7 @@ ProgressFn = Callable[[int, int], None]
 """Called with (bytes done, bytes total) while a model is assembled or hashed."""
 
 
-class ModelError(RuntimeError):
+class ModelError(XiaoerError):
     """A model is missing, incomplete or does not match its checksum; the message says how to fix."""
 
 

@@ -1,0 +1,93 @@
+"""Choosing scorers by name, and the versioned in-domain matchers kept in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from app import paths
+from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA
+from app.scoring.scorers import (
+    E5Matching,
+    InDomainMatching,
+    MatchingModel,
+    PaddleNLPModel,
+    ReplyScorer,
+    Scores,
+    ScoringError,
+    SentenceTransformerSimilarity,
+    SimilarityModel,
+    USESimilarity,
+    prepare,
+)
+from app.store import Store, open_store
+
+
+class USEMatching:
+    """USE cosine of query and reply: an off-the-shelf baseline for ``eval-matcher``."""
+
+    def __init__(self) -> None:
+        self._use = USESimilarity()
+        self.version = f"use-cosine:{self._use.version}"
+
+    def matching(self, contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> Scores:
+        queries = [prepare(ctx[-1]) if ctx else "" for ctx in contexts]
+        return np.asarray(self._use.similarity(queries, list(replies)))
+
+
+def matchers_dir() -> Path:
+    path = paths.data_dir() / "matchers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_similarity(spec: str = "use") -> SimilarityModel:
+    """``use`` (default), ``st:PATH`` (a sentence-transformers directory, e.g. a SimBERT download)
+    or ``paddle:MODEL[:TASK_PATH]`` (e.g. ``paddle:simbert-base-chinese``)."""
+    if spec == "use":
+        return USESimilarity()
+    if spec.startswith("st:"):
+        return SentenceTransformerSimilarity(spec[3:])
+    if spec.startswith("paddle:"):
+        model, _, task_path = spec[7:].partition(":")
+        return PaddleNLPModel(model, task_path or None)
+    raise ScoringError(f"Unknown similarity model {spec!r}: use, st:PATH or paddle:MODEL")
+
+
+def load_matching(spec: str = "active", store: Store | None = None) -> MatchingModel:
+    """``active`` (the active trained matcher, else the base one), ``base``/``e5``, ``use``,
+    a trained matcher's version, a matcher directory, or ``paddle:MODEL[:TASK_PATH]``
+    (e.g. ``paddle:rocketqa-base-cross-encoder``)."""
+    if spec in ("base", "e5"):
+        return E5Matching()
+    if spec == "use":
+        return USEMatching()
+    if spec.startswith("paddle:"):
+        model, _, task_path = spec[7:].partition(":")
+        return PaddleNLPModel(model, task_path or None)
+    if Path(spec).is_dir():
+        return InDomainMatching(spec)
+    store = store or open_store()
+    with store.session() as session:
+        if spec == "active":
+            row = store.active_matcher(session)
+            if row is None:
+                return E5Matching()
+        else:
+            row = store.get_matcher(session, spec)
+            if row is None:
+                raise ScoringError(f"No trained matcher '{spec}' (see: xiaoer matcher list)")
+        path = row.path
+    return InDomainMatching(path)
+
+
+def load_scorer(
+    similarity: str = "use",
+    matching: str = "active",
+    alpha: float = DEFAULT_ALPHA,
+    theta: float = DEFAULT_THETA,
+    store: Store | None = None,
+) -> ReplyScorer:
+    return ReplyScorer(load_similarity(similarity), load_matching(matching, store), alpha, theta)

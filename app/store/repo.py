@@ -1,0 +1,202 @@
+"""The few writes and look-ups the app repeats, as methods of ``Store``.
+
+Each runs inside the unit of work the caller opened and takes its session first, so several of
+them commit (or roll back) together::
+
+    with store.session() as session:
+        draft = store.add_draft(session, message_id, text, ...)
+
+New rows are flushed at once, so their ``id`` is set when a method returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.store.models import (
+    AdapterVersion,
+    Conversation,
+    Customer,
+    Draft,
+    MatcherVersion,
+    Message,
+    MessageRole,
+    Rating,
+    Score,
+    ScoreMode,
+    utcnow,
+)
+
+
+class Repository:
+    """Mixed into ``Store``; holds no state of its own."""
+
+    def get_or_create_customer(
+        self, session: Session, masked_id: str, display_name: str | None = None
+    ) -> Customer:
+        customer = session.scalar(select(Customer).where(Customer.masked_id == masked_id))
+        if customer is None:
+            customer = Customer(masked_id=masked_id, display_name=display_name)
+            session.add(customer)
+            session.flush()
+        return customer
+
+    def open_conversation(self, session: Session, customer_id: int, channel: str) -> Conversation:
+        conversation = Conversation(customer_id=customer_id, channel=channel)
+        session.add(conversation)
+        session.flush()
+        return conversation
+
+    def add_message(
+        self,
+        session: Session,
+        conversation_id: int,
+        role: MessageRole,
+        text: str,
+        *,
+        sent_at: datetime | None = None,
+    ) -> Message:
+        message = Message(
+            conversation_id=conversation_id, role=role, text=text, sent_at=sent_at or utcnow()
+        )
+        session.add(message)
+        session.flush()
+        return message
+
+    def add_draft(
+        self,
+        session: Session,
+        reply_to_id: int,
+        text: str,
+        *,
+        model_profile: str,
+        latency_ms: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        adapter_version_id: int | None = None,
+    ) -> Draft:
+        """A draft answering message ``reply_to_id``, in that message's conversation."""
+        message = session.get(Message, reply_to_id)
+        if message is None:
+            raise LookupError(f"message {reply_to_id} does not exist")
+        draft = Draft(
+            conversation_id=message.conversation_id,
+            reply_to_id=reply_to_id,
+            text=text,
+            model_profile=model_profile,
+            adapter_version_id=adapter_version_id,
+            latency_ms=latency_ms,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        session.add(draft)
+        session.flush()
+        return draft
+
+    def record_rating(
+        self,
+        session: Session,
+        draft_id: int,
+        *,
+        thumbs_up: bool | None = None,
+        sent_text: str | None = None,
+    ) -> Rating:
+        """What the agent did with a draft: a thumb, and/or the text they sent (None if not sent)."""
+        draft = session.get(Draft, draft_id)
+        if draft is None:
+            raise LookupError(f"draft {draft_id} does not exist")
+        rating = Rating(
+            draft_id=draft_id,
+            thumbs_up=thumbs_up,
+            sent_text=sent_text,
+            edited=sent_text is not None and sent_text != draft.text,
+        )
+        session.add(rating)
+        session.flush()
+        return rating
+
+    def record_score(
+        self,
+        session: Session,
+        draft_id: int,
+        *,
+        final: float,
+        mode: ScoreMode,
+        alpha: float,
+        theta: float,
+        similarity: float | None = None,
+        matching: float | None = None,
+        similarity_scorer_version: str | None = None,
+        matching_scorer_version: str | None = None,
+        fallback_applied: bool = False,
+    ) -> Score:
+        score = Score(
+            draft_id=draft_id,
+            final=final,
+            mode=mode,
+            alpha=alpha,
+            theta=theta,
+            similarity=similarity,
+            matching=matching,
+            similarity_scorer_version=similarity_scorer_version,
+            matching_scorer_version=matching_scorer_version,
+            fallback_applied=fallback_applied,
+        )
+        session.add(score)
+        session.flush()
+        return score
+
+    def active_adapter(self, session: Session) -> AdapterVersion | None:
+        return session.scalar(select(AdapterVersion).where(AdapterVersion.status == "active"))
+
+    def get_adapter(self, session: Session, version: str) -> AdapterVersion | None:
+        return session.scalar(select(AdapterVersion).where(AdapterVersion.version == version))
+
+    def set_active_adapter(self, session: Session, version: str | None) -> AdapterVersion | None:
+        """Make ``version`` the one active adapter (None: the base model alone); the old one retires.
+
+        Both changes land in the caller's unit of work, so other programs never see two active
+        adapters or none in between.
+        """
+        target = None
+        if version is not None:
+            target = self.get_adapter(session, version)
+            if target is None:
+                raise LookupError(f"adapter version {version!r} does not exist")
+            if target.status == "rejected":
+                raise ValueError(f"adapter version {version!r} was rejected; it can't be activated")
+        current = self.active_adapter(session)
+        if current is not None and current is not target:
+            current.status = "retired"
+            # Retire first: the database refuses a second active row even for a moment.
+            session.flush()
+        if target is not None and target.status != "active":
+            target.status = "active"
+            target.promoted_at = utcnow()
+            session.flush()
+        return target
+
+    def active_matcher(self, session: Session) -> MatcherVersion | None:
+        return session.scalar(select(MatcherVersion).where(MatcherVersion.active.is_(True)))
+
+    def get_matcher(self, session: Session, version: str) -> MatcherVersion | None:
+        return session.scalar(select(MatcherVersion).where(MatcherVersion.version == version))
+
+    def set_active_matcher(self, session: Session, version: str | None) -> MatcherVersion | None:
+        """Make ``version`` the one active matcher (None: none), like ``set_active_adapter``."""
+        target = None
+        if version is not None:
+            target = self.get_matcher(session, version)
+            if target is None:
+                raise LookupError(f"matcher version {version!r} does not exist")
+        current = self.active_matcher(session)
+        if current is not None and current is not target:
+            current.active = False
+            session.flush()
+        if target is not None and not target.active:
+            target.active = True
+            session.flush()
+        return target

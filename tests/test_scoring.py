@@ -1,0 +1,115 @@
+"""The paper's score formula, exactly, and the real offline scorers (USE, e5) behind it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from app.scoring.formula import final_score
+from app.scoring.scorers import E5Matching, ReplyScorer, ScoreItem, USESimilarity
+
+# --- the formula -------------------------------------------------------------------------------
+
+
+def test_full_formula() -> None:
+    r = final_score(matching=0.5, similarity=0.9, cloud_matching=0.7, alpha=0.8, theta=0.2)
+    assert r.mode == "full" and not r.fallback
+    assert r.final == pytest.approx(0.8 * 0.9 + 0.2 * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "expected"), [(0.0, 0.5), (1.0, 0.9), (0.25, 0.25 * 0.9 + 0.75 * 0.5)]
+)
+def test_alpha_extremes(alpha: float, expected: float) -> None:
+    r = final_score(matching=0.5, similarity=0.9, cloud_matching=0.7, alpha=alpha)
+    assert r.final == pytest.approx(expected)
+
+
+def test_fallback_when_cloud_match_is_below_theta() -> None:
+    r = final_score(matching=0.5, similarity=0.9, cloud_matching=0.19, theta=0.2)
+    assert r.fallback and r.mode == "fallback" and r.final == 0.9
+
+
+def test_theta_edge_is_not_below() -> None:
+    r = final_score(matching=0.5, similarity=0.9, cloud_matching=0.2, theta=0.2)
+    assert not r.fallback and r.final == pytest.approx(0.82)
+    assert final_score(0.5, 0.9, 0.0, theta=0.0).mode == "full"  # nothing is below 0
+    assert final_score(0.5, 0.9, 0.99, theta=1.0).mode == "fallback"
+
+
+def test_match_only_without_a_cloud_reply() -> None:
+    r = final_score(matching=0.42)
+    assert r.mode == "match_only" and r.similarity is None and r.final == 0.42
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.1, math.nan])
+def test_out_of_range_values_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError):
+        final_score(matching=0.5, similarity=0.5, cloud_matching=0.5, alpha=bad)
+    with pytest.raises(ValueError):
+        final_score(matching=bad)
+
+
+def test_cloud_similarity_needs_cloud_matching() -> None:
+    with pytest.raises(ValueError):
+        final_score(matching=0.5, similarity=0.5)
+
+
+# --- the real scorers --------------------------------------------------------------------------
+
+QUERY = "可以选择快递吗？"
+GOOD = "亲，可以的，您下单时备注想要的快递公司就可以了。"
+BAD = "这款连衣裙是纯棉面料的，洗后不会缩水。"
+
+
+@pytest.fixture(scope="module")
+def scorer() -> ReplyScorer:
+    return ReplyScorer(USESimilarity(), E5Matching())
+
+
+def test_use_similarity_separates_related_from_unrelated(scorer: ReplyScorer) -> None:
+    close = "可以的亲，下单备注一下想发的快递就行。"
+    sims = scorer.similarity_model.similarity([GOOD, GOOD], [close, BAD])
+    assert sims[0] > sims[1] + 0.2
+    assert np.all((sims >= 0) & (sims <= 1))
+
+
+def test_e5_matching_is_calibrated_and_prefers_the_relevant_reply(scorer: ReplyScorer) -> None:
+    m = scorer.matching_model.matching([[QUERY], [QUERY]], [GOOD, BAD])
+    assert m[0] > m[1]
+    assert 0 <= m[1] < m[0] <= 1
+    e5 = scorer.matching_model
+    assert isinstance(e5, E5Matching)
+    calibrated = e5.calibrate(np.array([0.5, 0.86, 0.99]))
+    assert calibrated[0] == 0.0 and calibrated[2] == 1.0 and 0.2 < calibrated[1] < 0.8
+
+
+def test_scorer_good_draft_beats_bad_draft(scorer: ReplyScorer) -> None:
+    cloud = "您好，可以选择快递的，请在下单时备注您想要的快递公司。"
+    good = scorer.score(QUERY, GOOD, cloud)
+    bad = scorer.score(QUERY, BAD, cloud)
+    assert good.final > bad.final
+    assert good.similarity is not None and good.cloud_matching is not None
+
+
+def test_batch_scores_equal_single_scores(scorer: ReplyScorer) -> None:
+    items = [ScoreItem([QUERY], GOOD, "可以的"), ScoreItem(["在吗", QUERY], BAD, None)]
+    batch = scorer.score_many(items)
+    single = [scorer.score(list(it.context), it.reply, it.cloud_reply) for it in items]
+    for b, s in zip(batch, single, strict=True):
+        assert b.final == pytest.approx(s.final, abs=1e-5)
+        assert b.mode == s.mode
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "😀😀😀", "x" * 100_000, "\x00\xff\ufffe binary \x07", "Das ist eine deutsche Antwort."],
+    ids=["empty", "emoji", "100k", "binary", "german"],
+)
+def test_odd_input_gets_defined_scores(scorer: ReplyScorer, text: str) -> None:
+    r = scorer.score(QUERY, text, text)
+    assert 0.0 <= r.final <= 1.0
+    if not text:
+        assert r.matching == 0.0 and r.similarity == 0.0

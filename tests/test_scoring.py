@@ -113,3 +113,42 @@ def test_odd_input_gets_defined_scores(scorer: ReplyScorer, text: str) -> None:
     assert 0.0 <= r.final <= 1.0
     if not text:
         assert r.matching == 0.0 and r.similarity == 0.0
+
+
+# --- scoring recorded drafts -----------------------------------------------------------------
+
+
+def test_score_draft_records_the_score_with_versions(scorer: ReplyScorer, tmp_path) -> None:
+    from app.scoring.record import draft_context, score_draft
+    from app.store import Score, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    with store.session() as s:
+        customer = store.get_or_create_customer(s, "USERID_1")
+        conv = store.open_conversation(s, customer.id, "manual")
+        store.add_message(s, conv.id, "customer", "在吗")
+        store.add_message(s, conv.id, "agent", "在的亲")
+        question = store.add_message(s, conv.id, "customer", QUERY)
+        store.add_message(s, conv.id, "customer", "later message, not part of the context")
+        draft = store.add_draft(
+            s,
+            question.id,
+            GOOD,
+            model_profile="qwen2.5-0.5b",
+            latency_ms=5,
+            prompt_tokens=10,
+            completion_tokens=12,
+        )
+        draft_id = draft.id
+    context, text = draft_context(store, draft_id)
+    assert context == ["在吗", "在的亲", QUERY] and text == GOOD
+    result = score_draft(store, scorer, draft_id, cloud_reply="可以的，下单备注快递即可。")
+    with store.session() as s:
+        row = s.query(Score).filter_by(draft_id=draft_id).one()
+        assert row.final == pytest.approx(result.final)
+        assert row.mode == result.mode and row.alpha == 0.8 and row.theta == 0.2
+        assert row.similarity_scorer_version == scorer.versions["similarity"]
+        assert row.matching_scorer_version == scorer.versions["matching"]
+    with pytest.raises(LookupError):
+        score_draft(store, scorer, 999)
+    store.close()

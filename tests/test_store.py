@@ -86,8 +86,8 @@ def test_fresh_database_is_built_by_the_migrations(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no alembic.ini anywhere near: the package finds its migrations
     with open_store(f"sqlite:///{db_path}") as store, store.session() as session:
-        assert session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
-        assert migrate.head_revision() == "0001"
+        assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+        assert migrate.head_revision() == HEAD
         assert session.scalar(text("PRAGMA journal_mode")) == "wal"
         assert session.scalar(text("PRAGMA foreign_keys")) == 1
         assert session.scalar(text("PRAGMA busy_timeout")) == 5000
@@ -98,7 +98,7 @@ def test_fresh_database_is_built_by_the_migrations(
 def test_default_database_lives_in_the_data_dir(data_home: Path) -> None:
     with open_store() as store:
         assert store.path == data_home / "xiaoer.db"
-    assert revision_of(data_home / "xiaoer.db") == "0001"
+    assert revision_of(data_home / "xiaoer.db") == HEAD
 
 
 def test_models_match_the_migrations(store: Store) -> None:
@@ -523,12 +523,16 @@ def test_a_lock_held_too_long_raises_and_loses_nothing(db_path: Path) -> None:
 
 # --- migrations --------------------------------------------------------------------------------
 
-BROKEN_REVISION = """
+# The simulated revisions come after the real head, whatever it is.
+HEAD = migrate.head_revision()
+NEXT = "9999"
+
+BROKEN_REVISION = f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 
 
 def upgrade():
@@ -536,15 +540,15 @@ def upgrade():
     op.execute("UPDATE customers SET display_name = 'clobbered'")
     # Like a revision that must run outside a transaction: its changes are already committed.
     op.execute("COMMIT")
-    raise RuntimeError("simulated failure in revision 0002")
+    raise RuntimeError("simulated failure in revision {NEXT}")
 """
 
-GOOD_REVISION = """
+GOOD_REVISION = f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 
 
 def upgrade():
@@ -557,7 +561,7 @@ def upgrade():
 def add_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, code: str) -> None:
     versions = tmp_path / f"versions-{name}"
     versions.mkdir()
-    (versions / f"0002_{name}.py").write_text(code, encoding="utf-8")
+    (versions / f"{NEXT}_{name}.py").write_text(code, encoding="utf-8")
     monkeypatch.setattr(migrate, "VERSION_LOCATIONS", [*migrate.VERSION_LOCATIONS, versions])
 
 
@@ -569,13 +573,13 @@ def test_a_failed_migration_restores_the_original_and_keeps_a_backup(
     before = dump(db_path)
     add_revision(tmp_path, monkeypatch, "broken", BROKEN_REVISION)
 
-    with pytest.raises(StoreError, match="from revision 0001 to 0002 failed") as caught:
+    with pytest.raises(StoreError, match=f"from revision {HEAD} to {NEXT} failed") as caught:
         open_store(f"sqlite:///{db_path}")
     assert "simulated failure" in str(caught.value)
     assert dump(db_path) == before  # no "doomed" table, no clobbered name
-    backup = db_path.with_name("xiaoer.db.bak-0001")
+    backup = db_path.with_name(f"xiaoer.db.bak-{HEAD}")
     assert dump(backup) == before
-    assert revision_of(db_path) == "0001"
+    assert revision_of(db_path) == HEAD
 
 
 def test_an_upgrade_keeps_a_backup_of_the_old_revision(
@@ -584,7 +588,7 @@ def test_an_upgrade_keeps_a_backup_of_the_old_revision(
     seed_conversation(store)
     store.close()
     before = dump(db_path)
-    older_copy = db_path.with_name("xiaoer.db.bak-0001")
+    older_copy = db_path.with_name(f"xiaoer.db.bak-{HEAD}")
     older_copy.write_bytes(b"an older copy, maybe the only good one")
     add_revision(tmp_path, monkeypatch, "good", GOOD_REVISION)
 
@@ -593,8 +597,8 @@ def test_an_upgrade_keeps_a_backup_of_the_old_revision(
         assert session.scalar(text("SELECT display_name FROM customers")) == "小王"
         # Rebuilding the parent table did not cascade-delete its children.
         assert session.scalar(select(func.count()).select_from(Message)) == 1
-    assert revision_of(db_path) == "0002"
-    assert dump(db_path.with_name("xiaoer.db.bak-0001-2")) == before
+    assert revision_of(db_path) == NEXT
+    assert dump(db_path.with_name(f"xiaoer.db.bak-{HEAD}-2")) == before
     assert older_copy.read_bytes() == b"an older copy, maybe the only good one"
 
 

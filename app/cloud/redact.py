@@ -173,12 +173,34 @@ def find_entities(text: str) -> list[Entity]:
     return sorted(found, key=lambda e: e.start)
 
 
+class Redactor:
+    """Redacts several texts (the turns of one conversation) with one shared set of placeholders,
+    so a phone number mentioned twice is ``[PHONE_1]`` both times."""
+
+    def __init__(self) -> None:
+        self.mapping: dict[str, str] = {}
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._counters: dict[str, int] = {}
+
+    def redact(self, text: str) -> Redaction:
+        return _redact(text, self.mapping, self._by_value, self._counters)
+
+    def restore(self, text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: self.mapping.get(m.group(0), m.group(0)), text)
+
+
 def redact_for_cloud(text: str) -> Redaction:
     """Replace personal data with numbered, typed placeholders (the same value → the same one)."""
+    return Redactor().redact(text)
+
+
+def _redact(
+    text: str,
+    mapping: dict[str, str],
+    by_value: dict[tuple[str, str], str],
+    counters: dict[str, int],
+) -> Redaction:
     entities = find_entities(text)
-    mapping: dict[str, str] = {}
-    by_value: dict[tuple[str, str], str] = {}
-    counters: dict[str, int] = {}
     pieces = []
     cursor = 0
     for ent in entities:
@@ -191,4 +213,4 @@ def redact_for_cloud(text: str) -> Redaction:
         pieces += [text[cursor : ent.start], by_value[key]]
         cursor = ent.end
     pieces.append(text[cursor:])
-    return Redaction(text, "".join(pieces), entities, mapping)
+    return Redaction(text, "".join(pieces), entities, dict(mapping))

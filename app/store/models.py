@@ -36,6 +36,7 @@ LabelSource = Literal["teacher", "agent_edit"]
 AdapterMethod = Literal["lora", "prefix", "ptuning-v2"]
 AdapterStatus = Literal["candidate", "active", "retired", "rejected"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+OutboxStatus = Literal["pending", "done", "failed"]
 
 
 def utcnow() -> datetime:
@@ -251,9 +252,31 @@ class TeacherReply(Base):
     """What the call cost, in the provider's billing currency; None when unknown."""
     label_source: Mapped[LabelSource] = mapped_column(choice(LabelSource, "label_source"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_json: Mapped[str | None] = mapped_column(Text)
+    """Exactly what went to the provider (all messages, redacted), as JSON."""
 
     message: Mapped[Message | None] = relationship()
     draft: Mapped[Draft | None] = relationship()
+
+
+class OutboxItem(Base):
+    """A teacher request that has not been answered yet; retried until done, never lost.
+
+    ``request`` holds the conversation as typed on the device (redaction happens at send time).
+    """
+
+    __tablename__ = "teacher_outbox"
+    __table_args__ = (Index("ix_teacher_outbox_status", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id", ondelete="SET NULL"))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[OutboxStatus] = mapped_column(choice(OutboxStatus, "status"), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AdapterVersion(Base):

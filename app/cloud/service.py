@@ -1,0 +1,363 @@
+"""Asking the teacher: privacy firewall, prompt, cache, retries, circuit breaker, outbox, records.
+
+Providers only speak their API; everything that must hold for every provider happens here, once:
+nothing personal leaves for a non-local teacher, a failed request is kept in the outbox until it
+succeeds, a malformed answer is never used as a label, and every answer is recorded with exactly
+what was sent, its tokens and its cost.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.cloud.prompt import Example, ExampleBank, ExampleMode, build_request, prompt_hash
+from app.cloud.redact import PLACEHOLDER, Redactor
+from app.cloud.teacher import (
+    CloudTeacher,
+    TeacherAnswer,
+    TeacherRejected,
+    TeacherRequest,
+    TeacherUnavailable,
+    Usage,
+)
+from app.engine.conversation import Turn, clean_text
+from app.store import OutboxItem, Store, TeacherReply
+from app.store.models import OutboxStatus
+
+MAX_REPLY_CHARS = 1000
+_ROLE_PREFIX = ("客服：", "客服:", "回复：", "回复:", "Agent:", "Reply:", "assistant:")
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with full jitter, for TeacherUnavailable only."""
+
+    attempts: int = 4
+    base_s: float = 0.5
+    max_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_s, self.base_s * 2**attempt))
+
+
+@dataclass
+class CircuitBreaker:
+    """After ``threshold`` failures in a row, fail fast for ``cooldown_s``; then let one call try."""
+
+    threshold: int = 5
+    cooldown_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: int = 0
+    _opened_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self) -> None:
+        with self._lock:
+            if self._opened_at is None:
+                return
+            if self.clock() - self._opened_at < self.cooldown_s:
+                raise TeacherUnavailable(
+                    f"the teacher failed {self._failures} times in a row; pausing calls for "
+                    f"{self.cooldown_s:.0f} s"
+                )
+            self._opened_at = None  # half-open: this call is the trial
+
+    def record(self, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._failures = 0
+                self._opened_at = None
+            else:
+                self._failures += 1
+                if self._failures >= self.threshold:
+                    self._opened_at = self.clock()
+
+
+def clean_reply(text: str) -> str:
+    """The teacher's reply as a label, or TeacherRejected when it is not usable as one."""
+    reply = clean_text(text)
+    for prefix in _ROLE_PREFIX:
+        if reply.startswith(prefix):
+            reply = reply[len(prefix) :].strip()
+    if not reply:
+        raise TeacherRejected("the teacher's reply is empty")
+    if not PLACEHOLDER.sub("", reply).strip(" ，。,.!！?？"):
+        raise TeacherRejected("the teacher's reply holds nothing but placeholders")
+    if len(reply) > MAX_REPLY_CHARS:
+        raise TeacherRejected(f"the teacher's reply is {len(reply)} characters long; refusing it")
+    return reply
+
+
+@dataclass(frozen=True)
+class TeacherResult:
+    reply: str
+    """With the real values restored where the teacher echoed a placeholder."""
+    answer: TeacherAnswer
+    sent: TeacherRequest
+    """Exactly what went to the provider."""
+    prompt_hash: str
+    cached: bool
+    cost: float
+
+
+class TeacherService:
+    def __init__(
+        self,
+        teacher: CloudTeacher,
+        store: Store | None = None,
+        examples: ExampleBank | None = None,
+        mode: ExampleMode = "retrieved",
+        k: int = 8,
+        n_fixed: int = 500,
+        lang: str = "zh",
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        max_concurrency: int = 4,
+        cost_fn: Callable[[Usage], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.teacher = teacher
+        self.store = store
+        self.examples = examples
+        self.mode = mode
+        self.k = k
+        self.n_fixed = n_fixed
+        self.lang = lang
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._cost_fn = cost_fn or (lambda usage: 0.0)
+        self._sleep = sleep
+
+    # --- one request --------------------------------------------------------------------------
+
+    def prepare(self, conversation: Sequence[Turn]) -> tuple[TeacherRequest, Redactor]:
+        """The request as it will be sent, and the redactor that can restore the reply."""
+        turns = [Turn(t.role, clean_text(t.text)) for t in conversation if clean_text(t.text)]
+        if not turns or turns[-1].role != "customer":
+            raise ValueError("The teacher needs a conversation that ends with a customer message")
+        redactor = Redactor()
+        if not self.teacher.is_local:
+            turns = [Turn(t.role, redactor.redact(t.text).redacted) for t in turns]
+        examples: list[Example] = []
+        if self.examples is not None:
+            if self.mode == "fixed":
+                examples = self.examples.fixed(self.n_fixed)
+            else:
+                examples = self.examples.retrieve(conversation[-1].text, self.k)
+            if not self.teacher.is_local:
+                examples = [
+                    Example(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
+                    for e in examples
+                ]
+        return build_request(turns, examples, self.lang), redactor
+
+    def ask(
+        self,
+        conversation: Sequence[Turn],
+        message_id: int | None = None,
+        draft_id: int | None = None,
+    ) -> TeacherResult:
+        """Ask the teacher for a reference reply. On TeacherUnavailable (after retries) the request
+        is kept in the outbox, when there is a store, and the error is raised."""
+        request, redactor = self.prepare(conversation)
+        digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
+        cached = self._cached(digest)
+        if cached is not None:
+            return TeacherResult(
+                redactor.restore(cached.reply_text),
+                _answer(cached),
+                request,
+                digest,
+                True,
+                cached.cost or 0.0,
+            )
+        try:
+            answer = self._call(request)
+        except TeacherUnavailable as exc:
+            self._enqueue(conversation, message_id, draft_id, str(exc))
+            raise
+        reply = clean_reply(answer.text)
+        cost = self._cost_fn(answer.usage)
+        self._record(request, digest, answer, reply, cost, message_id, draft_id)
+        return TeacherResult(redactor.restore(reply), answer, request, digest, False, cost)
+
+    def _call(self, request: TeacherRequest) -> TeacherAnswer:
+        last: TeacherUnavailable | None = None
+        for attempt in range(self.retry.attempts):
+            self.breaker.check()
+            try:
+                with self._slots:
+                    answer = self.teacher.complete(request)
+            except TeacherUnavailable as exc:
+                self.breaker.record(False)
+                last = exc
+                if attempt + 1 < self.retry.attempts:
+                    self._sleep(self.retry.delay(attempt))
+                continue
+            except TeacherRejected:
+                self.breaker.record(True)  # the service answered; the request was the problem
+                raise
+            self.breaker.record(True)
+            return answer
+        assert last is not None
+        raise last
+
+    # --- the store: cache, records, outbox ----------------------------------------------------
+
+    def _cached(self, digest: str) -> TeacherReply | None:
+        if self.store is None:
+            return None
+        with self.store.session() as session:
+            row = session.scalars(
+                select(TeacherReply)
+                .where(TeacherReply.prompt_hash == digest)
+                .where(TeacherReply.provider == self.teacher.provider)
+                .where(TeacherReply.model == self.teacher.model)
+                .order_by(TeacherReply.id.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def _record(
+        self,
+        request: TeacherRequest,
+        digest: str,
+        answer: TeacherAnswer,
+        reply: str,
+        cost: float,
+        message_id: int | None,
+        draft_id: int | None,
+    ) -> None:
+        if self.store is None:
+            return
+        with self.store.session() as session:
+            session.add(
+                TeacherReply(
+                    message_id=message_id,
+                    draft_id=draft_id,
+                    provider=self.teacher.provider,
+                    model=self.teacher.model,
+                    query_text=request.messages[-1][1],
+                    reply_text=reply,  # as the teacher wrote it: placeholders, not real values
+                    prompt_hash=digest,
+                    input_tokens=answer.usage.input_tokens,
+                    output_tokens=answer.usage.output_tokens,
+                    cost=cost,
+                    label_source="teacher",
+                    sent_json=json.dumps(request.messages, ensure_ascii=False),
+                )
+            )
+
+    def _enqueue(
+        self, conversation: Sequence[Turn], message_id: int | None, draft_id: int | None, error: str
+    ) -> None:
+        if self.store is None:
+            return
+        payload = {"turns": [[t.role, t.text] for t in conversation]}
+        with self.store.session() as session:
+            session.add(
+                OutboxItem(
+                    message_id=message_id,
+                    draft_id=draft_id,
+                    request=payload,
+                    attempts=1,
+                    last_error=error,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=self.retry.max_s),
+                )
+            )
+
+    def drain_outbox(self, limit: int = 50) -> dict[str, int]:
+        """Retry pending requests whose time has come; returns counts of done/pending/failed."""
+        if self.store is None:
+            return {"done": 0, "pending": 0, "failed": 0}
+        with self.store.session() as session:
+            due = session.scalars(
+                select(OutboxItem)
+                .where(OutboxItem.status == "pending")
+                .where(OutboxItem.next_attempt_at <= datetime.now(UTC))
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            ).all()
+            jobs = [(item.id, item.request, item.message_id, item.draft_id) for item in due]
+        counts = {"done": 0, "pending": 0, "failed": 0}
+        for item_id, payload, message_id, draft_id in jobs:
+            turns = [Turn(role, text) for role, text in payload["turns"]]
+            status: OutboxStatus = "done"
+            error: str | None = None
+            try:
+                request, _ = self.prepare(turns)
+                digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
+                if self._cached(digest) is None:
+                    answer = self._call(request)
+                    reply = clean_reply(answer.text)
+                    self._record(
+                        request,
+                        digest,
+                        answer,
+                        reply,
+                        self._cost_fn(answer.usage),
+                        message_id,
+                        draft_id,
+                    )
+            except TeacherUnavailable as exc:
+                status, error = "pending", str(exc)
+            except (TeacherRejected, ValueError) as exc:
+                status, error = "failed", str(exc)
+            counts[status] += 1
+            with self.store.session() as session:
+                item = session.get(OutboxItem, item_id)
+                assert item is not None
+                item.status = status
+                item.last_error = error
+                if status == "pending":
+                    item.attempts += 1
+                    wait = min(3600.0, self.retry.max_s * 2 ** min(item.attempts, 9))
+                    item.next_attempt_at = datetime.now(UTC) + timedelta(seconds=wait)
+        return counts
+
+
+def _answer(row: TeacherReply) -> TeacherAnswer:
+    return TeacherAnswer(
+        row.reply_text,
+        row.provider or "",
+        row.model or "",
+        Usage(row.input_tokens, row.output_tokens),
+    )
+
+
+def usage_by_provider(store: Store) -> dict[str, dict[str, Any]]:
+    """Calls, tokens and cost per provider and model, for the accounting view."""
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                TeacherReply.provider,
+                TeacherReply.model,
+                func.count(),
+                func.sum(TeacherReply.input_tokens),
+                func.sum(TeacherReply.output_tokens),
+                func.sum(TeacherReply.cost),
+            )
+            .where(TeacherReply.label_source == "teacher")
+            .group_by(TeacherReply.provider, TeacherReply.model)
+        ).all()
+    return {
+        f"{provider}/{model}": {
+            "calls": calls,
+            "input_tokens": int(tin or 0),
+            "output_tokens": int(tout or 0),
+            "cost": float(cost or 0.0),
+        }
+        for provider, model, calls, tin, tout, cost in rows
+    }

@@ -1,0 +1,214 @@
+"""The teacher service: firewall, prompt, cache, retries, breaker, outbox and records.
+
+These tests drive the service with a scripted stand-in for the provider (its answers and failures
+are the test's input); the real providers are tested in test_providers.py and against the real
+local teacher server in test_teacher_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.cloud.prompt import Example, ExampleBank, build_request, prompt_hash
+from app.cloud.service import (
+    CircuitBreaker,
+    RetryPolicy,
+    TeacherService,
+    clean_reply,
+    usage_by_provider,
+)
+from app.cloud.teacher import (
+    TeacherAnswer,
+    TeacherRejected,
+    TeacherRequest,
+    TeacherUnavailable,
+    Usage,
+)
+from app.engine.conversation import Turn
+from app.store import OutboxItem, Store, TeacherReply, open_store
+
+PII = ["13812345678", "张伟", "520401029636"]
+CONVERSATION = [
+    Turn("customer", "你好，我叫张伟"),
+    Turn("agent", "您好，请问有什么可以帮您？"),
+    Turn("customer", "订单号520401029636，电话13812345678，能改地址吗"),
+]
+
+
+@dataclass
+class ScriptedTeacher:
+    """Plays back a script of answers (str) and failures (exceptions); records each request."""
+
+    script: list[object]
+    provider: str = "scripted"
+    model: str = "m1"
+    is_local: bool = False
+    requests: list[TeacherRequest] = field(default_factory=list)
+
+    def complete(self, request: TeacherRequest) -> TeacherAnswer:
+        self.requests.append(request)
+        step = self.script.pop(0) if self.script else "好的，已为您处理。"
+        if isinstance(step, Exception):
+            raise step
+        return TeacherAnswer(str(step), self.provider, self.model, Usage(100, 20))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    yield s
+    s.close()
+
+
+def no_sleep(_: float) -> None:
+    return None
+
+
+def service(teacher, store=None, **kw) -> TeacherService:
+    return TeacherService(teacher, store, retry=RetryPolicy(attempts=3), sleep=no_sleep, **kw)
+
+
+def test_scripted_nothing_personal_is_sent_and_the_reply_is_restored(store: Store) -> None:
+    teacher = ScriptedTeacher(
+        ["[NAME_1]您好，订单[ORDER_1]可以修改地址，我们会致电[PHONE_1]确认。"]
+    )
+    result = service(teacher, store, cost_fn=lambda u: u.input_tokens * 0.001).ask(CONVERSATION)
+    sent = json.dumps(teacher.requests[0].messages, ensure_ascii=False)
+    for value in PII:
+        assert value not in sent
+    assert "[PHONE_1]" in sent and "[ORDER_1]" in sent and "[NAME_1]" in sent
+    assert result.reply == "张伟您好，订单520401029636可以修改地址，我们会致电13812345678确认。"
+    with store.session() as s:
+        row = s.scalars(select(TeacherReply)).one()
+        assert row.sent_json == sent, "the store records exactly what was sent"
+        assert row.prompt_hash == result.prompt_hash
+        assert row.input_tokens == 100 and row.cost == pytest.approx(0.1)
+        for value in PII:
+            assert value not in row.query_text and value not in row.reply_text
+
+
+def test_scripted_local_teacher_gets_the_conversation_as_is() -> None:
+    teacher = ScriptedTeacher(["好的"], is_local=True)
+    service(teacher).ask(CONVERSATION)
+    assert "13812345678" in json.dumps(teacher.requests[0].messages, ensure_ascii=False)
+
+
+def test_scripted_cache_answers_a_repeated_request_without_a_call(store: Store) -> None:
+    teacher = ScriptedTeacher(["第一次的回复"])
+    svc = service(teacher, store)
+    first = svc.ask(CONVERSATION)
+    second = svc.ask(CONVERSATION)
+    assert len(teacher.requests) == 1
+    assert second.cached and second.reply == first.reply
+
+
+def test_scripted_retries_transient_errors_then_succeeds() -> None:
+    teacher = ScriptedTeacher([TeacherUnavailable("429"), TeacherUnavailable("503"), "好的"])
+    assert service(teacher).ask(CONVERSATION).reply == "好的"
+    assert len(teacher.requests) == 3
+
+
+def test_scripted_rejected_is_not_retried_and_bad_output_is_not_a_label(store: Store) -> None:
+    teacher = ScriptedTeacher([TeacherRejected("401 bad key")])
+    with pytest.raises(TeacherRejected):
+        service(teacher, store).ask(CONVERSATION)
+    assert len(teacher.requests) == 1
+    for bad in ["   ", "[PHONE_1]。", "客服：", "长" * 5000]:
+        with pytest.raises(TeacherRejected):
+            service(ScriptedTeacher([bad]), store).ask(CONVERSATION)
+    with store.session() as s:
+        assert s.scalars(select(TeacherReply)).all() == []
+
+
+def test_clean_reply_strips_role_prefixes() -> None:
+    assert clean_reply("客服：亲，可以的") == "亲，可以的"
+
+
+def test_scripted_outbox_keeps_a_failed_request_until_it_succeeds(store: Store) -> None:
+    teacher = ScriptedTeacher([TeacherUnavailable("connection refused")] * 3)
+    svc = service(teacher, store, breaker=CircuitBreaker(threshold=100))
+    with pytest.raises(TeacherUnavailable):
+        svc.ask(CONVERSATION, message_id=None)
+    with store.session() as s:
+        item = s.scalars(select(OutboxItem)).one()
+        assert item.status == "pending" and "connection refused" in (item.last_error or "")
+        item.next_attempt_at = item.created_at  # due now
+    teacher.script = [TeacherUnavailable("still down")] * 3
+    assert svc.drain_outbox() == {"done": 0, "pending": 1, "failed": 0}
+    with store.session() as s:
+        item = s.scalars(select(OutboxItem)).one()
+        assert item.attempts == 2
+        item.next_attempt_at = item.created_at
+    teacher.script = ["[NAME_1]您好，可以改。"]
+    assert svc.drain_outbox() == {"done": 1, "pending": 0, "failed": 0}
+    with store.session() as s:
+        assert s.scalars(select(OutboxItem)).one().status == "done"
+        assert s.scalars(select(TeacherReply)).one().reply_text == "[NAME_1]您好，可以改。"
+
+
+def test_scripted_circuit_breaker_fails_fast_then_half_opens() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=2, cooldown_s=30, clock=lambda: now[0])
+    teacher = ScriptedTeacher([TeacherUnavailable("down")] * 2)
+    svc = TeacherService(teacher, retry=RetryPolicy(attempts=2), breaker=breaker, sleep=no_sleep)
+    with pytest.raises(TeacherUnavailable):
+        svc.ask(CONVERSATION)
+    with pytest.raises(TeacherUnavailable, match="pausing"):
+        svc.ask(CONVERSATION)
+    assert len(teacher.requests) == 2, "an open breaker makes no call"
+    now[0] = 31.0
+    teacher.script = ["好的"]
+    assert svc.ask(CONVERSATION).reply == "好的"
+
+
+def test_scripted_usage_accounting(store: Store) -> None:
+    svc = service(ScriptedTeacher(["好的", "可以"]), store, cost_fn=lambda u: 0.5)
+    svc.ask(CONVERSATION)
+    svc.ask([Turn("customer", "能便宜点吗？")])
+    usage = usage_by_provider(store)
+    assert usage == {
+        "scripted/m1": {"calls": 2, "input_tokens": 200, "output_tokens": 40, "cost": 1.0}
+    }
+
+
+def test_prompt_has_instruction_examples_and_turns() -> None:
+    examples = [Example("可以选择快递吗", "可以的亲"), Example("能便宜吗", "已经是最低价了")]
+    req = build_request(CONVERSATION, examples, lang="en")
+    roles = [r for r, _ in req.messages]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert req.messages[0][1].startswith(
+        "Assuming that you are an e-commerce customer service agent"
+    )
+    assert prompt_hash(req, "p", "m") != prompt_hash(req, "p", "m2")
+
+
+def test_retrieved_examples_are_the_most_similar(tmp_path: Path) -> None:
+    bank = ExampleBank(
+        [
+            Example("可以选择快递吗？", "可以的，下单备注快递公司即可"),
+            Example("这件衣服有红色吗", "有的亲"),
+            Example("能开发票吗", "可以开电子发票"),
+            Example("发什么快递", "默认发中通快递"),
+        ],
+        cache_dir=tmp_path,
+    )
+    top = bank.retrieve("我想指定快递公司可以吗", k=2)
+    assert {e.query for e in top} == {"可以选择快递吗？", "发什么快递"}
+    assert list(tmp_path.glob("examples-*.npy")), "embeddings are cached"
+    assert len(bank.fixed(2)) == 2 and bank.fixed(2) == bank.fixed(2)
+    with pytest.raises(ValueError):
+        ExampleBank([])

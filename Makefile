@@ -28,12 +28,12 @@ $(BIN)/python:
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "$(TORCH_SPEC)"
-	$(BIN)/pip install -e ".[hf]"
-	$(BIN)/xiaoer models provision
+	$(BIN)/pip install -e ".[hf,teacher]"
+	$(BIN)/xiaoer models provision qwen2.5-0.5b qwen2.5-1.5b
 	@touch $@
 
 $(STAMP_DEV): $(STAMP_RUN)
-	$(BIN)/pip install -e ".[hf,dev]"
+	$(BIN)/pip install -e ".[hf,teacher,dev]"
 	@touch $@
 
 lint: setup-dev

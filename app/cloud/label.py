@@ -1,0 +1,221 @@
+"""Batch labeling (ECC paper, Section IV-A): the customer side of a corpus goes to the teacher and
+its replies become a cloud-generated dataset.
+
+Resumable: every finished record is one appended, flushed JSON line, and a restart skips the ids
+already written (a line cut short by a kill is dropped and redone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from app.cloud.service import TeacherService
+from app.cloud.teacher import TeacherError
+from app.engine.conversation import Turn
+from app.scoring import corpus
+
+CorpusFormat = Literal["jddc2018", "jddc2019", "ecd", "jsonl"]
+
+
+@dataclass(frozen=True)
+class LabelTask:
+    id: str
+    turns: tuple[Turn, ...]
+    """Ends with the customer's message."""
+    reference: str | None
+    """The human agent's reply, when the corpus has one."""
+
+
+def _turns(context: Sequence[str]) -> tuple[Turn, ...]:
+    """Context turns alternate customer/agent and end with the customer (JDDC/ECD shape)."""
+    n = len(context)
+    return tuple(
+        Turn("customer" if (n - 1 - i) % 2 == 0 else "agent", text)
+        for i, text in enumerate(context)
+    )
+
+
+def read_tasks(path: Path, fmt: CorpusFormat, limit: int | None = None) -> list[LabelTask]:
+    """Labeling tasks from a corpus; duplicates (same context) are dropped."""
+    tasks: Iterator[LabelTask]
+    if fmt == "jddc2018":
+        enc = path if path.suffix == ".enc" else path / "train.enc"
+        pairs = corpus.read_jddc2018(enc, enc.with_suffix(".dec"))
+        tasks = (
+            LabelTask(f"jddc2018:{i}", _turns(p.context), p.reply) for i, p in enumerate(pairs)
+        )
+    elif fmt == "jddc2019":
+        tasks = (
+            LabelTask(f"jddc2019:{p.conversation}:{i}", _turns(p.context), p.reply)
+            for i, p in enumerate(corpus.read_jddc2019(path))
+        )
+    elif fmt == "ecd":
+        tasks = (
+            LabelTask(f"ecd:{i}", _turns(g.context), g.true_reply)
+            for i, g in enumerate(corpus.read_ecd(path))
+        )
+    elif fmt == "jsonl":
+        tasks = _read_jsonl(path)
+    else:
+        raise ValueError(f"Unknown corpus format {fmt!r}")
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for task in tasks:
+        key = tuple(t.text for t in task.turns)
+        if not task.turns or not task.turns[-1].text.strip() or key in seen:
+            continue
+        seen.add(key)
+        out.append(task)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _read_jsonl(path: Path) -> Iterator[LabelTask]:
+    """Lines of ``{"id"?: …, "context": [turns…]}`` or ``{"query": …}``; ``reference`` optional."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+                context = record.get("context") or [record["query"]]
+                if not all(isinstance(t, str) for t in context):
+                    raise TypeError("context turns must be strings")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}:{number}: not a labeling record ({exc})") from exc
+            turns = _turns([corpus.clean_text(t) for t in context])
+            yield LabelTask(
+                str(record.get("id", f"jsonl:{number}")), turns, record.get("reference")
+            )
+
+
+def done_ids(out: Path) -> set[str]:
+    """Ids already labeled in ``out``; a last line cut short by a kill is removed first."""
+    if not out.exists():
+        return set()
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        with out.open("r+b") as fh:
+            fh.truncate(len(data))
+    ids = set()
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            ids.add(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
+
+
+class RateLimiter:
+    """At most ``per_minute`` starts a minute, spaced evenly."""
+
+    def __init__(self, per_minute: float | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        time.sleep(max(0.0, start - now))
+
+
+@dataclass
+class LabelReport:
+    total: int
+    skipped: int
+    labeled: int
+    failed: int
+    seconds: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.labeled / self.seconds * 60 if self.seconds > 0 else 0.0
+
+
+def progress_line(done: int, total: int, started: float) -> str:
+    elapsed = time.monotonic() - started
+    eta = elapsed / done * (total - done) if done else 0.0
+    percent = done * 100 // max(total, 1)
+    return f"label: {done}/{total} ({percent}%) elapsed {elapsed:,.0f} s, ETA {eta:,.0f} s"
+
+
+def label_corpus(
+    service: TeacherService,
+    tasks: Sequence[LabelTask],
+    out: Path,
+    concurrency: int = 1,
+    per_minute: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LabelReport:
+    """Label every task not yet in ``out``; appends one JSON line per labeled task."""
+    started = time.monotonic()
+    already = done_ids(out)
+    todo = [t for t in tasks if t.id not in already]
+    limiter = RateLimiter(per_minute)
+    lock = threading.Lock()
+    labeled = failed = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def work(task: LabelTask) -> dict[str, Any]:
+        limiter.wait()
+        result = service.ask(task.turns)
+        return {
+            "id": task.id,
+            "context": [t.text for t in task.turns],
+            "query": task.turns[-1].text,
+            "teacher_reply": result.reply,
+            "reference": task.reference,
+            "provider": service.teacher.provider,
+            "model": service.teacher.model,
+            "prompt_hash": result.prompt_hash,
+        }
+
+    report = progress or (lambda line: print("\r" + line, end="", file=sys.stderr, flush=True))
+    with out.open("ab") as sink, ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pending: set[Future[dict[str, Any]]] = set()
+        queue = iter(todo)
+        for task in queue:
+            pending.add(pool.submit(work, task))
+            if len(pending) >= concurrency * 2:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                try:
+                    record = fut.result()
+                except (TeacherError, ValueError) as exc:
+                    failed += 1
+                    report(f"label: a record failed: {exc}")
+                else:
+                    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+                    with lock:
+                        sink.write(line)
+                        sink.flush()
+                        os.fsync(sink.fileno())
+                    labeled += 1
+                report(progress_line(labeled + failed, len(todo), started))
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(work, nxt))
+    if progress is None:
+        print(file=sys.stderr)
+    return LabelReport(
+        len(tasks), len(tasks) - len(todo), labeled, failed, time.monotonic() - started
+    )

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from app import __version__
@@ -227,6 +228,125 @@ def cmd_redact(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
+    from app.cloud.prompt import Example, ExampleBank
+    from app.cloud.providers import load_config, make_teacher
+    from app.cloud.service import TeacherService
+    from app.store import open_store
+
+    teacher = make_teacher(load_config())
+    examples = None
+    if args.examples:
+        from app.cloud.label import read_tasks
+        from app.paths import data_dir
+
+        tasks = read_tasks(Path(args.examples), args.examples_format)
+        pairs = [Example(t.turns[-1].text, t.reference) for t in tasks if t.reference]
+        examples = ExampleBank(pairs, cache_dir=data_dir() / "cache")
+    store = open_store() if use_store else None
+    cost = getattr(teacher, "cost", None)
+    return TeacherService(
+        teacher,
+        store,
+        examples,
+        mode=args.mode,
+        k=args.k,
+        lang=args.lang,
+        max_concurrency=getattr(args, "concurrency", 4),
+        cost_fn=cost,
+    )
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    from app.cloud import providers, secrets, server
+
+    if args.teacher_cmd == "serve":
+        server.serve_forever(
+            args.profile,
+            args.port,
+            n_threads=args.threads,
+            progress=ProgressPrinter(f"assembling {args.profile}"),
+            on_ready=lambda url: print(
+                f"local teacher ready at {url} (Ctrl-C stops it)", flush=True
+            ),
+        )
+        return 0
+    if args.teacher_cmd == "ask":
+        text = clean_text(args.text)
+        if not text:
+            print("error: the customer's message is empty", file=sys.stderr)
+            return EXIT_USAGE
+        result = _teacher_service(args).ask([Turn("customer", text)])
+        print(result.reply)
+        if args.show_sent:
+            print(json.dumps(result.sent.messages, ensure_ascii=False, indent=1), file=sys.stderr)
+        return 0
+    if args.teacher_cmd == "config":
+        current = providers.load_config()
+        changes = {
+            k: v
+            for k, v in (
+                ("provider", args.provider),
+                ("model", args.model),
+                ("base_url", args.base_url),
+            )
+            if v is not None
+        }
+        config = providers.TeacherConfig(**{**asdict(current), **changes})
+        providers.save_config(config)
+        print(json.dumps(asdict(config), ensure_ascii=False))
+        return 0
+    if args.teacher_cmd == "set-key":
+        import getpass
+
+        key = (
+            getpass.getpass(f"API key for {args.provider} (not echoed): ")
+            if sys.stdin.isatty()
+            else sys.stdin.readline().strip()
+        )
+        secrets.set_api_key(args.provider, key)
+        print(f"saved the {args.provider} key in the OS keyring")
+        return 0
+    if args.teacher_cmd == "status":
+        from app.cloud.service import usage_by_provider
+        from app.store import open_store
+
+        status = {
+            "config": asdict(providers.load_config()),
+            "local_server": server.running_server(),
+            "keyring_warning": secrets.keyring_warning(),
+            "usage": usage_by_provider(open_store()),
+        }
+        print(json.dumps(status, ensure_ascii=False, indent=1))
+        return 0
+    raise AssertionError(args.teacher_cmd)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from app.cloud.label import label_corpus, read_tasks
+
+    tasks = read_tasks(Path(args.corpus), args.format, args.limit)
+    service = _teacher_service(args)
+    report = label_corpus(service, tasks, Path(args.out), args.concurrency, args.rate)
+    print(json.dumps({**asdict(report), "labels_per_min": round(report.per_minute, 2)}))
+    return 0 if report.failed == 0 else 1
+
+
+def _teacher_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        default="retrieved",
+        choices=["retrieved", "fixed"],
+        help="example dialogues: the k most similar, or the paper's fixed N",
+    )
+    parser.add_argument("--k", type=int, default=8, help="retrieved examples per query")
+    parser.add_argument("--examples", default=None, help="corpus of example pairs for the prompt")
+    parser.add_argument(
+        "--examples-format", default="jddc2018", choices=["jddc2018", "jddc2019", "ecd", "jsonl"]
+    )
+    parser.add_argument("--lang", default="zh", choices=["zh", "en"])
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from app import bench
 
@@ -285,6 +405,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--jsonl", action="store_true", required=True, help='stdin: {"text": …} lines'
     )
     redact.set_defaults(func=cmd_redact)
+
+    teacher = sub.add_parser("teacher", help="the cloud teacher: local server, settings, keys")
+    tsub = teacher.add_subparsers(dest="teacher_cmd", required=True)
+    serve = tsub.add_parser("serve", help="serve the local teacher on 127.0.0.1 until Ctrl-C")
+    serve.add_argument("--profile", default="qwen2.5-1.5b")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--threads", type=int, default=None)
+    ask = tsub.add_parser(
+        "ask", help="ask the configured teacher for a reply (through the firewall)"
+    )
+    ask.add_argument("text")
+    ask.add_argument("--show-sent", action="store_true", help="print what was sent (stderr)")
+    _teacher_args(ask)
+    cfg = tsub.add_parser("config", help="choose the provider (local, gemini, openai-compatible)")
+    cfg.add_argument("--provider", choices=["local", "gemini", "openai-compatible"])
+    cfg.add_argument("--model")
+    cfg.add_argument("--base-url")
+    key = tsub.add_parser("set-key", help="store a provider's API key in the OS keyring (stdin)")
+    key.add_argument("provider", choices=["gemini", "openai-compatible"])
+    tsub.add_parser("status", help="settings, local server, keyring, usage and cost (JSON)")
+    teacher.set_defaults(func=cmd_teacher)
+
+    label = sub.add_parser("label", help="label a corpus with the teacher (resumable)")
+    label.add_argument("--corpus", required=True)
+    label.add_argument("--format", required=True, choices=["jddc2018", "jddc2019", "ecd", "jsonl"])
+    label.add_argument("--out", required=True)
+    label.add_argument("--limit", type=int, default=None)
+    label.add_argument("--concurrency", type=int, default=1)
+    label.add_argument(
+        "--rate", type=float, default=None, help="at most this many requests a minute"
+    )
+    _teacher_args(label)
+    label.set_defaults(func=cmd_label)
 
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument("target", choices=["engine", "score"])

@@ -158,3 +158,31 @@ def test_bench_score_prints_the_json_keys(models_dir, data_home) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["per_draft_ms"] > 0 and report["pairs_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_teacher_serve_and_ask_through_http(models_dir, data_home) -> None:
+    """`xiaoer teacher serve` (the real 1.5B local teacher) + `xiaoer teacher ask` over loopback."""
+    from app.engine import models as engine_models
+
+    engine_models.provision(engine_models.PROFILES["qwen2.5-1.5b"])
+    env = cli_env(models_dir, data_home)
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "app", "teacher", "serve", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout
+        line = server.stdout.readline()
+        assert "ready at http://127.0.0.1:" in line, line + (server.stderr.read() if server.poll() else "")
+        result = xiaoer(["teacher", "ask", "可以选择快递吗？", "--show-sent"], env)
+        assert result.returncode == 0, result.stderr
+        assert len(HAN.findall(result.stdout)) >= 2, result.stdout
+        assert "可以选择快递吗" in result.stderr  # what was sent is shown
+        status = json.loads(xiaoer(["teacher", "status"], env).stdout)
+        assert status["local_server"].startswith("http://127.0.0.1:")
+        assert next(iter(status["usage"].values()))["calls"] == 1
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    assert server.returncode == 0

@@ -40,7 +40,7 @@ def test_jsonl_tasks_roles_and_dedupe(tmp_path: Path) -> None:
     assert [t.role for t in tasks[0].turns] == ["customer", "agent", "customer"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"context": [1, 2]}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         read_tasks(bad, "jsonl")
 
 

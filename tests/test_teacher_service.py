@@ -212,3 +212,68 @@ def test_retrieved_examples_are_the_most_similar(tmp_path: Path) -> None:
     assert len(bank.fixed(2)) == 2 and bank.fixed(2) == bank.fixed(2)
     with pytest.raises(ValueError):
         ExampleBank([])
+
+
+# --- every byte that leaves: a capturing OpenAI-compatible server on loopback -----------------
+
+
+def test_recorded_http_full_teacher_call_sends_no_pii(store: Store) -> None:
+    """The real OpenAI SDK talks to a capturing HTTP server on 127.0.0.1 that plays a recorded
+    answer; every request line, header and body byte it receives is checked for personal data."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.cloud.prompt import ExampleBank
+    from app.cloud.providers import OpenAICompatibleTeacher
+
+    captured: list[tuple[bytes, bytes]] = []
+    answer = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": "[NAME_1]您好，订单[ORDER_1]可以改地址，稍后致电[PHONE_1]。",
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+    }
+
+    class Capture(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            captured.append((self.requestline.encode() + bytes(self.headers), body))
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        teacher = OpenAICompatibleTeacher(
+            f"http://127.0.0.1:{server.server_address[1]}/v1", "deepseek-chat", api_key="sk-test"
+        )
+        bank = ExampleBank([Example("我叫王芳，电话13900001111，能退货吗", "可以的王芳女士")])
+        svc = TeacherService(teacher, store, bank, k=1, sleep=no_sleep)
+        result = svc.ask(CONVERSATION)
+    finally:
+        server.shutdown()
+    assert len(captured) == 1
+    head, raw_body = captured[0]
+    wire = (head + raw_body).decode("utf-8", errors="replace")
+    body = json.dumps(json.loads(raw_body), ensure_ascii=False)  # JSON may escape non-ASCII
+    for value in [*PII, "王芳", "13900001111"]:
+        assert value not in wire and value not in body, value
+    assert result.reply == "张伟您好，订单520401029636可以改地址，稍后致电13812345678。"

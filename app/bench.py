@@ -179,7 +179,75 @@ def bench_score(runs: int, batch: int) -> dict[str, Any]:
     return result
 
 
+REDACT_SAMPLES = [
+    "我的手机号是13812345678，麻烦尽快发货",
+    "订单号：520401029636，什么时候发货",
+    "收货地址：上海市浦东新区张江路188号3号楼502室",
+    "这件衣服199元，能便宜到159吗？",
+    "收件人：张伟，电话13700001111",
+    "可以选择快递吗？",
+    "快递单号是SF1234567890123，查不到物流",
+    "太烦了，我从昨天就一直等这个快递，都不敢出门。",
+]
+
+
+def bench_teacher(n_labels: int, max_tokens: int, profile: str) -> dict[str, Any]:
+    """Labels a minute against the real local teacher server at concurrency 1 and 4, and the
+    privacy firewall's throughput."""
+    import tempfile
+    from pathlib import Path
+
+    from app.cloud.label import LabelTask, label_corpus
+    from app.cloud.providers import local_teacher
+    from app.cloud.redact import redact_for_cloud
+    from app.cloud.server import TeacherServer
+    from app.cloud.service import TeacherService
+
+    messages = REDACT_SAMPLES * 1000
+    t0 = time.perf_counter()
+    for text in messages:
+        redact_for_cloud(text)
+    redact_per_s = len(messages) / (time.perf_counter() - t0)
+
+    model_path = models.provision(models.PROFILES[profile])
+    result: dict[str, Any] = {
+        "benchmark": "teacher",
+        "profile": profile,
+        "labels": n_labels,
+        "max_tokens": max_tokens,
+    }
+    with TeacherServer(model_path, n_ctx=2048) as server, tempfile.TemporaryDirectory() as tmp:
+        server.start()
+        teacher = local_teacher(server.base_url, timeout=600)
+        for concurrency in (1, 4):
+            service = TeacherService(teacher, max_concurrency=concurrency, max_tokens=max_tokens)
+            # Distinct questions per run: no cache, no prompt reuse between the two runs.
+            tasks = [
+                LabelTask(
+                    f"c{concurrency}-{i}",
+                    (Turn("customer", f"{QUESTIONS[i % len(QUESTIONS)]}（{concurrency}-{i}）"),),
+                    None,
+                )
+                for i in range(n_labels)
+            ]
+            report = label_corpus(
+                service,
+                tasks,
+                Path(tmp) / f"c{concurrency}.jsonl",
+                concurrency=concurrency,
+                progress=lambda line: None,
+            )
+            if report.failed:
+                raise RuntimeError(f"{report.failed} of {n_labels} labels failed")
+            result[f"labels_per_min_c{concurrency}"] = round(report.per_minute, 2)
+    result["redact_msgs_per_s"] = round(redact_per_s, 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
 def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
+    if target == "teacher":
+        return bench_teacher(args.labels, args.max_tokens, args.profile)
     if target == "engine":
         return bench_engine(args.model, args.runs, args.max_tokens)
     if target == "score":

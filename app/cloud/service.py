@@ -119,6 +119,7 @@ class TeacherService:
         k: int = 8,
         n_fixed: int = 500,
         lang: str = "zh",
+        max_tokens: int = 256,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         max_concurrency: int = 4,
@@ -132,6 +133,7 @@ class TeacherService:
         self.k = k
         self.n_fixed = n_fixed
         self.lang = lang
+        self.max_tokens = max_tokens
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self._slots = threading.BoundedSemaphore(max_concurrency)
@@ -159,7 +161,7 @@ class TeacherService:
                     Example(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
                     for e in examples
                 ]
-        return build_request(turns, examples, self.lang), redactor
+        return build_request(turns, examples, self.lang, self.max_tokens), redactor
 
     def ask(
         self,

@@ -228,6 +228,65 @@ def cmd_redact(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_matcher(args: argparse.Namespace) -> int:
+    from app.store import MatcherVersion, open_store
+
+    store = open_store()
+    if args.matcher_cmd == "train":
+        from app.scoring import corpus
+        from app.scoring.registry import train_and_register
+
+        enc, dec = (Path(p) for p in args.pairs)
+        pairs = corpus.dedupe_pairs(corpus.read_jddc2018(enc, dec))
+        if args.limit:
+            pairs = pairs[: args.limit]
+
+        def progress(event: object) -> None:
+            print(json.dumps(event, ensure_ascii=False, default=str), file=sys.stderr, flush=True)
+
+        version, metrics = train_and_register(pairs, store, not args.no_activate, progress)
+        print(json.dumps({"version": version, "active": not args.no_activate, **metrics}))
+        return 0
+    if args.matcher_cmd == "activate":
+        with store.session() as session:
+            store.set_active_matcher(session, None if args.version == "base" else args.version)
+        print(f"active matcher: {args.version}")
+        return 0
+    with store.session() as session:  # list
+        rows = session.query(MatcherVersion).order_by(MatcherVersion.id).all()
+        listed = [
+            {
+                "version": r.version,
+                "active": r.active,
+                "kind": r.kind,
+                "path": r.path,
+                "metrics": r.metrics,
+                "created": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
+    print(json.dumps(listed, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_eval_matcher(args: argparse.Namespace) -> int:
+    from app.scoring import corpus
+    from app.scoring.indomain import evaluate_ecd
+    from app.scoring.registry import load_matching
+
+    groups = corpus.read_ecd(Path(args.ecd))
+    if args.limit:
+        groups = groups[: args.limit]
+    matcher = load_matching(args.matcher)
+
+    def score(context: list[str], candidates: list[str]) -> Any:
+        return matcher.matching([context] * len(candidates), candidates)
+
+    metrics = evaluate_ecd(score, groups)
+    print(json.dumps({**metrics, "matcher": matcher.version}))
+    return 0
+
+
 def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
     from app.cloud.prompt import Example, ExampleBank
     from app.cloud.providers import load_config, make_teacher
@@ -405,6 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--jsonl", action="store_true", required=True, help='stdin: {"text": …} lines'
     )
     redact.set_defaults(func=cmd_redact)
+
+    matcher = sub.add_parser("matcher", help="the shop's in-domain reply matcher")
+    msub2 = matcher.add_subparsers(dest="matcher_cmd", required=True)
+    mtrain = msub2.add_parser("train", help="train on JDDC-2018-format pairs and make it active")
+    mtrain.add_argument("--pairs", nargs=2, required=True, metavar=("ENC", "DEC"))
+    mtrain.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
+    mtrain.add_argument("--no-activate", action="store_true")
+    msub2.add_parser("list", help="trained versions and which is active (JSON)")
+    mact = msub2.add_parser("activate", help="make a version the active matcher ('base' = e5)")
+    mact.add_argument("version")
+    matcher.set_defaults(func=cmd_matcher)
+
+    evalm = sub.add_parser("eval-matcher", help="R10@1/2/5 on an ECD-format file (JSON)")
+    evalm.add_argument("--ecd", required=True)
+    evalm.add_argument("--matcher", default="active", help="active | base | use | VERSION | DIR")
+    evalm.add_argument("--limit", type=int, default=None, help="first N contexts only")
+    evalm.set_defaults(func=cmd_eval_matcher)
 
     teacher = sub.add_parser("teacher", help="the cloud teacher: local server, settings, keys")
     tsub = teacher.add_subparsers(dest="teacher_cmd", required=True)

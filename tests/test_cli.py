@@ -169,12 +169,17 @@ def test_teacher_serve_and_ask_through_http(models_dir, data_home) -> None:
     env = cli_env(models_dir, data_home)
     server = subprocess.Popen(
         [sys.executable, "-u", "-m", "app", "teacher", "serve", "--port", "0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout
         line = server.stdout.readline()
-        assert "ready at http://127.0.0.1:" in line, line + (server.stderr.read() if server.poll() else "")
+        assert "ready at http://127.0.0.1:" in line, line + (
+            server.stderr.read() if server.poll() else ""
+        )
         result = xiaoer(["teacher", "ask", "可以选择快递吗？", "--show-sent"], env)
         assert result.returncode == 0, result.stderr
         assert len(HAN.findall(result.stdout)) >= 2, result.stdout

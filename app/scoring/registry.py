@@ -91,3 +91,34 @@ def load_scorer(
     store: Store | None = None,
 ) -> ReplyScorer:
     return ReplyScorer(load_similarity(similarity), load_matching(matching, store), alpha, theta)
+
+
+def train_and_register(
+    pairs: Sequence[tuple[Sequence[str], str]] | Sequence[object],
+    store: Store | None = None,
+    activate: bool = True,
+    progress: object = None,
+) -> tuple[str, dict[str, float]]:
+    """Train an in-domain matcher on the shop's pairs, record it in the store, and (by default)
+    make it the active one. Returns its version and held-out metrics."""
+    import time
+
+    from app.scoring.indomain import train_matcher
+    from app.store import MatcherVersion
+
+    out = matchers_dir() / time.strftime("%Y%m%d-%H%M%S")
+    info = train_matcher(pairs, out, progress=progress)  # type: ignore[arg-type]
+    store = store or open_store()
+    with store.session() as session:
+        session.add(
+            MatcherVersion(
+                version=info.version,
+                kind="indomain",
+                path=str(info.path),
+                metrics={**info.metrics, "n_pairs": info.n_pairs, "train_s": info.train_seconds},
+            )
+        )
+        session.flush()
+        if activate:
+            store.set_active_matcher(session, info.version)
+    return info.version, dict(info.metrics)

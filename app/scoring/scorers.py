@@ -212,7 +212,7 @@ class InDomainMatching:
 
         self.path = Path(path)
         try:
-            self._matcher = load_matcher(self.path)
+            self._matcher = load_matcher(self.path, encoder=USESimilarity(SCORER_THREADS))
         except (OSError, ValueError, KeyError) as exc:
             raise ScoringError(
                 f"The trained matcher at {self.path} cannot be loaded: {exc}"

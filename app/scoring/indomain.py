@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -226,8 +227,13 @@ class CachedEncoder:
         self.encoder = encoder
         self.max_items = max_items
         self._cache: OrderedDict[str, FloatArray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> FloatArray:
+        with self._lock:
+            return self._encode(texts)
+
+    def _encode(self, texts: list[str]) -> FloatArray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         for start in range(0, len(missing), 256):
             chunk = missing[start : start + 256]
@@ -278,7 +284,13 @@ def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 class InDomainMatcher:
-    """A trained matcher: `score(context_turns, replies)` gives match probabilities in [0, 1]."""
+    """A trained matcher: `score(context_turns, replies)` gives match probabilities in [0, 1].
+
+    The probability reads "this reply is the one a shop agent actually sent after this context",
+    calibrated at even odds against a reply taken from another chat of the same shop. Sentence
+    vectors are cached (bounded, thread-safe), so scoring many drafts for one context encodes
+    the context once.
+    """
 
     def __init__(
         self,
@@ -375,7 +387,7 @@ class InDomainMatcher:
 
     def probabilities(self, logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
         z = self.scale * np.asarray(logits, dtype=np.float64) + self.bias
-        return np.clip(_sigmoid(z), 0.0, 1.0)
+        return np.clip(_sigmoid(np.nan_to_num(z)), 0.0, 1.0)
 
     def score(
         self, context_turns: Sequence[str], replies: Sequence[str]

@@ -567,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (XiaoerError, EmptyMessageError, ValueError) as exc:
+    except (XiaoerError, EmptyMessageError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
 
+from app.errors import XiaoerError
 
-class StoreError(RuntimeError):
+
+class StoreError(XiaoerError):
     """The database can't be used as it is; the message names the file and says what to do."""
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from app import paths
 from app.engine import models
@@ -300,9 +301,20 @@ def running_server() -> str | None:
         return None
     # The port must answer with our model: after a crash another program may hold the port.
     served = served_models(base_url)
-    if served is None or model not in served:
-        return None
-    return base_url
+    if served is None:
+        # llama_cpp.server answers one request at a time: while it finishes a long completion
+        # (even one whose client went away) /v1/models waits. Our pid listening is enough then.
+        return base_url if _accepts_connections(base_url) else None
+    return base_url if model in served else None
+
+
+def _accepts_connections(base_url: str) -> bool:
+    parts = urlsplit(base_url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), 1.0):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
 def read_2018(**kwargs: int) -> list[DialoguePair]:
     return list(
         corpus.read_jddc2018(
-            FIXTURES / "jddc2018_train.enc", FIXTURES / "jddc2018_train.dec", **kwargs
+            FIXTURES / "jddc2018_sample.enc", FIXTURES / "jddc2018_sample.dec", **kwargs
         )
     )
 

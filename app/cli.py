@@ -241,7 +241,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         if args.limit:
             pairs = pairs[: args.limit]
 
-        def progress(event: object) -> None:
+        def progress(event: dict[str, Any]) -> None:
             print(json.dumps(event, ensure_ascii=False, default=str), file=sys.stderr, flush=True)
 
         version, metrics = train_and_register(pairs, store, not args.no_activate, progress)

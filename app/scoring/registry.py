@@ -9,6 +9,7 @@ import numpy as np
 
 from app import paths
 from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA
+from app.scoring.indomain import PairLike, ProgressFn
 from app.scoring.scorers import (
     E5Matching,
     InDomainMatching,
@@ -94,10 +95,10 @@ def load_scorer(
 
 
 def train_and_register(
-    pairs: Sequence[tuple[Sequence[str], str]] | Sequence[object],
+    pairs: Sequence[PairLike],
     store: Store | None = None,
     activate: bool = True,
-    progress: object = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Train an in-domain matcher on the shop's pairs, record it in the store, and (by default)
     make it the active one. Returns its version and held-out metrics."""
@@ -107,7 +108,7 @@ def train_and_register(
     from app.store import MatcherVersion
 
     out = matchers_dir() / time.strftime("%Y%m%d-%H%M%S")
-    info = train_matcher(pairs, out, progress=progress)  # type: ignore[arg-type]
+    info = train_matcher(pairs, out, progress=progress)
     store = store or open_store()
     with store.session() as session:
         session.add(

@@ -334,6 +334,7 @@ def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
         mode=args.mode,
         k=args.k,
         lang=args.lang,
+        max_tokens=args.max_tokens,
         max_concurrency=getattr(args, "concurrency", 4),
         cost_fn=cost,
     )
@@ -343,25 +344,45 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     from app.cloud import providers, secrets, server
 
     if args.teacher_cmd == "serve":
+        how = "`xiaoer teacher stop` stops it" if args.detach else "Ctrl-C stops it"
         server.serve_forever(
             args.profile,
             args.port,
             n_threads=args.threads,
             progress=ProgressPrinter(f"assembling {args.profile}"),
-            on_ready=lambda url: print(
-                f"local teacher ready at {url} (Ctrl-C stops it)", flush=True
-            ),
+            on_ready=lambda url: print(f"local teacher ready at {url} ({how})", flush=True),
+            detach=args.detach,
         )
         return 0
+    if args.teacher_cmd == "stop":
+        stopped = server.stop_server()
+        print(json.dumps(stopped))
+        return 0 if stopped["stopped"] else 1
     if args.teacher_cmd == "ask":
         text = clean_text(args.text)
         if not text:
             print("error: the customer's message is empty", file=sys.stderr)
             return EXIT_USAGE
-        result = _teacher_service(args).ask([Turn("customer", text)])
-        print(result.reply)
+        from app.cloud.teacher import TeacherUnavailable
+
+        service = _teacher_service(args)
+        try:
+            result = service.ask([Turn("customer", text)])
+        except TeacherUnavailable as exc:
+            raise TeacherUnavailable(
+                f"{exc} (the question is kept in the outbox; `xiaoer teacher drain` sends it later)"
+            ) from None
+        print(result.reply, flush=True)
         if args.show_sent:
             print(json.dumps(result.sent.messages, ensure_ascii=False, indent=1), file=sys.stderr)
+        # The teacher just answered: a good moment to send a few requests queued while it was not.
+        drained = service.drain_outbox(limit=args.drain)
+        if drained["done"] or drained["failed"]:
+            print(f"outbox: {json.dumps(drained)}", file=sys.stderr)
+        return 0
+    if args.teacher_cmd == "drain":
+        drained = _teacher_service(args).drain_outbox(limit=args.limit)
+        print(json.dumps(drained))
         return 0
     if args.teacher_cmd == "config":
         current = providers.load_config()
@@ -390,14 +411,16 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         print(f"saved the {args.provider} key in the OS keyring")
         return 0
     if args.teacher_cmd == "status":
-        from app.cloud.service import usage_by_provider
+        from app.cloud.service import outbox_counts, usage_by_provider
         from app.store import open_store
 
+        store = open_store()
         status = {
             "config": asdict(providers.load_config()),
             "local_server": server.running_server(),
             "keyring_warning": secrets.keyring_warning(),
-            "usage": usage_by_provider(open_store()),
+            "usage": usage_by_provider(store),
+            "outbox": outbox_counts(store),
         }
         print(json.dumps(status, ensure_ascii=False, indent=1))
         return 0
@@ -427,6 +450,9 @@ def _teacher_args(parser: argparse.ArgumentParser) -> None:
         "--examples-format", default="jddc2018", choices=["jddc2018", "jddc2019", "ecd", "jsonl"]
     )
     parser.add_argument("--lang", default="zh", choices=["zh", "en"])
+    parser.add_argument(
+        "--max-tokens", type=int, default=256, help="longest teacher reply, in tokens"
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -519,12 +545,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", default="qwen2.5-1.5b")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--threads", type=int, default=None)
+    serve.add_argument(
+        "--detach", action="store_true", help="serve in the background; `teacher stop` ends it"
+    )
+    tsub.add_parser("stop", help="stop the local teacher started by `teacher serve` (JSON)")
     ask = tsub.add_parser(
         "ask", help="ask the configured teacher for a reply (through the firewall)"
     )
     ask.add_argument("text")
     ask.add_argument("--show-sent", action="store_true", help="print what was sent (stderr)")
+    ask.add_argument(
+        "--drain", type=int, default=3, help="then send up to N queued requests (0: none)"
+    )
     _teacher_args(ask)
+    drain = tsub.add_parser(
+        "drain", help="send the requests queued while the teacher was unavailable (JSON)"
+    )
+    drain.add_argument("--limit", type=int, default=None, help="at most N requests")
+    # A queued request keeps the examples and settings it was first built with.
+    drain.set_defaults(examples=None, mode="retrieved", k=8, lang="zh", max_tokens=256)
     cfg = tsub.add_parser("config", help="choose the provider (local, gemini, openai-compatible)")
     cfg.add_argument("--provider", choices=["local", "gemini", "openai-compatible"])
     cfg.add_argument("--model")

@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app.cloud.label import done_ids, label_corpus, progress_line, read_tasks
-from app.cloud.service import RetryPolicy, TeacherService
+from app.cloud.prompt import Example
+from app.cloud.service import CircuitBreaker, RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherUnavailable
+from app.store import OutboxItem, TeacherReply, open_store
 from tests.test_teacher_service import ScriptedTeacher
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -60,6 +63,59 @@ def test_labeling_resumes_after_a_kill(tmp_path: Path) -> None:
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
     assert all(r["teacher_reply"] and r["query"] for r in records)
+
+
+class QueryExamples:
+    """An example bank stand-in: one example pair per query, chosen deterministically."""
+
+    def retrieve(self, query: str, k: int) -> list[Example]:
+        return [Example(f"例：{query}", "亲，可以的")]
+
+
+def test_scripted_queued_requests_are_answered_by_the_next_run_never_lost(tmp_path: Path) -> None:
+    """A run during an outage queues the requests; the next run sends the very same requests from
+    the outbox first, records the answers and labels those tasks from them, asking nothing twice."""
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    tasks = read_tasks(write_jsonl(tmp_path / "c.jsonl", 4), "jsonl")
+    out = tmp_path / "labels.jsonl"
+
+    def run(teacher: ScriptedTeacher):
+        svc = TeacherService(
+            teacher,
+            store,
+            QueryExamples(),  # type: ignore[arg-type]
+            retry=RetryPolicy(attempts=1, max_s=0.0),
+            breaker=CircuitBreaker(threshold=100),
+            sleep=lambda s: None,
+        )
+        return label_corpus(svc, tasks, out, progress=lambda s: None)
+
+    down = ScriptedTeacher(["回复0", TeacherUnavailable("connection refused")] * 3)
+    first = run(down)
+    assert (first.labeled, first.failed, first.outbox_pending) == (3, 2, 2)
+    queued = down.requests[1::2]
+    with store.session() as s:
+        items = s.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
+        assert [i.status for i in items] == ["pending", "pending"]
+        assert [i.request["turns"][-1][1] for i in items] == [
+            tasks[1].turns[-1].text,
+            tasks[3].turns[-1].text,
+        ]
+
+    back = ScriptedTeacher(["补回复1", "补回复3"])
+    second = run(back)
+    assert back.requests[:2] == queued, "the outbox sends the requests exactly as first built"
+    assert len(back.requests) == 2, "the tasks are then labeled from the recorded answers"
+    assert (second.outbox_done, second.outbox_pending) == (2, 0)
+    assert (second.skipped, second.labeled, second.failed) == (3, 2, 0)
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
+    by_id = {r["id"]: r["teacher_reply"] for r in records}
+    assert (by_id[tasks[1].id], by_id[tasks[3].id]) == ("补回复1", "补回复3")
+    with store.session() as s:
+        assert [i.status for i in s.scalars(select(OutboxItem))] == ["done", "done"]
+        assert len(s.scalars(select(TeacherReply)).all()) == len(tasks), "one answer per task"
+    store.close()
 
 
 def test_progress_line_has_eta() -> None:

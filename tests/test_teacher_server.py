@@ -19,13 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app import paths
 from app.cloud import server as teacher_server
 from app.cloud.providers import TeacherConfig, local_teacher, make_teacher
 from app.cloud.server import TeacherServer, TeacherServerError, running_server
+from app.cloud.service import RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherRequest, TeacherUnavailable
 from app.engine import models
+from app.engine.conversation import Turn
+from app.store import OutboxItem, TeacherReply, open_store
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("uvicorn", reason="the local teacher needs llama-cpp-python[server]")
@@ -228,3 +232,122 @@ def test_serve_forever_stops_cleanly_on_ctrl_c(
     assert not (data_home / teacher_server.STATE_FILE).exists()
     with pytest.raises(ProcessLookupError):
         os.kill(state["pid"], 0)  # the llama.cpp child went with it
+
+
+def xiaoer(home: Path, models_dir: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, paths.HOME_ENV: str(home), paths.MODELS_ENV: str(models_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def test_serve_detached_then_teacher_stop(
+    embedded_model_path: Path, data_home: Path, models_dir: Path
+) -> None:
+    port = teacher_server._free_port()
+    serve = xiaoer(
+        data_home, models_dir, "teacher", "serve", "--profile", models.DEFAULT_PROFILE,
+        "--port", str(port), "--threads", "1", "--detach",
+    )  # fmt: skip
+    out, err = serve.communicate(timeout=180)
+    assert serve.returncode == 0, err
+    url = f"http://127.0.0.1:{port}/v1"
+    assert out.strip() == f"local teacher ready at {url} (`xiaoer teacher stop` stops it)"
+    pid = json.loads((data_home / teacher_server.STATE_FILE).read_text())["pid"]
+    try:
+        assert running_server() == url, "the server outlives the command that started it"
+        stop = xiaoer(data_home, models_dir, "teacher", "stop")
+        out, err = stop.communicate(timeout=60)
+        assert stop.returncode == 0, err
+        assert json.loads(out) == {"stopped": True, "pid": pid, "base_url": url}
+        assert not teacher_server._pid_alive(pid)
+        assert running_server() is None
+        assert not (data_home / teacher_server.STATE_FILE).exists()
+    finally:
+        if teacher_server._pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    again = xiaoer(data_home, models_dir, "teacher", "stop")
+    out, _ = again.communicate(timeout=60)
+    assert again.returncode == 1
+    assert json.loads(out)["stopped"] is False
+
+
+def test_teacher_stop_ends_a_foreground_serve_cleanly(
+    embedded_model_path: Path, data_home: Path, models_dir: Path
+) -> None:
+    port = teacher_server._free_port()
+    serve = xiaoer(
+        data_home, models_dir, "teacher", "serve", "--profile", models.DEFAULT_PROFILE,
+        "--port", str(port), "--threads", "1",
+    )  # fmt: skip
+    try:
+        assert serve.stdout is not None
+        assert "ready at" in serve.stdout.readline()
+        pid = json.loads((data_home / teacher_server.STATE_FILE).read_text())["pid"]
+        stopped = teacher_server.stop_server()
+        assert stopped["stopped"] is True and stopped["pid"] == pid
+        _, err = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert serve.returncode == 0, f"a requested stop is not a crash: {err}"
+    assert not teacher_server._pid_alive(pid)
+    assert running_server() is None
+
+
+def test_teacher_stop_leaves_a_reused_pid_alone(data_home: Path) -> None:
+    """A stale state file whose pid now belongs to another program must not get that killed."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        state = {
+            "pid": bystander.pid,
+            "base_url": f"http://127.0.0.1:{teacher_server._free_port()}/v1",
+        }
+        teacher_server.state_path().write_text(json.dumps(state), encoding="utf-8")
+        assert teacher_server.stop_server()["stopped"] is False
+        assert bystander.poll() is None, "the bystander is still running"
+        assert not teacher_server.state_path().exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_outbox_request_is_answered_once_the_real_server_is_up(
+    embedded_model_path: Path, data_home: Path
+) -> None:
+    """Asked while no server listens (a real connection refusal), the question waits in the
+    outbox; once the server runs, a drain gets it answered over HTTP and recorded."""
+    store = open_store()
+    dead = f"http://127.0.0.1:{teacher_server._free_port()}/v1"
+    conversation = [Turn("customer", "你好，请问可以选择快递吗？")]
+
+    def service(base_url: str) -> TeacherService:
+        teacher = local_teacher(base_url, model=embedded_model_path.name, timeout=120)
+        return TeacherService(
+            teacher, store, max_tokens=16, retry=RetryPolicy(attempts=2), sleep=lambda s: None
+        )
+
+    with pytest.raises(TeacherUnavailable, match="Could not connect"):
+        service(dead).ask(conversation)
+    with store.session() as s:
+        item = s.scalars(select(OutboxItem)).one()
+        item.next_attempt_at = item.created_at  # due now rather than in 8 s
+    with TeacherServer(embedded_model_path, n_ctx=512, n_threads=1) as server:
+        server.start(timeout=120)
+        live = service(server.base_url)
+        assert live.drain_outbox() == {"done": 1, "failed": 0, "pending": 0}
+        with store.session() as s:
+            assert s.scalars(select(OutboxItem)).one().status == "done"
+            row = s.scalars(select(TeacherReply)).one()
+            assert row.provider == "local" and row.model == embedded_model_path.name
+            assert row.reply_text.strip() and 0 < row.output_tokens <= 16
+            assert "可以选择快递吗" in (row.sent_json or "")
+        again = live.ask(conversation)
+    assert again.cached and again.reply == row.reply_text
+    store.close()

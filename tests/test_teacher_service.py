@@ -151,6 +151,55 @@ def test_scripted_outbox_keeps_a_failed_request_until_it_succeeds(store: Store) 
         assert s.scalars(select(TeacherReply)).one().reply_text == "[NAME_1]您好，可以改。"
 
 
+class OneExample:
+    def retrieve(self, query: str, k: int) -> list[Example]:
+        return [Example("能开发票吗", "亲，可以开的，下单时选择发票类型即可")]
+
+
+def test_scripted_outbox_resends_the_first_prompt_and_one_item_per_request(store: Store) -> None:
+    down = ScriptedTeacher([TeacherUnavailable("connection refused")] * 6)
+    asking = service(down, store, examples=OneExample(), k=1, max_tokens=64)
+    for _ in range(2):  # the same request failing twice stays one item
+        with pytest.raises(TeacherUnavailable):
+            asking.ask(CONVERSATION, message_id=None)
+    with store.session() as s:
+        item = s.scalars(select(OutboxItem)).one()
+        assert item.attempts == 2
+        assert "13812345678" in json.dumps(item.request, ensure_ascii=False), (
+            "the outbox keeps the conversation as typed; redaction happens at send time"
+        )
+        item.next_attempt_at = item.created_at
+    # `xiaoer teacher drain` has no example bank and default settings: it still sends the prompt
+    # the first attempt built (examples, length), redacted for the teacher it goes to.
+    back = ScriptedTeacher(["好的，可以改。"])
+    draining = service(back, store)
+    assert draining.drain_outbox() == {"done": 1, "failed": 0, "pending": 0}
+    assert back.requests == [down.requests[0]]
+    assert back.requests[0].max_tokens == 64
+    sent = json.dumps(back.requests[0].messages, ensure_ascii=False)
+    assert "能开发票吗" in sent and not any(value in sent for value in PII)
+    # Asking again later is answered from what the drain recorded.
+    assert asking.ask(CONVERSATION).cached
+
+
+def test_scripted_drain_stops_at_the_first_unavailable(store: Store) -> None:
+    svc = service(ScriptedTeacher([TeacherUnavailable("down")] * 9), store)
+    for text in ("能便宜点吗", "什么时候发货", "可以退货吗"):
+        with pytest.raises(TeacherUnavailable):
+            svc.ask([Turn("customer", text)])
+    with store.session() as s:
+        for item in s.scalars(select(OutboxItem)):
+            item.next_attempt_at = item.created_at
+    teacher = ScriptedTeacher(
+        ["好的", TeacherUnavailable("down again")] + [TeacherUnavailable("x")] * 9
+    )
+    assert service(teacher, store).drain_outbox() == {"done": 1, "failed": 0, "pending": 2}
+    assert len(teacher.requests) == 1 + 3, "one retried item, then the drain stops"
+    with store.session() as s:
+        statuses = [i.status for i in s.scalars(select(OutboxItem).order_by(OutboxItem.id))]
+    assert statuses == ["done", "pending", "pending"]
+
+
 def test_scripted_circuit_breaker_fails_fast_then_half_opens() -> None:
     now = [0.0]
     breaker = CircuitBreaker(threshold=2, cooldown_s=30, clock=lambda: now[0])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from app.cloud.service import TeacherService
+from app.cloud.service import TeacherService, outbox_counts
 from app.cloud.teacher import TeacherError
 from app.engine.conversation import Turn
 from app.scoring import corpus
@@ -143,6 +143,10 @@ class LabelReport:
     labeled: int
     failed: int
     seconds: float
+    outbox_done: int = 0
+    """Queued requests (of this or an earlier run) answered before labeling began."""
+    outbox_pending: int = 0
+    """Requests still queued after the run: the teacher was unavailable for them."""
 
     @property
     def per_minute(self) -> float:
@@ -164,7 +168,20 @@ def label_corpus(
     per_minute: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LabelReport:
-    """Label every task not yet in ``out``; appends one JSON line per labeled task."""
+    """Label every task not yet in ``out``; appends one JSON line per labeled task.
+
+    First the outbox is drained: requests that found the teacher unavailable before (in an earlier
+    run, or in the app) are sent again, so their answers are recorded and a task among them is
+    labeled from the cache instead of being asked twice.
+    """
+    report = progress or (lambda line: print("\r" + line, end="", file=sys.stderr, flush=True))
+    drained = service.drain_outbox()
+    if drained["done"] or drained["failed"]:
+        note = (
+            f"outbox: {drained['done']} queued requests answered, {drained['failed']} refused, "
+            f"{drained['pending']} still queued"
+        )
+        (progress or (lambda line: print(line, file=sys.stderr, flush=True)))(note)
     started = time.monotonic()
     already = done_ids(out)
     todo = [t for t in tasks if t.id not in already]
@@ -187,7 +204,6 @@ def label_corpus(
             "prompt_hash": result.prompt_hash,
         }
 
-    report = progress or (lambda line: print("\r" + line, end="", file=sys.stderr, flush=True))
     with out.open("ab") as sink, ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         pending: set[Future[dict[str, Any]]] = set()
         queue = iter(todo)
@@ -216,6 +232,13 @@ def label_corpus(
                     pending.add(pool.submit(work, nxt))
     if progress is None:
         print(file=sys.stderr)
+    still_queued = outbox_counts(service.store)["pending"] if service.store is not None else 0
     return LabelReport(
-        len(tasks), len(tasks) - len(todo), labeled, failed, time.monotonic() - started
+        len(tasks),
+        len(tasks) - len(todo),
+        labeled,
+        failed,
+        time.monotonic() - started,
+        drained["done"],
+        still_queued,
     )

@@ -86,7 +86,22 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # An exited child its parent has not reaped yet still answers signal 0.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def _is_server_process(pid: int, base_url: str) -> bool:
+    """Whether ``pid`` is still a llama.cpp server and not a process that reused its number."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        # No /proc (macOS, Windows): the port answering is the best evidence there is.
+        return _accepts_connections(base_url)
+    return b"llama_cpp.server" in cmdline
 
 
 def _child_env() -> dict[str, str]:
@@ -138,6 +153,7 @@ class TeacherServer:
         self.model = self.model_path.name
         self.log_path = log_path()
         self._process: subprocess.Popen[bytes] | None = None
+        self._detached = False
 
     @property
     def base_url(self) -> str:
@@ -182,8 +198,12 @@ class TeacherServer:
             cmd += ["--chat_format", self.chat_format]
         return cmd
 
-    def start(self, timeout: float = 180.0) -> str:
-        """Launch the server and wait until it answers; returns ``base_url``."""
+    def start(self, timeout: float = 180.0, detach: bool = False) -> str:
+        """Launch the server and wait until it answers; returns ``base_url``.
+
+        ``detach``: the server gets its own session, so that it outlives this process and the
+        terminal; `xiaoer teacher stop` (``stop_server``) ends it.
+        """
         if self.is_running():
             return self.base_url
         if not self.model_path.is_file():
@@ -195,6 +215,12 @@ class TeacherServer:
                 f"Port {self.port} on {LOOPBACK} is in use (is a teacher already running?); "
                 "choose another port"
             )
+        detached: dict[str, Any] = {}
+        if detach:
+            if sys.platform == "win32":
+                detached["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            else:
+                detached["start_new_session"] = True
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 self.command(),
@@ -202,6 +228,7 @@ class TeacherServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_child_env(),
+                **detached,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -237,6 +264,10 @@ class TeacherServer:
                 process.kill()
                 process.wait()
         self._clear_state(process.pid)
+
+    def release(self) -> None:
+        """Leave the server running on its own: this object no longer stops it."""
+        self._process = None
 
     def wait(self) -> int:
         """Block until the server exits on its own; returns its exit code."""
@@ -286,6 +317,40 @@ def _read_state() -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def stop_server(grace: float = 15.0) -> dict[str, Any]:
+    """`xiaoer teacher stop`: end the local teacher this data dir's state file names.
+
+    Works for a detached server and for one that `xiaoer teacher serve` runs in another terminal
+    (that command then exits cleanly, as on Ctrl-C). The server is asked to exit and killed if it
+    has not after ``grace`` seconds.
+    """
+    state = _read_state()
+    pid = state.get("pid") if state else None
+    base_url = state.get("base_url") if state else None
+    if not (isinstance(pid, int) and isinstance(base_url, str)):
+        return {"stopped": False, "detail": "no local teacher is running from this data dir"}
+    if not (_pid_alive(pid) and _is_server_process(pid, base_url)):
+        state_path().unlink(missing_ok=True)
+        return {"stopped": False, "detail": "the local teacher had already exited"}
+    # The state file goes first: it tells a `serve` waiting on this server that the exit is asked
+    # for, not a crash.
+    state_path().unlink(missing_ok=True)
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_exit(pid, grace):
+        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        _wait_exit(pid, 5.0)
+    return {"stopped": True, "pid": pid, "base_url": base_url}
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def running_server() -> str | None:
@@ -343,11 +408,14 @@ def serve_forever(
     progress: models.ProgressFn | None = None,
     on_ready: Callable[[str], None] | None = None,
     start_timeout: float = 180.0,
+    detach: bool = False,
 ) -> None:
-    """`xiaoer teacher serve`: provision the model if needed, serve it until Ctrl-C, stop cleanly.
+    """`xiaoer teacher serve`: provision the model if needed, serve it until Ctrl-C (or
+    `xiaoer teacher stop`), stop cleanly.
 
     ``profile`` is a built-in profile (assembled on first use, ``progress`` is told how far), a
     registered model name or a GGUF path. ``on_ready`` gets the base URL once the server answers.
+    ``detach``: return once the server answers and leave it running in the background.
     """
     existing = running_server()
     if existing:
@@ -365,6 +433,13 @@ def serve_forever(
     server = TeacherServer(
         model_path, port=port, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format
     )
+    if detach:
+        with server:  # stopped only if it fails to start
+            server.start(start_timeout, detach=True)
+            server.release()
+        if on_ready is not None:
+            on_ready(server.base_url)
+        return
     with _sigterm_as_exit(), server:
         server.start(start_timeout)
         if on_ready is not None:
@@ -373,6 +448,8 @@ def serve_forever(
             code = server.wait()
         except KeyboardInterrupt:
             return
+        if _read_state() is None:
+            return  # `xiaoer teacher stop` removed the state file and ended the server
         raise TeacherServerError(
             f"The local teacher exited unexpectedly with code {code}. "
             f"Log {server.log_path}:\n{_tail(server.log_path)}"

@@ -142,26 +142,40 @@ class TeacherService:
 
     # --- one request --------------------------------------------------------------------------
 
-    def prepare(self, conversation: Sequence[Turn]) -> tuple[TeacherRequest, Redactor]:
-        """The request as it will be sent, and the redactor that can restore the reply."""
+    def examples_for(self, conversation: Sequence[Turn]) -> list[Example]:
+        """The example pairs the prompt for ``conversation`` shows (unredacted, as in the corpus)."""
+        if self.examples is None or not conversation:
+            return []
+        if self.mode == "fixed":
+            return self.examples.fixed(self.n_fixed)
+        return self.examples.retrieve(conversation[-1].text, self.k)
+
+    def prepare(
+        self, conversation: Sequence[Turn], examples: Sequence[Example] | None = None
+    ) -> tuple[TeacherRequest, Redactor]:
+        """The request as it will be sent, and the redactor that can restore the reply.
+
+        ``examples`` defaults to ``examples_for(conversation)``; the outbox passes the ones the
+        first attempt chose, so a retry sends the same prompt.
+        """
+        chosen = self.examples_for(conversation) if examples is None else examples
+        return self._build(conversation, chosen, self.lang, self.max_tokens)
+
+    def _build(
+        self, conversation: Sequence[Turn], examples: Sequence[Example], lang: str, max_tokens: int
+    ) -> tuple[TeacherRequest, Redactor]:
         turns = [Turn(t.role, clean_text(t.text)) for t in conversation if clean_text(t.text)]
         if not turns or turns[-1].role != "customer":
             raise ValueError("The teacher needs a conversation that ends with a customer message")
+        chosen = list(examples)
         redactor = Redactor()
         if not self.teacher.is_local:
             turns = [Turn(t.role, redactor.redact(t.text).redacted) for t in turns]
-        examples: list[Example] = []
-        if self.examples is not None:
-            if self.mode == "fixed":
-                examples = self.examples.fixed(self.n_fixed)
-            else:
-                examples = self.examples.retrieve(conversation[-1].text, self.k)
-            if not self.teacher.is_local:
-                examples = [
-                    Example(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
-                    for e in examples
-                ]
-        return build_request(turns, examples, self.lang, self.max_tokens), redactor
+            chosen = [
+                Example(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
+                for e in chosen
+            ]
+        return build_request(turns, chosen, lang, max_tokens), redactor
 
     def ask(
         self,
@@ -171,7 +185,8 @@ class TeacherService:
     ) -> TeacherResult:
         """Ask the teacher for a reference reply. On TeacherUnavailable (after retries) the request
         is kept in the outbox, when there is a store, and the error is raised."""
-        request, redactor = self.prepare(conversation)
+        examples = self.examples_for(conversation)
+        request, redactor = self.prepare(conversation, examples)
         digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
         cached = self._cached(digest)
         if cached is not None:
@@ -186,7 +201,7 @@ class TeacherService:
         try:
             answer = self._call(request)
         except TeacherUnavailable as exc:
-            self._enqueue(conversation, message_id, draft_id, str(exc))
+            self._enqueue(conversation, examples, message_id, draft_id, str(exc))
             raise
         reply = clean_reply(answer.text)
         cost = self._cost_fn(answer.usage)
@@ -263,12 +278,37 @@ class TeacherService:
             )
 
     def _enqueue(
-        self, conversation: Sequence[Turn], message_id: int | None, draft_id: int | None, error: str
+        self,
+        conversation: Sequence[Turn],
+        examples: Sequence[Example],
+        message_id: int | None,
+        draft_id: int | None,
+        error: str,
     ) -> None:
         if self.store is None:
             return
-        payload = {"turns": [[t.role, t.text] for t in conversation]}
+        # What it takes to send the same prompt again: the conversation and examples as they are
+        # on the device (redaction happens at send time, for whichever teacher it goes to then).
+        payload: dict[str, Any] = {
+            "turns": [[t.role, t.text] for t in conversation],
+            "examples": [[e.query, e.reply] for e in examples],
+            "lang": self.lang,
+            "max_tokens": self.max_tokens,
+        }
+        retry_at = datetime.now(UTC) + timedelta(seconds=self.retry.max_s)
         with self.store.session() as session:
+            # The same request failing again (a relabeling run, a second click) is one item.
+            for item in session.scalars(
+                select(OutboxItem)
+                .where(OutboxItem.status == "pending")
+                .where(_same(OutboxItem.message_id, message_id))
+                .where(_same(OutboxItem.draft_id, draft_id))
+            ):
+                if item.request == payload:
+                    item.attempts += 1
+                    item.last_error = error
+                    item.next_attempt_at = retry_at
+                    return
             session.add(
                 OutboxItem(
                     message_id=message_id,
@@ -276,31 +316,49 @@ class TeacherService:
                     request=payload,
                     attempts=1,
                     last_error=error,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=self.retry.max_s),
+                    next_attempt_at=retry_at,
                 )
             )
 
-    def drain_outbox(self, limit: int = 50) -> dict[str, int]:
-        """Retry pending requests whose time has come; returns counts of done/pending/failed."""
+    def _replay(self, payload: dict[str, Any]) -> tuple[TeacherRequest, str]:
+        """The queued request rebuilt as first built (older items hold only the turns)."""
+        turns = [Turn(role, text) for role, text in payload["turns"]]
+        if "examples" in payload:
+            examples = [Example(query, reply) for query, reply in payload["examples"]]
+        else:
+            examples = self.examples_for(turns)
+        request, _ = self._build(
+            turns,
+            examples,
+            str(payload.get("lang", self.lang)),
+            int(payload.get("max_tokens", self.max_tokens)),
+        )
+        return request, prompt_hash(request, self.teacher.provider, self.teacher.model)
+
+    def drain_outbox(self, limit: int | None = None) -> dict[str, int]:
+        """Send the queued requests whose time has come, oldest first, and record the answers.
+
+        Stops at the first request the teacher is still unavailable for (the rest wait for the next
+        drain). Returns how many were answered (``done``), given up on because the teacher refused
+        them (``failed``), and how many are still queued (``pending``, due or not).
+        """
+        counts = {"done": 0, "failed": 0, "pending": 0}
         if self.store is None:
-            return {"done": 0, "pending": 0, "failed": 0}
+            return counts
         with self.store.session() as session:
-            due = session.scalars(
+            query = (
                 select(OutboxItem)
                 .where(OutboxItem.status == "pending")
                 .where(OutboxItem.next_attempt_at <= datetime.now(UTC))
                 .order_by(OutboxItem.id)
-                .limit(limit)
-            ).all()
+            )
+            due = session.scalars(query if limit is None else query.limit(limit)).all()
             jobs = [(item.id, item.request, item.message_id, item.draft_id) for item in due]
-        counts = {"done": 0, "pending": 0, "failed": 0}
         for item_id, payload, message_id, draft_id in jobs:
-            turns = [Turn(role, text) for role, text in payload["turns"]]
             status: OutboxStatus = "done"
             error: str | None = None
             try:
-                request, _ = self.prepare(turns)
-                digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
+                request, digest = self._replay(payload)
                 if self._cached(digest) is None:
                     answer = self._call(request)
                     reply = clean_reply(answer.text)
@@ -315,9 +373,8 @@ class TeacherService:
                     )
             except TeacherUnavailable as exc:
                 status, error = "pending", str(exc)
-            except (TeacherRejected, ValueError) as exc:
+            except (TeacherRejected, ValueError, KeyError, TypeError) as exc:
                 status, error = "failed", str(exc)
-            counts[status] += 1
             with self.store.session() as session:
                 item = session.get(OutboxItem, item_id)
                 assert item is not None
@@ -327,7 +384,26 @@ class TeacherService:
                     item.attempts += 1
                     wait = min(3600.0, self.retry.max_s * 2 ** min(item.attempts, 9))
                     item.next_attempt_at = datetime.now(UTC) + timedelta(seconds=wait)
+            if status == "pending":
+                break
+            counts[status] += 1
+        counts["pending"] = outbox_counts(self.store)["pending"]
         return counts
+
+
+def _same(column: Any, value: int | None) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def outbox_counts(store: Store) -> dict[str, int]:
+    """Outbox items by status: pending (still to send), done, failed (the teacher refused them)."""
+    with store.session() as session:
+        rows = session.execute(
+            select(OutboxItem.status, func.count()).group_by(OutboxItem.status)
+        ).all()
+    counts = {"pending": 0, "done": 0, "failed": 0}
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
 
 
 def _answer(row: TeacherReply) -> TeacherAnswer:

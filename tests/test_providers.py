@@ -29,6 +29,8 @@ from jaraco.classes import properties
 
 from app.cloud import providers, secrets
 from app.cloud.providers import (
+    DEFAULT_GEMINI_MODEL,
+    GEMINI_THINKING_HEADROOM,
     GeminiTeacher,
     OpenAICompatibleTeacher,
     TeacherConfig,
@@ -327,9 +329,19 @@ def test_gemini_recorded_request_and_answer(api: FakeApi) -> None:
     assert GEMINI_KEY not in sent.path, "the key goes in the header, not the URL"
     text = recorded["response"]["json"]["candidates"][0]["content"]["parts"][0]["text"]
     assert answer.text == text
-    assert (answer.provider, answer.model) == ("gemini", "gemini-1.5-pro")
-    assert answer.usage == Usage(input_tokens=46, output_tokens=24)
-    assert teacher.cost(answer.usage) == pytest.approx(0.046 * 0.00125 + 0.024 * 0.005)
+    assert (answer.provider, answer.model) == ("gemini", DEFAULT_GEMINI_MODEL)
+    # The default model thinks: thinking tokens are billed as output, so they are counted.
+    assert answer.usage == Usage(input_tokens=46, output_tokens=24 + 31)
+    assert teacher.cost(answer.usage) == pytest.approx(0.046 * 0.00125 + 0.055 * 0.005)
+
+
+def test_gemini_recorded_default_is_a_current_model_with_room_to_think(api: FakeApi) -> None:
+    # The paper's Gemini 1.5 Pro is shut down; the default must not be a retired model.
+    assert DEFAULT_GEMINI_MODEL == "gemini-3.8-flash"
+    gemini(api, "generate_ok").complete(QUESTION)
+    config = api.seen[0].body["generationConfig"]
+    assert config["thinkingConfig"] == {"thinking_level": "LOW"}  # as google-genai sends it
+    assert config["maxOutputTokens"] == QUESTION.max_tokens + GEMINI_THINKING_HEADROOM
 
 
 def test_gemini_recorded_system_messages_are_joined_into_one_instruction(api: FakeApi) -> None:
@@ -341,7 +353,9 @@ def test_gemini_recorded_system_messages_are_joined_into_one_instruction(api: Fa
     assert sent.path.endswith("/v1beta/models/gemini-2.0-flash:generateContent")
     assert sent.body["systemInstruction"]["parts"] == [{"text": "规则一\n\n规则二"}]
     assert sent.body["contents"] == [{"parts": [{"text": "你好"}], "role": "user"}]
-    assert sent.body["generationConfig"]["maxOutputTokens"] == 16
+    assert sent.body["generationConfig"] == {"maxOutputTokens": 16, "temperature": 0.3}, (
+        "models before Gemini 3 get no thinking settings and no headroom"
+    )
 
 
 @pytest.mark.parametrize(
@@ -573,8 +587,8 @@ def test_make_teacher_gemini(
         make_teacher(config)
     monkeypatch.setenv("XIAOER_GEMINI_API_KEY", GEMINI_KEY)
     teacher = make_teacher(config)
-    assert (teacher.provider, teacher.model) == ("gemini", "gemini-1.5-pro")
-    assert teacher.complete(QUESTION).usage.output_tokens == 24
+    assert (teacher.provider, teacher.model) == ("gemini", DEFAULT_GEMINI_MODEL)
+    assert teacher.complete(QUESTION).usage.output_tokens == 24 + 31
     assert api.seen[0].headers["x-goog-api-key"] == GEMINI_KEY
 
 

@@ -38,7 +38,16 @@ if TYPE_CHECKING:
 
 ProviderName = Literal["local", "gemini", "openai-compatible"]
 PROVIDERS: tuple[str, ...] = get_args(ProviderName)
-DEFAULT_GEMINI_MODEL = "gemini-1.5-pro"
+# The paper's teacher was Gemini 1.5 Pro, which Google has shut down, and 2.5 Pro and 2.5 Flash
+# are deprecated as well (Gemini API deprecations page, November 2026). Gemini 3.8 Flash is the
+# replacement Google names for 2.5 Pro and its newest stable Flash: Pro-class answers at Flash
+# prices, which suits labeling thousands of short replies. `xiaoer teacher config --model`
+# chooses another.
+DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
+# Gemini 3 models think before answering, and the thinking counts against maxOutputTokens: a
+# 256-token reply budget could be spent before the reply starts. They get the lowest level every
+# Gemini 3 model accepts (3.7/3.8 Flash refuse MINIMAL) and this many extra tokens to think in.
+GEMINI_THINKING_HEADROOM = 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 CONFIG_FILE = "teacher.json"
 # Gateways answer these when busy or slow; trying again later can succeed.
@@ -311,10 +320,14 @@ class GeminiTeacher:
         ]
         if not contents:
             raise TeacherRejected("The request to Gemini has no user message")
+        thinks = self.model.startswith("gemini-3")
         config = types.GenerateContentConfig(
             system_instruction="\n\n".join(system) if system else None,
             temperature=request.temperature,
-            max_output_tokens=request.max_tokens,
+            max_output_tokens=request.max_tokens + (GEMINI_THINKING_HEADROOM if thinks else 0),
+            thinking_config=(
+                types.ThinkingConfig(thinking_level=types.ThinkingLevel.LOW) if thinks else None
+            ),
         )
         try:
             response = self._client.models.generate_content(
@@ -366,13 +379,17 @@ class GeminiTeacher:
         if not text:
             raise TeacherRejected("Gemini sent an empty answer")
         meta = response.usage_metadata
+        # Thinking tokens are billed as output tokens, so they count in the cost shown.
+        output = (
+            ((meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)) if meta else 0
+        )
         return TeacherAnswer(
             text=text,
             provider=self.provider,
             model=self.model,
             usage=Usage(
                 input_tokens=(meta.prompt_token_count or 0) if meta else 0,
-                output_tokens=(meta.candidates_token_count or 0) if meta else 0,
+                output_tokens=output,
             ),
         )
 
@@ -394,7 +411,8 @@ class TeacherConfig:
     model: str = field(
         default="",
         metadata={
-            "help": "model name; empty: gemini-1.5-pro for gemini, the served file for local"
+            "help": f"model name; empty: {DEFAULT_GEMINI_MODEL} for gemini, the served file for "
+            "local"
         },
     )
     base_url: str = field(

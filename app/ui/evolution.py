@@ -1,0 +1,172 @@
+"""The UI's side of evolution (issue #5's contract), as plain Python.
+
+- ``evolve_command()`` is the child process the window runs with QProcess (a pure function: tests
+  and the bench read it without running anything);
+- ``parse_event()`` reads one of its JSON lines;
+- ``adapter_history()`` reads the adapter versions from the store;
+- ``apply_active_adapter()`` calls ``app.evolve.apply_active_adapter`` where it exists, and
+  otherwise does the same through the store and the engine, so the panel works either way;
+- ``activate_adapter()`` promotes or rolls back through the store's own helper.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.engine.end_model import EndModel
+from app.store import AdapterVersion, Store, TeacherReply, TrainingRun
+
+EVENTS = {"stage", "step", "gate", "done", "error"}
+STAGES = ("candidates", "fetch_labels", "train", "export", "gate", "promote")
+
+
+def evolve_command(python: str | None = None) -> list[str]:
+    """``python -m app evolve --now --jsonl``: one evolution round reporting JSON lines."""
+    return [python or sys.executable, "-m", "app", "evolve", "--now", "--jsonl"]
+
+
+def parse_event(line: str | bytes) -> dict[str, Any] | None:
+    """One JSON-lines event, or None for a line that is not one (library chatter on stdout)."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("event") not in EVENTS:
+        return None
+    return event
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    whole = round(float(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+@dataclass(frozen=True)
+class AdapterRow:
+    version: str
+    status: str
+    method: str
+    base_model: str
+    path: str
+    metrics: dict[str, Any]
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+def adapter_history(store: Store) -> list[AdapterRow]:
+    """Every adapter version, newest first."""
+    with store.session() as session:
+        rows = session.scalars(select(AdapterVersion).order_by(AdapterVersion.id.desc())).all()
+        return [
+            AdapterRow(
+                r.version,
+                r.status,
+                r.method,
+                r.base_model,
+                r.path,
+                dict(r.metrics or {}),
+                r.created_at,
+                r.promoted_at,
+            )
+            for r in rows
+        ]
+
+
+def _evolve_function(name: str) -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("app.evolve")
+    except ImportError:
+        return None
+    found = getattr(module, name, None)
+    return found if callable(found) else None
+
+
+def apply_active_adapter(model: EndModel, store: Store) -> str | None:
+    """Load the store's active adapter into a running model (hot swap); None: the base model.
+
+    Call it on the model worker. Uses ``app.evolve.apply_active_adapter`` when it exists.
+    """
+    provided = _evolve_function("apply_active_adapter")
+    if provided is not None:
+        result = provided(model, store)
+        return None if result is None else str(result)
+    with store.session() as session:
+        row = store.active_adapter(session)
+        version, path = (row.version, row.path) if row is not None else (None, None)
+    if version is None or path is None:
+        model.set_adapter(None)
+        return None
+    if model.active_adapter != version:
+        model.load_adapter(version, Path(path))
+        model.set_adapter(version)
+    return version
+
+
+def activate_adapter(store: Store, version: str | None) -> None:
+    """Promote ``version`` (or roll back to it); None goes back to the base model.
+
+    The same one-unit-of-work switch that ``xiaoer adapters promote|rollback`` makes.
+    """
+    with store.session() as session:
+        store.set_active_adapter(session, version)
+
+
+def rollback_target(history: list[AdapterRow]) -> str | None:
+    """The version a rollback returns to: the newest retired one promoted before the active one."""
+    active = next((r for r in history if r.status == "active"), None)
+    retired = [
+        r
+        for r in history
+        if r.status == "retired"
+        and r.promoted_at is not None
+        and (active is None or active.promoted_at is None or r.promoted_at < active.promoted_at)
+    ]
+    retired.sort(key=lambda r: r.promoted_at or r.created_at, reverse=True)
+    return retired[0].version if retired else None
+
+
+def should_evolve(store: Store, policy: str, min_labels: int, now: datetime | None = None) -> bool:
+    """Whether the automatic policy calls for a run now.
+
+    ``daily``: no run started in the last 24 hours and at least one new label since the last run;
+    ``after_labels``: at least ``min_labels`` new teacher labels since the last run; ``off``: never.
+    """
+    if policy == "off":
+        return False
+    now = now or datetime.now(UTC)
+    with store.session() as session:
+        last_run = session.scalar(select(func.max(TrainingRun.started_at)))
+        since = last_run or datetime(1970, 1, 1, tzinfo=UTC)
+        new_labels = int(
+            session.scalar(
+                select(func.count())
+                .select_from(TeacherReply)
+                .where(TeacherReply.created_at > since)
+            )
+            or 0
+        )
+    if last_run is not None and last_run.tzinfo is None:
+        last_run = last_run.replace(tzinfo=UTC)
+    if policy == "daily":
+        return new_labels > 0 and (last_run is None or now - last_run >= timedelta(days=1))
+    if policy == "after_labels":
+        return new_labels >= min_labels
+    raise ValueError(f"Unknown evolution policy {policy!r}")

@@ -1,0 +1,240 @@
+"""The agent's workspace as plain Python over the store: what the window shows and records.
+
+No Qt here: the widgets call these methods (on a worker thread where they may wait for the
+database) and show what they return. Every draft, rating (with the text actually sent) and score
+goes to the store through its repository helpers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from app.engine.conversation import Turn
+from app.store import Conversation, Customer, Draft, Message, Rating, Score, Store
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    role: str
+    text: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    customer: str
+    channel: str
+    status: str
+    last_text: str
+    waiting_since: datetime | None
+    """When the oldest unanswered customer message arrived; None when nothing is unanswered."""
+    unanswered: int
+    """Customer messages since the shop's last reply."""
+
+
+@dataclass(frozen=True)
+class ScoreView:
+    final: float
+    similarity: float | None
+    matching: float | None
+    mode: str
+    fallback: bool
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    """What the model worker knows about a finished draft, for the store."""
+
+    reply_to_id: int
+    text: str
+    model_profile: str
+    latency_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    adapter: str | None
+
+
+class Workspace:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # --- arriving and sent messages --------------------------------------------------------
+
+    def conversation_for(self, channel: str, customer: str, display_name: str | None = None) -> int:
+        """The customer's open conversation on ``channel``, opened if there is none."""
+        masked = f"{channel}:{customer}"
+        with self.store.session() as session:
+            row = self.store.get_or_create_customer(session, masked, display_name or customer)
+            found = session.scalar(
+                select(Conversation.id)
+                .where(Conversation.customer_id == row.id)
+                .where(Conversation.channel == channel)
+                .where(Conversation.status == "open")
+                .order_by(Conversation.id.desc())
+            )
+            if found is not None:
+                return int(found)
+            return self.store.open_conversation(session, row.id, channel).id
+
+    def add_customer_message(self, conversation_id: int, text: str) -> int:
+        with self.store.session() as session:
+            return self.store.add_message(session, conversation_id, "customer", text).id
+
+    def send(
+        self,
+        conversation_id: int,
+        text: str,
+        draft_id: int | None = None,
+        thumbs_up: bool | None = None,
+    ) -> int:
+        """The agent's reply goes into the transcript; a draft gets a rating with what was sent.
+
+        Both land in one unit of work, so a sent reply is never without its rating.
+        """
+        with self.store.session() as session:
+            message = self.store.add_message(session, conversation_id, "agent", text)
+            if draft_id is not None:
+                self.store.record_rating(session, draft_id, thumbs_up=thumbs_up, sent_text=text)
+            return message.id
+
+    def record_draft(self, record: DraftRecord) -> int:
+        with self.store.session() as session:
+            adapter_id = None
+            if record.adapter is not None:
+                row = self.store.get_adapter(session, record.adapter)
+                adapter_id = row.id if row is not None else None
+            draft = self.store.add_draft(
+                session,
+                record.reply_to_id,
+                record.text,
+                model_profile=record.model_profile,
+                latency_ms=record.latency_ms,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                adapter_version_id=adapter_id,
+            )
+            return draft.id
+
+    def rate(self, draft_id: int, thumbs_up: bool | None) -> None:
+        with self.store.session() as session:
+            self.store.record_rating(session, draft_id, thumbs_up=thumbs_up)
+
+    def close_conversation(self, conversation_id: int) -> None:
+        with self.store.session() as session:
+            row = session.get(Conversation, conversation_id)
+            if row is not None and row.status == "open":
+                row.status = "closed"
+                row.closed_at = datetime.now(UTC)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def messages(self, conversation_id: int) -> list[MessageView]:
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.sent_at, Message.id)
+            ).all()
+            return [MessageView(m.id, m.role, m.text, m.sent_at) for m in rows]
+
+    def turns(self, conversation_id: int) -> list[Turn]:
+        """The conversation as the end model and the teacher see it."""
+        return [
+            Turn("customer" if m.role == "customer" else "agent", m.text)
+            for m in self.messages(conversation_id)
+            if m.role in ("customer", "agent")
+        ]
+
+    def summaries(self, status: str = "open") -> list[ConversationSummary]:
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Conversation, Customer)
+                .join(Customer, Conversation.customer_id == Customer.id)
+                .where(Conversation.status == status)
+                .order_by(Conversation.id)
+            ).all()
+            out = []
+            for conversation, customer in rows:
+                msgs = session.scalars(
+                    select(Message)
+                    .where(Message.conversation_id == conversation.id)
+                    .where(Message.role != "system")
+                    .order_by(Message.sent_at, Message.id)
+                ).all()
+                unanswered: list[Message] = []
+                for m in msgs:
+                    unanswered = [*unanswered, m] if m.role == "customer" else []
+                out.append(
+                    ConversationSummary(
+                        conversation.id,
+                        customer.display_name or customer.masked_id,
+                        conversation.channel,
+                        conversation.status,
+                        msgs[-1].text if msgs else "",
+                        unanswered[0].sent_at if unanswered else None,
+                        len(unanswered),
+                    )
+                )
+            return out
+
+    def summary(self, conversation_id: int) -> ConversationSummary | None:
+        for s in self.summaries("open") + self.summaries("closed"):
+            if s.id == conversation_id:
+                return s
+        return None
+
+    def latest_score(self, draft_id: int) -> ScoreView | None:
+        with self.store.session() as session:
+            row = session.scalars(
+                select(Score).where(Score.draft_id == draft_id).order_by(Score.id.desc()).limit(1)
+            ).first()
+            if row is None:
+                return None
+            return ScoreView(
+                row.final, row.similarity, row.matching, row.mode, row.fallback_applied
+            )
+
+    def latest_rating(self, draft_id: int) -> Rating | None:
+        with self.store.session() as session:
+            return session.scalars(
+                select(Rating).where(Rating.draft_id == draft_id).order_by(Rating.id.desc())
+            ).first()
+
+    def draft_count(self) -> int:
+        with self.store.session() as session:
+            return int(session.scalar(select(func.count()).select_from(Draft)) or 0)
+
+    # --- export -------------------------------------------------------------------------------
+
+    def export_markdown(self, conversation_id: int) -> str:
+        summary = self.summary(conversation_id)
+        title = summary.customer if summary else str(conversation_id)
+        channel = summary.channel if summary else ""
+        lines = [
+            f"# {title}",
+            "",
+            f"- conversation: {conversation_id}",
+            f"- channel: {channel}",
+            "",
+        ]
+        for m in self.messages(conversation_id):
+            who = {"customer": "Customer", "agent": "Agent"}.get(m.role, m.role)
+            stamp = m.sent_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            lines.append(f"**{who}** ({stamp}): {m.text}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def export_csv(self, conversation_id: int) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["conversation", "message", "role", "sent_at", "text"])
+        for m in self.messages(conversation_id):
+            writer.writerow([conversation_id, m.id, m.role, m.sent_at.isoformat(), m.text])
+        return out.getvalue()

@@ -1,0 +1,105 @@
+"""Training configuration: one dataclass, saved next to every run's outputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from app.engine import models
+
+Method = Literal["lora", "prefix", "ptuning-v2"]
+METHODS: tuple[Method, ...] = ("lora", "prefix", "ptuning-v2")
+
+# Table IV of the paper (ChatGLM3-6B on a GPU).
+PAPER_PRESET: dict[str, Any] = {
+    "max_input": 256,
+    "max_output": 512,
+    "lr": 5e-5,
+    "batch_size": 1,
+    "steps": 30_000,
+    "save_every": 1_000,
+}
+# Moves the 0.5B measurably within minutes on 2 CPU cores: short sequences, few steps, and
+# learning rates that suit each method (prompt parameters need a much larger one than LoRA).
+QUICK_PRESET: dict[str, Any] = {
+    "max_input": 192,
+    "max_output": 64,
+    "batch_size": 1,
+    "steps": 60,
+    "save_every": 20,
+    "warmup_steps": 5,
+}
+QUICK_LR: dict[Method, float] = {"lora": 5e-4, "prefix": 1e-2, "ptuning-v2": 1e-2}
+PRESETS = {"paper": PAPER_PRESET, "quick": QUICK_PRESET}
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run of the end model (``python -m app.evolve.train --config run.json``)."""
+
+    data: str = field(metadata={"help": "JSON lines of {context: [turns…], reply: …}"})
+    output_dir: str = field(metadata={"help": "adapter, checkpoints, log and config go here"})
+    method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
+    base_model: str = field(default=models.DEFAULT_PROFILE, metadata={"help": "profile or path"})
+    init_adapter: str | None = field(
+        default=None, metadata={"help": "a peft adapter dir to continue from (same method)"}
+    )
+    steps: int = field(default=60, metadata={"help": "optimizer steps"})
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate (linear decay)"})
+    warmup_steps: int = field(default=5, metadata={"help": "linear warm-up steps"})
+    batch_size: int = field(default=1, metadata={"help": "examples per step"})
+    max_input: int = field(default=160, metadata={"help": "prompt tokens kept (oldest cut)"})
+    max_output: int = field(default=64, metadata={"help": "reply tokens kept"})
+    seed: int = field(default=42, metadata={"help": "fixes data order, init and dropout"})
+    save_every: int = field(default=20, metadata={"help": "checkpoint interval in steps"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        metadata={"help": "module names LoRA adapts"},
+    )
+    num_virtual_tokens: int = field(default=128, metadata={"help": "prefix / P-Tuning v2 length"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "where"})
+    quantization: Literal["none", "4bit"] = field(
+        default="none", metadata={"help": "4bit = QLoRA through bitsandbytes (CUDA only)"}
+    )
+    threads: int | None = field(default=None, metadata={"help": "CPU threads; None = all"})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+        for name in ("steps", "batch_size", "max_input", "max_output", "save_every", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+        if self.quantization == "4bit" and self.method != "lora":
+            raise ValueError("4-bit training (QLoRA) is for the lora method")
+
+    @classmethod
+    def from_preset(cls, preset: str, method: Method, **overrides: Any) -> TrainConfig:
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+        values = dict(PRESETS[preset])
+        if preset == "quick":
+            values["lr"] = QUICK_LR[method]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(method=method, **values)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable training config ({exc})") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {', '.join(unknown)}")
+        return cls(**raw)

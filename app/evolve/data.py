@@ -1,0 +1,108 @@
+"""Training examples: a conversation context and the reply the end model should have written.
+
+Prompts are rendered exactly as the engine renders them when it drafts (system prompt + ChatML),
+so what the adapter learns is what it is later asked. The loss covers the reply tokens only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.engine.conversation import FORMATTERS, Turn, fit_messages, system_prompt, to_messages
+
+IGNORE_INDEX = -100
+REPLY_KEYS = ("reply", "label", "teacher_reply")
+
+
+@dataclass(frozen=True)
+class Example:
+    context: tuple[str, ...]
+    """Turns alternating customer/agent, ending with the customer's message."""
+    reply: str
+    source: str = "corpus"
+
+
+def as_turns(context: Sequence[str]) -> list[Turn]:
+    n = len(context)
+    return [
+        Turn("customer" if (n - 1 - i) % 2 == 0 else "agent", text) for i, text in enumerate(context)
+    ]
+
+
+def read_examples(path: Path) -> list[Example]:
+    """JSON lines with ``context`` (or ``query``) and ``reply`` (or ``label``/``teacher_reply``).
+
+    The labels ``xiaoer label`` writes are read as they are. A broken line is an error naming it;
+    lines without a usable reply are skipped (an unlabeled task is not a training example).
+    """
+    examples = []
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+                context = record.get("context") or [record["query"]]
+                if not all(isinstance(t, str) for t in context):
+                    raise TypeError("context turns must be strings")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}:{number}: not a training record ({exc})") from exc
+            reply = next((record[k] for k in REPLY_KEYS if isinstance(record.get(k), str)), "")
+            if reply.strip() and context[-1].strip():
+                examples.append(Example(tuple(context), reply.strip(), record.get("source", "file")))
+    if not examples:
+        raise ValueError(f"{path}: no training examples (lines need a context and a reply)")
+    return examples
+
+
+def write_examples(examples: Iterable[Example], path: Path) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for ex in examples:
+            record = {"context": list(ex.context), "reply": ex.reply, "source": ex.source}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def encode(
+    example: Example, tokenizer: Any, max_input: int, max_output: int, lang: str = "zh"
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels): the prompt's labels are IGNORE_INDEX; the oldest turns are dropped."""
+    messages = to_messages(as_turns(example.context), system_prompt(lang))
+    if "<|im_start|>" in tokenizer.get_vocab():
+        render, end = FORMATTERS["chatml"], "<|im_end|>"
+    else:
+
+        def render(msgs: Sequence[tuple[str, str]]) -> str:
+            chat = [{"role": role, "content": text} for role, text in msgs]
+            return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+
+        end = tokenizer.eos_token or ""
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    kept, _ = fit_messages(messages, render, count, max_input)  # drops the oldest turns
+    prompt_ids = tokenizer.encode(render(kept), add_special_tokens=False)
+    reply_ids = tokenizer.encode(example.reply + end, add_special_tokens=False)[:max_output]
+    return prompt_ids + reply_ids, [IGNORE_INDEX] * len(prompt_ids) + reply_ids
+
+
+def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless shuffled index batches; the order depends only on the seed (resumable)."""
+    rng = random.Random(seed)
+    epoch: list[int] = []
+    while True:
+        if len(epoch) < batch_size:
+            order = list(range(n))
+            rng.shuffle(order)
+            epoch += order
+        yield epoch[:batch_size]
+        del epoch[:batch_size]

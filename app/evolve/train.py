@@ -1,0 +1,295 @@
+"""Fine-tune the end model in a child process: ``python -m app.evolve.train --config run.json``.
+
+Progress goes to stdout as JSON lines (and to ``train.jsonl`` in the output dir)::
+
+    {"event": "start", "examples": 50, "steps": 60, "trainable_params": 1081344, "resumed_from": 0}
+    {"event": "step", "step": 1, "total": 60, "loss": 2.31, "lr": 0.0001, "tok_s": 180.0, "eta_s": 95.0}
+    {"event": "done", "adapter_dir": "…/adapter", "steps": 60, "train_s": 98.2, "tok_s": 176.4}
+
+A crash or an out-of-memory here cannot take the app down. SIGTERM (or Ctrl-C) stops after the
+current step, writes a checkpoint and exits 130; running the same config again resumes from it.
+The exact config is saved as ``config.json`` beside the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.evolve.config import TrainConfig
+from app.evolve.data import IGNORE_INDEX, batches, encode, read_examples
+
+Emit = Callable[[dict[str, Any]], None]
+EXIT_CANCELLED = 130
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device(config: TrainConfig) -> str:
+    import torch
+
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    return config.device
+
+
+def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
+    """The base model wrapped for training by the run's peft method (or its init adapter)."""
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    from app.evolve.base import load_for_training
+    from app.evolve.recipes import peft_config
+
+    model, tokenizer = load_for_training(config.base_model, device, config.quantization)
+    if config.quantization == "4bit":
+        model = prepare_model_for_kbit_training(model)
+    if config.init_adapter:
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        method = {"LORA": "lora"}.get(model.peft_config["default"].peft_type.value, "prefix")
+        if (method == "lora") != (config.method == "lora"):
+            raise ValueError(f"init_adapter {config.init_adapter} is not a {config.method} adapter")
+    else:
+        model = get_peft_model(model, peft_config(config, model.config.hidden_size))
+    return model, tokenizer
+
+
+def _collate(items: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    width = max(len(ids) for ids, _ in items)
+    input_ids, labels, mask = [], [], []
+    for ids, labs in items:
+        pad = width - len(ids)
+        input_ids.append(ids + [pad_id] * pad)
+        labels.append(labs + [IGNORE_INDEX] * pad)
+        mask.append([1] * len(ids) + [0] * pad)
+    return {
+        "input_ids": torch.tensor(input_ids),
+        "labels": torch.tensor(labels),
+        "attention_mask": torch.tensor(mask),
+    }
+
+
+def reply_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Cross-entropy on the reply tokens, computing the LM head only where it is needed.
+
+    The vocabulary projection (151k × 896 for Qwen2.5) over every prompt position is wasted work:
+    ``logits_to_keep`` limits it to the tail that holds the reply tokens.
+    """
+    import torch
+
+    labels = batch["labels"]
+    width = labels.shape[1]
+    is_label = (labels != IGNORE_INDEX).int()
+    first = int(is_label.argmax(dim=1).min())  # earliest reply token in the batch
+    keep = width - first
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep + 1
+    )
+    logits = out.logits[:, :-1, :]  # position t predicts token t + 1
+    targets = labels[:, first:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    warmup = min(config.warmup_steps, config.steps - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
+
+    return factor
+
+
+def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, out: Path) -> None:
+    """Written beside, then renamed into place: a kill leaves the old checkpoint or the new."""
+    import torch
+
+    target = out / "checkpoint"
+    tmp = out / f".checkpoint.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp / "adapter"))
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp / "state.pt",
+    )
+    old = out / ".checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(model: Any, optimizer: Any, scheduler: Any, out: Path) -> int:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state_path = out / "checkpoint" / "state.pt"
+    weights = out / "checkpoint" / "adapter" / "adapter_model.safetensors"
+    if not (state_path.is_file() and weights.is_file()):
+        return 0
+    set_peft_model_state_dict(model, load_file(str(weights)))
+    state = torch.load(state_path, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Run (or resume) the training; returns the final metrics. Raises on bad data or config."""
+    import torch
+
+    stop = stop or threading.Event()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.json")
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    _seed_everything(config.seed)
+    device = _device(config)
+    examples = read_examples(Path(config.data))
+    model, tokenizer = build_model(config, device)
+    encoded = [encode(ex, tokenizer, config.max_input, config.max_output) for ex in examples]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    start = _resume(model, optimizer, scheduler, out)
+    emit(
+        {
+            "event": "start",
+            "examples": len(encoded),
+            "steps": config.steps,
+            "trainable_params": sum(p.numel() for p in params),
+            "resumed_from": start,
+            "device": device,
+        }
+    )
+    order = batches(len(encoded), config.batch_size, config.seed)
+    for _ in range(start):  # the same data order as an uninterrupted run
+        next(order)
+    model.train()
+    tokens = 0
+    losses: list[float] = []
+    started = time.monotonic()
+    step = start
+    while step < config.steps:
+        if stop.is_set():
+            _save_checkpoint(model, optimizer, scheduler, step, out)
+            emit({"event": "cancelled", "step": step})
+            return {"cancelled": True, "step": step}
+        batch = _collate([encoded[i] for i in next(order)], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss = reply_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += int(batch["attention_mask"].sum())
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the loss became {value} at step {step}; lower the lr")
+        losses.append(value)
+        elapsed = time.monotonic() - started
+        rate = (step - start) / elapsed
+        emit(
+            {
+                "event": "step",
+                "step": step,
+                "total": config.steps,
+                "loss": round(value, 4),
+                "lr": scheduler.get_last_lr()[0],
+                "tok_s": round(tokens / elapsed, 1),
+                "eta_s": round((config.steps - step) / rate, 1),
+            }
+        )
+        if step % config.save_every == 0 and step < config.steps:
+            _save_checkpoint(model, optimizer, scheduler, step, out)
+    train_s = time.monotonic() - started
+    adapter = out / "adapter"
+    tmp = out / f".adapter.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(tmp, adapter)
+    metrics = {
+        "steps": config.steps,
+        "resumed_from": start,
+        "examples": len(encoded),
+        "first_loss": losses[0] if losses else None,
+        "final_loss_mean10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+        "train_s": round(train_s, 2),
+        "tokens": tokens,
+        "tok_s": round(tokens / train_s, 1) if train_s > 0 else None,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    emit({"event": "done", "adapter_dir": str(adapter), **metrics})
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.evolve.train", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="a TrainConfig JSON file")
+    args = parser.parse_args(argv)
+    try:
+        config = TrainConfig.load(args.config)
+    except (ValueError, TypeError) as exc:
+        print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    log = (Path(config.output_dir) / "train.jsonl").open("a", encoding="utf-8")
+
+    def emit(event: dict[str, Any]) -> None:
+        line = json.dumps(event, ensure_ascii=False)
+        print(line, flush=True)
+        log.write(line + "\n")
+        log.flush()
+
+    try:
+        result = train(config, emit, stop)
+    except Exception as exc:  # reported as a JSON line: the parent shows it
+        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    finally:
+        log.close()
+    return EXIT_CANCELLED if result.get("cancelled") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

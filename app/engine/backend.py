@@ -61,4 +61,9 @@ class Backend(Protocol):
     @property
     def active_adapter(self) -> str | None: ...
 
+    @property
+    def adapters(self) -> list[str]:
+        """Names of the loaded adapters."""
+        ...
+
     def close(self) -> None: ...

@@ -41,6 +41,31 @@ def quantization_config(quantization: Quantization, cuda_available: bool) -> dic
     raise ModelError(f"Unknown quantization {quantization!r}: use none, 8bit or 4bit")
 
 
+def pick_token(logits: Any, config: GenerationConfig, seen: Sequence[int], generator: Any) -> int:
+    """The next token under the repetition penalty, temperature, top-k and top-p of ``config``."""
+    import torch
+
+    logits = logits.float().clone()
+    if config.repeat_penalty != 1.0 and seen:
+        index = torch.tensor(sorted(set(seen)), device=logits.device)
+        values = logits[index]
+        logits[index] = torch.where(
+            values > 0, values / config.repeat_penalty, values * config.repeat_penalty
+        )
+    if config.temperature == 0:
+        return int(logits.argmax())
+    logits = logits / config.temperature
+    if config.top_k:
+        kth = torch.topk(logits, min(config.top_k, logits.numel())).values[-1]
+        logits[logits < kth] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)
+    ordered, order = torch.sort(probs, descending=True)
+    outside = ordered.cumsum(0) - ordered > config.top_p  # keep the smallest nucleus
+    ordered[outside] = 0.0
+    choice = torch.multinomial(ordered / ordered.sum(), 1, generator=generator)
+    return int(order[choice])
+
+
 class TransformersBackend:
     name = "transformers"
 
@@ -130,6 +155,13 @@ class TransformersBackend:
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(
             self.device
         )
+        if (
+            self.model is not self.base_model
+            and self.model.peft_config[self.model.active_adapter].is_prompt_learning
+        ):
+            # transformers' generate() drops the virtual key/values peft injects: decode here.
+            yield from self._decode_with_prefix(inputs, config, cancel)
+            return
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         if config.seed is not None:
             torch.manual_seed(config.seed)
@@ -168,6 +200,55 @@ class TransformersBackend:
             worker.join()
         if errors:
             raise errors[0]
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        for token in ("<|im_end|>", "<|endoftext|>", "<|user|>", "<|observation|>"):
+            if token in self.tokenizer.get_vocab():
+                ids.add(self.tokenizer.convert_tokens_to_ids(token))
+        return {i for i in ids if i is not None}
+
+    def _decode_with_prefix(
+        self, inputs: Any, config: GenerationConfig, cancel: threading.Event | None
+    ) -> Iterator[str]:
+        """Token-by-token decoding for Prefix-Tuning / P-Tuning v2 adapters.
+
+        The first forward pass goes through peft, which puts the virtual tokens in the cache; every
+        later step feeds one token to the base model with that cache.
+        """
+        import torch
+
+        generator = torch.Generator(device=self.device)
+        if config.seed is not None:
+            generator.manual_seed(config.seed)
+        stop_ids = self._stop_ids()
+        seen = inputs["input_ids"][0].tolist()
+        produced: list[int] = []
+        shown = ""
+        with torch.inference_mode():
+            out = self.model(**inputs, use_cache=True)
+            for _ in range(config.max_tokens):
+                if cancel is not None and cancel.is_set():
+                    return
+                token = pick_token(out.logits[0, -1], config, seen, generator)
+                if token in stop_ids:
+                    return
+                produced.append(token)
+                seen.append(token)
+                text = self.tokenizer.decode(produced, skip_special_tokens=True)
+                if not text.endswith("\ufffd"):  # wait for a whole character
+                    yield text[len(shown) :]
+                    shown = text
+                cache = out.past_key_values
+                mask = torch.ones(
+                    1, cache.get_seq_length() + 1, dtype=torch.long, device=self.device
+                )
+                out = self.base_model(
+                    input_ids=torch.tensor([[token]], device=self.device),
+                    attention_mask=mask,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
 
     # --- peft adapters (LoRA, Prefix-Tuning, P-Tuning v2) ------------------------------------
 

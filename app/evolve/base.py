@@ -39,9 +39,7 @@ def _dequantise(source: ModelSource, target: Path) -> Path:
     location, name = str(source.path.parent), source.path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(
-            location, gguf_file=name, dtype=torch.float32
-        )
+        model = AutoModelForCausalLM.from_pretrained(location, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelError(f"transformers could not read {source.path}: {exc}") from exc
     # transformers 5 marks GGUF-loaded models as quantized; the weights are plain float32 now.

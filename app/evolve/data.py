@@ -30,7 +30,8 @@ class Example:
 def as_turns(context: Sequence[str]) -> list[Turn]:
     n = len(context)
     return [
-        Turn("customer" if (n - 1 - i) % 2 == 0 else "agent", text) for i, text in enumerate(context)
+        Turn("customer" if (n - 1 - i) % 2 == 0 else "agent", text)
+        for i, text in enumerate(context)
     ]
 
 
@@ -55,7 +56,9 @@ def read_examples(path: Path) -> list[Example]:
                 raise ValueError(f"{path}:{number}: not a training record ({exc})") from exc
             reply = next((record[k] for k in REPLY_KEYS if isinstance(record.get(k), str)), "")
             if reply.strip() and context[-1].strip():
-                examples.append(Example(tuple(context), reply.strip(), record.get("source", "file")))
+                examples.append(
+                    Example(tuple(context), reply.strip(), record.get("source", "file"))
+                )
     if not examples:
         raise ValueError(f"{path}: no training examples (lines need a context and a reply)")
     return examples
@@ -82,7 +85,9 @@ def encode(
 
         def render(msgs: Sequence[tuple[str, str]]) -> str:
             chat = [{"role": role, "content": text} for role, text in msgs]
-            return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+            return str(
+                tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            )
 
         end = tokenizer.eos_token or ""
 

@@ -104,7 +104,9 @@ def reply_loss(model: Any, batch: dict[str, Any]) -> Any:
     first = int(is_label.argmax(dim=1).min())  # earliest reply token in the batch
     keep = width - first
     out = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep + 1
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep + 1,
     )
     logits = out.logits[:, :-1, :]  # position t predicts token t + 1
     targets = labels[:, first:]

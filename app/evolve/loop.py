@@ -1,0 +1,685 @@
+"""Online evolution (paper, Section III): weak drafts → labels → a new adapter → gate → promotion.
+
+>>> evo = Evolution(store, teacher=service)
+>>> evo.run_round(progress=print)      # what "Evolve now" does
+
+1. ``candidates()``: drafts with a thumbs-down, an edit, or a Final Score below the threshold,
+   that have no label yet.
+2. ``fetch_labels()``: the agent's edited text is the label when there is one (a human label beats a
+   pseudo-label); otherwise the teacher's reply (through the privacy firewall) is.
+3. ``train()``: a new adapter version from the active one, on the new labels plus a replay sample
+   of earlier labels and corpus pairs, in a child process.
+4. ``gate()``: candidate vs active on the probes and held-back recent labels; promoted only if the
+   mean Final Score is higher by a margin and no probe regresses past a tolerance.
+5. ``promote()`` / ``rollback()``: one database transaction; the adapter files are written and
+   hashed before, so a kill at any moment leaves the old or the new adapter active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app import paths
+from app.engine import models
+from app.engine.backend import GenerationConfig
+from app.evolve.config import METHODS, Method, TrainConfig
+from app.evolve.data import Example, as_turns, read_examples, write_examples
+from app.store import AdapterVersion, Rating, Score, Store, TeacherReply, TrainingRun
+from app.store.models import RunStatus
+
+Progress = Callable[[dict[str, Any]], None]
+
+PAPER_PROBES = (
+    "你好",
+    "可以选择快递吗？",
+    "520401029636",
+    "能便宜点吗？",
+    "太烦了，我从昨天就一直等这个快递，都不敢出门。",
+    "今天买的话今天发货吗？",
+)
+GATE_GENERATION = GenerationConfig(temperature=0.0, max_tokens=64, repeat_penalty=1.1)
+
+
+@dataclass
+class EvolutionSettings:
+    """The manager's evolution policy (``<data dir>/evolution.json``)."""
+
+    low_score: float = field(default=0.5, metadata={"help": "Final Score below this → candidate"})
+    method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
+    preset: str = field(default="quick", metadata={"help": "quick (CPU minutes) or paper"})
+    steps: int | None = field(default=None, metadata={"help": "override the preset's steps"})
+    replay: int = field(default=20, metadata={"help": "earlier labels and corpus pairs mixed in"})
+    corpus: str | None = field(default=None, metadata={"help": "JSONL pairs for replay"})
+    holdback: int = field(default=5, metadata={"help": "recent labels kept out of training"})
+    margin: float = field(default=0.01, metadata={"help": "mean Final gain needed to promote"})
+    tolerance: float = field(default=0.15, metadata={"help": "largest drop allowed on one probe"})
+    auto_every: int | None = field(default=None, metadata={"help": "evolve after K new labels"})
+    probes: list[str] = field(default_factory=lambda: list(PAPER_PROBES))
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+        if not 0 <= self.low_score <= 1:
+            raise ValueError("low_score must be in [0, 1]")
+        if self.holdback < 0 or self.replay < 0:
+            raise ValueError("holdback and replay must be >= 0")
+
+    @staticmethod
+    def path() -> Path:
+        return paths.data_dir() / "evolution.json"
+
+    @classmethod
+    def load(cls) -> EvolutionSettings:
+        path = cls.path()
+        if not path.exists():
+            return cls()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: unreadable evolution settings ({exc})") from exc
+
+    def save(self) -> None:
+        path = self.path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    draft_id: int
+    context: tuple[str, ...]
+    draft: str
+    reason: str
+    """thumbs_down, edited or low_score."""
+    edited_text: str | None = None
+
+
+@dataclass
+class GateResult:
+    version: str
+    promoted: bool
+    candidate_final: float
+    active_final: float | None
+    reason: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def adapters_dir() -> Path:
+    path = paths.data_dir() / "adapters"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        digest.update(item.read_bytes())
+    return digest.hexdigest()
+
+
+def served_path(row: AdapterVersion) -> Path:
+    """What the engine loads: the GGUF file for LoRA (llama.cpp), the peft dir otherwise."""
+    base = Path(row.path)
+    return base / "adapter.gguf" if row.method == "lora" else base / "adapter"
+
+
+def _restore(reply: str, context: Sequence[str]) -> str:
+    """Put real values back where a cloud teacher echoed a placeholder (same redaction order)."""
+    from app.cloud.redact import Redactor
+
+    redactor = Redactor()
+    for text in context:
+        redactor.redact(text)
+    return redactor.restore(reply)
+
+
+class Evolution:
+    """The evolution loop over one store; no Qt, callable from the CLI, the UI and tests."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: EvolutionSettings | None = None,
+        teacher: Any | None = None,
+        scorer: Any | None = None,
+        base_model: str = models.DEFAULT_PROFILE,
+    ) -> None:
+        self.store = store
+        self.settings = settings or EvolutionSettings()
+        self.teacher = teacher
+        self._scorer = scorer
+        self.base_model = base_model
+
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from app.scoring.registry import load_scorer
+
+            self._scorer = load_scorer(store=self.store)
+        return self._scorer
+
+    # --- 1. candidates -------------------------------------------------------------------------
+
+    def candidates(self) -> list[Candidate]:
+        from app.scoring.record import draft_context
+
+        threshold = self.settings.low_score
+        with self.store.session() as session:
+            labeled = select(TeacherReply.draft_id).where(TeacherReply.draft_id.is_not(None))
+            latest_score = (
+                select(Score.draft_id, func.max(Score.id).label("score_id"))
+                .group_by(Score.draft_id)
+                .subquery()
+            )
+            low = set(
+                session.scalars(
+                    select(Score.draft_id)
+                    .join(latest_score, Score.id == latest_score.c.score_id)
+                    .where(Score.final < threshold)
+                    .where(Score.draft_id.not_in(labeled))
+                )
+            )
+            ratings = session.scalars(
+                select(Rating)
+                .where(Rating.draft_id.not_in(labeled))
+                .where((Rating.thumbs_up.is_(False)) | (Rating.edited.is_(True)))
+                .order_by(Rating.id)
+            ).all()
+            rated = {r.draft_id: r for r in ratings}  # the latest rating of a draft wins
+        found = []
+        for draft_id in sorted(low | set(rated)):
+            rating = rated.get(draft_id)
+            edited = rating.sent_text if rating is not None and rating.edited else None
+            reason = "edited" if edited else "thumbs_down" if rating is not None else "low_score"
+            context, text = draft_context(self.store, draft_id)
+            found.append(Candidate(draft_id, tuple(context), text, reason, edited))
+        return found
+
+    # --- 2. labels ------------------------------------------------------------------------------
+
+    def fetch_labels(
+        self, candidates: Sequence[Candidate] | None = None, progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Label candidates: the agent's edit, else the teacher's reply. Never loses a candidate:
+        one the teacher could not answer stays a candidate (and in the teacher's outbox)."""
+        from app.errors import XiaoerError
+
+        todo = self.candidates() if candidates is None else list(candidates)
+        counts = {"agent_edit": 0, "teacher": 0, "failed": 0}
+        for cand in todo:
+            try:
+                if cand.edited_text:
+                    self._add_label(cand, cand.edited_text, "agent_edit")
+                    counts["agent_edit"] += 1
+                    continue
+                if self.teacher is None:
+                    counts["failed"] += 1
+                    continue
+                result = self.teacher.ask(as_turns(cand.context), draft_id=cand.draft_id)
+                if not self._has_label(cand.draft_id):  # a cached answer was not linked yet
+                    self._add_label(cand, result.answer.text, "teacher", result)
+                counts["teacher"] += 1
+            except (XiaoerError, ValueError) as exc:
+                counts["failed"] += 1
+                if progress:
+                    progress({"event": "warning", "message": f"draft {cand.draft_id}: {exc}"})
+        return counts
+
+    def _has_label(self, draft_id: int) -> bool:
+        with self.store.session() as session:
+            found = session.scalar(
+                select(TeacherReply.id).where(TeacherReply.draft_id == draft_id).limit(1)
+            )
+            return found is not None
+
+    def _add_label(
+        self, cand: Candidate, text: str, source: str, result: Any | None = None
+    ) -> None:
+        teacher = getattr(self.teacher, "teacher", None)
+        with self.store.session() as session:
+            session.add(
+                TeacherReply(
+                    draft_id=cand.draft_id,
+                    provider=getattr(teacher, "provider", None) if result else "agent",
+                    model=getattr(teacher, "model", None) if result else None,
+                    query_text=cand.context[-1] if cand.context else "",
+                    reply_text=text,
+                    prompt_hash=getattr(result, "prompt_hash", None),
+                    label_source=source,
+                )
+            )
+
+    def labels(self) -> list[tuple[int, datetime, Example]]:
+        """Every label linked to a draft, oldest first: (label id, when, example)."""
+        from app.scoring.record import draft_context
+
+        with self.store.session() as session:
+            rows = session.execute(
+                select(
+                    TeacherReply.id,
+                    TeacherReply.created_at,
+                    TeacherReply.draft_id,
+                    TeacherReply.reply_text,
+                    TeacherReply.label_source,
+                )
+                .where(TeacherReply.draft_id.is_not(None))
+                .order_by(TeacherReply.id)
+            ).all()
+        out = []
+        for label_id, created, draft_id, text, source in rows:
+            assert draft_id is not None  # filtered in the query
+            context, _ = draft_context(self.store, draft_id)
+            out.append(
+                (label_id, created, Example(tuple(context), _restore(text, context), source))
+            )
+        return out
+
+    def due(self) -> bool:
+        """Whether the automatic policy (every K new labels) asks for a round now."""
+        every = self.settings.auto_every
+        return bool(every) and len(self._new_labels()) >= int(every or 0)
+
+    def _new_labels(self) -> list[tuple[int, datetime, Example]]:
+        with self.store.session() as session:
+            latest = session.scalar(select(func.max(AdapterVersion.created_at)))
+        return [lab for lab in self.labels() if latest is None or lab[1] > latest]
+
+    # --- 3. training -----------------------------------------------------------------------------
+
+    def training_set(self) -> tuple[list[Example], list[Example]]:
+        """(training examples, held-back gate examples) for the next round."""
+        rng = random.Random(len(self.labels()))
+        labels = self.labels()
+        hold = labels[-self.settings.holdback :] if self.settings.holdback else []
+        held_ids = {lab[0] for lab in hold}
+        new_ids = {lab[0] for lab in self._new_labels()} - held_ids
+        new = [lab[2] for lab in labels if lab[0] in new_ids]
+        earlier = [lab[2] for lab in labels if lab[0] not in new_ids | held_ids]
+        replay = rng.sample(earlier, min(len(earlier), self.settings.replay))
+        if self.settings.corpus:
+            pairs = read_examples(Path(self.settings.corpus))
+            replay += rng.sample(pairs, min(len(pairs), self.settings.replay))
+        return new + replay, [lab[2] for lab in hold]
+
+    def train(
+        self,
+        examples: Sequence[Example] | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Train a candidate adapter version; returns its name. Raises RuntimeError on failure."""
+        if examples is None:
+            examples, _ = self.training_set()
+        if not examples:
+            raise ValueError("Nothing to learn yet: no new labels (rate or edit some drafts first)")
+        method = self.settings.method
+        version = f"{method}-{datetime.now():%Y%m%d-%H%M%S}"
+        run_dir = adapters_dir() / version
+        run_dir.mkdir(parents=True)
+        write_examples(examples, run_dir / "data.jsonl")
+        with self.store.session() as session:
+            active = self.store.active_adapter(session)
+            parent = active.version if active is not None else None
+            init = (
+                str(Path(active.path) / "adapter") if active and active.method == method else None
+            )
+        config = TrainConfig.from_preset(
+            self.settings.preset,
+            method,
+            data=str(run_dir / "data.jsonl"),
+            output_dir=str(run_dir),
+            base_model=self.base_model,
+            init_adapter=init,
+            steps=self.settings.steps,
+        )
+        config.save(run_dir / "run.json")
+        with self.store.session() as session:
+            run = TrainingRun(
+                config=asdict(config),
+                status="running",
+                started_at=_now(),
+                log_path=str(run_dir / "train.jsonl"),
+            )
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        status, result = run_training(run_dir / "run.json", progress, cancel)
+        with self.store.session() as session:
+            finished = session.get(TrainingRun, run_id)
+            assert finished is not None
+            finished.status = status
+            finished.finished_at = _now()
+            finished.metrics = result
+            if status == "succeeded":
+                parent_row = self.store.get_adapter(session, parent) if parent else None
+                row = AdapterVersion(
+                    version=version,
+                    method=method,
+                    base_model=self.base_model,
+                    parent_id=parent_row.id if parent_row else None,
+                    path=str(run_dir),
+                    metrics={"train": result},
+                    status="candidate",
+                )
+                session.add(row)
+                session.flush()
+                finished.adapter_version_id = row.id
+        if status != "succeeded":
+            raise RuntimeError(f"training {status}: {result.get('message', 'see ' + str(run_dir))}")
+        return version
+
+    def export(self, version: str) -> Path:
+        """Make the candidate servable: GGUF for LoRA; record the hash promotion checks."""
+        from app.evolve.export import export_lora_gguf
+
+        with self.store.session() as session:
+            row = self._row(session, version)
+            run_dir, method = Path(row.path), row.method
+        if method == "lora":
+            base = models.resolve(self.base_model).path
+            export_lora_gguf(run_dir / "adapter", base, run_dir / "adapter.gguf")
+        with self.store.session() as session:
+            row = self._row(session, version)
+            row.metrics = {**row.metrics, "sha256": sha256_of(served_path(row))}
+            return served_path(row)
+
+    # --- 4. gate ---------------------------------------------------------------------------------
+
+    def gate(
+        self,
+        version: str,
+        held_back: Sequence[Example] = (),
+        progress: Progress | None = None,
+    ) -> GateResult:
+        from app.scoring.scorers import ScoreItem
+
+        items = [Example((p,), "", "probe") for p in self.settings.probes] + list(held_back)
+        references = [ex.reply or self._teacher_reference(ex) for ex in items]
+        with self.store.session() as session:
+            candidate = self._row(session, version)
+            active = self.store.active_adapter(session)
+            session.expunge_all()
+        cand_replies = draft_replies(candidate, items, self.base_model)
+        base_replies = draft_replies(active, items, self.base_model)
+
+        def scores(replies: list[str]) -> list[Any]:
+            batch = [
+                ScoreItem(list(ex.context), reply, ref)
+                for ex, reply, ref in zip(items, replies, references, strict=True)
+            ]
+            return list(self.scorer.score_many(batch))
+
+        cand, base = scores(cand_replies), scores(base_replies)
+        rows = [
+            {
+                "context": ex.context[-1],
+                "kind": ex.source,
+                "candidate": c.final,
+                "active": b.final,
+                "candidate_reply": cr,
+                "active_reply": br,
+            }
+            for ex, c, b, cr, br in zip(items, cand, base, cand_replies, base_replies, strict=True)
+        ]
+        cand_mean = sum(c.final for c in cand) / len(cand)
+        base_mean = sum(b.final for b in base) / len(base)
+        worst = min(r["candidate"] - r["active"] for r in rows if r["kind"] == "probe")
+        better = cand_mean >= base_mean + self.settings.margin
+        no_regression = worst >= -self.settings.tolerance
+        passed = better and no_regression
+        if not better:
+            reason = (
+                f"mean Final {cand_mean:.3f} is not above {base_mean:.3f} + {self.settings.margin}"
+            )
+        elif not no_regression:
+            reason = f"a probe dropped by {-worst:.3f} (> tolerance {self.settings.tolerance})"
+        else:
+            reason = f"mean Final {cand_mean:.3f} ≥ {base_mean:.3f} + {self.settings.margin}"
+        result = GateResult(version, passed, round(cand_mean, 4), round(base_mean, 4), reason, rows)
+        with self.store.session() as session:
+            row = self._row(session, version)
+            gate = {k: v for k, v in asdict(result).items() if k != "version"}
+            gate["against"] = active.version if active is not None else None
+            row.metrics = {**row.metrics, "gate": gate}
+            if not passed:
+                row.status = "rejected"
+        return result
+
+    def _teacher_reference(self, example: Example) -> str | None:
+        if self.teacher is None:
+            return None
+        from app.errors import XiaoerError
+
+        try:
+            return str(self.teacher.ask(as_turns(example.context)).reply)
+        except XiaoerError:
+            return None  # scored match-only, like a draft scored offline
+
+    # --- 5. promotion and rollback -----------------------------------------------------------
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` active in one transaction, after checking its files are intact."""
+        with self.store.session() as session:
+            row = self._row(session, version)
+            expected = row.metrics.get("sha256")
+            target = served_path(row)
+            if not target.exists() or (expected and sha256_of(target) != expected):
+                raise RuntimeError(
+                    f"adapter {version}: {target} is missing or damaged; not promoted"
+                )
+            self.store.set_active_adapter(session, version)
+
+    def rollback(self, version: str | None = None) -> str | None:
+        """Restore ``version`` (``"base"`` = no adapter); by default the one before the active."""
+        with self.store.session() as session:
+            if version in ("base", "none"):
+                self.store.set_active_adapter(session, None)
+                return None
+            if version is None:
+                active = self.store.active_adapter(session)
+                if active is None:
+                    raise ValueError("No adapter is active: there is nothing to roll back")
+                previous = session.scalar(
+                    select(AdapterVersion)
+                    .where(AdapterVersion.status == "retired")
+                    .where(AdapterVersion.promoted_at.is_not(None))
+                    .where(AdapterVersion.id != active.id)
+                    .order_by(AdapterVersion.promoted_at.desc())
+                    .limit(1)
+                )
+                version = previous.version if previous is not None else None
+        if version is None:
+            with self.store.session() as session:
+                self.store.set_active_adapter(session, None)
+            return None
+        self.promote(version)
+        return version
+
+    def adapters(self) -> list[dict[str, Any]]:
+        with self.store.session() as session:
+            rows = session.scalars(select(AdapterVersion).order_by(AdapterVersion.id)).all()
+            return [
+                {
+                    "version": r.version,
+                    "method": r.method,
+                    "status": r.status,
+                    "parent": r.parent.version if r.parent else None,
+                    "created_at": r.created_at.isoformat(),
+                    "promoted_at": r.promoted_at.isoformat() if r.promoted_at else None,
+                    "gate": r.metrics.get("gate", {}).get("reason"),
+                    "candidate_final": r.metrics.get("gate", {}).get("candidate_final"),
+                    "path": r.path,
+                }
+                for r in rows
+            ]
+
+    def _row(self, session: Any, version: str) -> AdapterVersion:
+        row = self.store.get_adapter(session, version)
+        if row is None:
+            raise LookupError(f"No adapter version {version!r}")
+        return row
+
+    # --- the whole round ---------------------------------------------------------------------
+
+    def run_round(
+        self, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> dict[str, Any]:
+        """Candidates → labels → train → export → gate → promote, reporting each stage."""
+        emit = progress or (lambda event: None)
+        timings: dict[str, float] = {}
+
+        def stage(name: str) -> None:
+            emit({"event": "stage", "stage": name})
+            timings[name] = time.monotonic()
+
+        stage("candidates")
+        found = self.candidates()
+        emit({"event": "candidates", "count": len(found)})
+        stage("fetch_labels")
+        emit({"event": "labels", **self.fetch_labels(found, progress)})
+        examples, held = self.training_set()
+        if not examples:
+            emit(
+                {
+                    "event": "done",
+                    "version": None,
+                    "promoted": False,
+                    "reason": "no new labels to learn from",
+                }
+            )
+            return {"version": None, "promoted": False}
+        stage("train")
+        version = self.train(examples, progress, cancel)
+        stage("export")
+        self.export(version)
+        stage("gate")
+        result = self.gate(version, held, progress)
+        emit(
+            {
+                "event": "gate",
+                "version": version,
+                "promoted": result.promoted,
+                "candidate_final": result.candidate_final,
+                "active_final": result.active_final,
+                "reason": result.reason,
+            }
+        )
+        if result.promoted:
+            stage("promote")
+            self.promote(version)
+        done = {"version": version, "promoted": result.promoted, "reason": result.reason}
+        emit({"event": "done", **done})
+        return done
+
+
+def _now() -> datetime:
+    from app.store.models import utcnow
+
+    return utcnow()
+
+
+def run_training(
+    config_path: Path, progress: Progress | None = None, cancel: threading.Event | None = None
+) -> tuple[RunStatus, dict[str, Any]]:
+    """Run ``python -m app.evolve.train`` as a child process, forwarding its JSON lines.
+
+    Returns (succeeded | failed | cancelled, the final event). Setting ``cancel`` sends SIGTERM;
+    the child checkpoints and exits, and the same config resumes later.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-m", "app.evolve.train", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+    )
+    watcher = None
+    if cancel is not None:
+
+        def watch() -> None:
+            while child.poll() is None:
+                if cancel.wait(0.2):
+                    child.terminate()
+                    return
+
+        watcher = threading.Thread(target=watch, name="xiaoer-train-cancel", daemon=True)
+        watcher.start()
+    last: dict[str, Any] = {}
+    assert child.stdout is not None
+    for line in child.stdout:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        last = event
+        if progress:
+            progress(event)
+    code = child.wait()
+    if code == 0 and last.get("event") == "done":
+        return "succeeded", last
+    if last.get("event") == "cancelled" or (cancel is not None and cancel.is_set()):
+        return "cancelled", last
+    if not last or last.get("event") != "error":
+        last = {"event": "error", "message": f"the training process exited with code {code}"}
+    return "failed", last
+
+
+def draft_replies(
+    adapter: AdapterVersion | None, items: Sequence[Example], base_model: str
+) -> list[str]:
+    """Greedy replies for ``items`` from the base model with ``adapter`` (None: no adapter)."""
+    from app.engine.end_model import EndModel, EngineConfig
+    from app.evolve.base import trainable_dir
+
+    if adapter is None or adapter.method == "lora":
+        model = EndModel.load(EngineConfig(model=base_model), GATE_GENERATION)
+    else:
+        config = EngineConfig(model=str(trainable_dir(base_model)), backend="transformers")
+        model = EndModel.load(config, GATE_GENERATION)
+    try:
+        if adapter is not None:
+            model.load_adapter(adapter.version, served_path(adapter))
+            model.set_adapter(adapter.version)
+        return [model.reply(as_turns(ex.context)) for ex in items]
+    finally:
+        model.close()
+
+
+def apply_active_adapter(model: Any, store: Store) -> str | None:
+    """Hot swap: make a running EndModel use the store's active adapter (or none)."""
+    with store.session() as session:
+        active = store.active_adapter(session)
+        version = active.version if active is not None else None
+        path = served_path(active) if active is not None else None
+        method = active.method if active is not None else None
+    if version is None:
+        model.set_adapter(None)
+        return None
+    backend = getattr(model.backend, "name", "")
+    if (method == "lora") != (backend == "llamacpp"):
+        raise RuntimeError(
+            f"adapter {version} ({method}) needs the "
+            f"{'llamacpp' if method == 'lora' else 'transformers'} backend"
+        )
+    if version not in model.backend.adapters:
+        assert path is not None
+        model.load_adapter(version, path)
+    model.set_adapter(version)
+    return version

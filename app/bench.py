@@ -252,4 +252,8 @@ def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
         return bench_engine(args.model, args.runs, args.max_tokens)
     if target == "score":
         return bench_score(args.runs, args.batch)
+    if target == "ui":
+        from app.ui.bench_ui import bench_ui
+
+        return bench_ui(args.model, args.max_tokens)
     raise ValueError(f"Unknown benchmark {target!r}")

@@ -455,6 +455,20 @@ def _teacher_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    from app.ui.app import run
+
+    return run()
+
+
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    from app.ui.screenshots import take_screenshots
+
+    written = take_screenshots(Path(args.dir), model=args.model, replay=args.replay)
+    print(json.dumps([str(p) for p in written]))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from app import bench
 
@@ -472,6 +486,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"xiaoer {__version__}")
     sub = parser.add_subparsers(dest="command")
+
+    gui = sub.add_parser("gui", help="open the desktop window (the default command)")
+    gui.set_defaults(func=cmd_gui)
+
+    shots = sub.add_parser("screenshots", help="save PNGs of the main windows (offscreen)")
+    shots.add_argument("dir")
+    shots.add_argument("--model", default=models.DEFAULT_PROFILE)
+    shots.add_argument("--replay", default=None, help="a JDDC 2019 chat file for the queue")
+    shots.set_defaults(func=cmd_screenshots)
 
     chat = sub.add_parser("chat", help="interactive terminal chat with the end model")
     _engine_args(chat)
@@ -586,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     label.set_defaults(func=cmd_label)
 
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["engine", "score", "teacher"])
+    bench.add_argument("target", choices=["engine", "score", "teacher", "ui"])
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
     bench.add_argument("--max-tokens", type=int, default=64, help="engine: reply length")
@@ -601,8 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        # The app's main entry point: the terminal chat until the desktop window exists.
-        args = parser.parse_args(["chat", *(argv or [])])
+        # The app's main entry point: the desktop window (`xiaoer chat` is the terminal chat).
+        args = parser.parse_args(["gui", *(argv or [])])
     try:
         result: int = args.func(args)
         return result

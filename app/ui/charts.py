@@ -58,7 +58,8 @@ class LineChart(QWidget):
             painter.setPen(QColor("#999999"))
             painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, self.tr("no data yet"))
             return
-        low, high = self.y_range or (min(values), max(values))
+        # Counts and costs start at zero; rates use the fixed range they are given.
+        low, high = self.y_range or (min(0.0, *values), max(values))
         if high - low < 1e-9:
             low, high = low - 0.5, high + 0.5
         painter.setPen(QColor("#777777"))

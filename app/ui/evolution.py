@@ -4,20 +4,16 @@
   and the bench read it without running anything);
 - ``parse_event()`` reads one of its JSON lines;
 - ``adapter_history()`` reads the adapter versions from the store;
-- ``apply_active_adapter()`` calls ``app.evolve.apply_active_adapter`` where it exists, and
-  otherwise does the same through the store and the engine, so the panel works either way;
+- ``apply_active_adapter()`` hands a running model to ``app.evolve.apply_active_adapter``;
 - ``activate_adapter()`` promotes or rolls back through the store's own helper.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -90,34 +86,14 @@ def adapter_history(store: Store) -> list[AdapterRow]:
         ]
 
 
-def _evolve_function(name: str) -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("app.evolve")
-    except ImportError:
-        return None
-    found = getattr(module, name, None)
-    return found if callable(found) else None
-
-
 def apply_active_adapter(model: EndModel, store: Store) -> str | None:
     """Load the store's active adapter into a running model (hot swap); None: the base model.
 
-    Call it on the model worker. Uses ``app.evolve.apply_active_adapter`` when it exists.
+    Call it on the model worker. The evolution engine owns how an adapter version is served.
     """
-    provided = _evolve_function("apply_active_adapter")
-    if provided is not None:
-        result = provided(model, store)
-        return None if result is None else str(result)
-    with store.session() as session:
-        row = store.active_adapter(session)
-        version, path = (row.version, row.path) if row is not None else (None, None)
-    if version is None or path is None:
-        model.set_adapter(None)
-        return None
-    if model.active_adapter != version:
-        model.load_adapter(version, Path(path))
-        model.set_adapter(version)
-    return version
+    from app.evolve import apply_active_adapter as apply
+
+    return apply(model, store)
 
 
 def activate_adapter(store: Store, version: str | None) -> None:

@@ -404,7 +404,8 @@ class MainWindow(QMainWindow):
     # --- the model --------------------------------------------------------------------------
 
     def _provision_progress(self, done: int, total: int) -> None:
-        if self.provision_dialog is None:
+        dialog = self.provision_dialog
+        if dialog is None:
             dialog = QProgressDialog(
                 self.tr("First start: assembling and verifying the embedded model…"),
                 "",
@@ -417,15 +418,17 @@ class MainWindow(QMainWindow):
             dialog.setCancelButton(None)
             dialog.setMinimumDuration(0)
             dialog.setAutoClose(False)
-            dialog.setWindowModality(Qt.WindowModality.WindowModal)
+            dialog.setAutoReset(False)
+            # Not modal: a modal progress dialog spins the event loop inside setValue().
+            dialog.setWindowModality(Qt.WindowModality.NonModal)
             self.provision_dialog = dialog
             dialog.show()
-        self.provision_dialog.setValue(int(done * 1000 / max(total, 1)))
-        self.provision_dialog.setLabelText(
+        dialog.setLabelText(
             self.tr(
                 "First start: assembling and verifying the embedded model… {0} of {1} MB"
             ).format(done // 1_000_000, total // 1_000_000)
         )
+        dialog.setValue(int(done * 1000 / max(total, 1)))
 
     def _close_provision_dialog(self) -> None:
         if self.provision_dialog is not None:

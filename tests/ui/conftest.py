@@ -87,7 +87,7 @@ class ScriptedBackend:
     replies: list[str] = field(default_factory=list)
     delay_s: float = 0.0
     gate: threading.Event | None = None
-    name: str = "scripted"
+    name: str = "llamacpp"  # stands in for llama.cpp, which serves LoRA adapters
     chat_format: str = "chatml"
     n_ctx: int = 2048
     prompts: list[str] = field(default_factory=list)

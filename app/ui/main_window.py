@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QMouseEvent, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -54,29 +54,71 @@ class ShortcutSpec:
     description: str
 
 
-def shortcut_table(tr: object) -> list[ShortcutSpec]:
+def shortcut_table() -> list[ShortcutSpec]:
     """Every keyboard shortcut, in the order the help overlay lists them."""
-    t = tr  # QObject.tr of the window, so the descriptions are translated in its context
-    assert callable(t)
     return [
-        ShortcutSpec("send", "Ctrl+Return", t("Send the draft (as edited)")),
-        ShortcutSpec("regenerate", "Ctrl+R", t("Regenerate the draft")),
-        ShortcutSpec("stop", "Esc", t("Stop writing the draft")),
-        ShortcutSpec("thumbs_up", "Ctrl+Up", t("👍 the draft")),
         ShortcutSpec(
-            "thumbs_down", "Ctrl+Down", t("👎 the draft (the teacher is asked for a label)")
+            "send",
+            "Ctrl+Return",
+            QCoreApplication.translate("Shortcuts", "Send the draft (as edited)"),
         ),
-        ShortcutSpec("ask_cloud", "Ctrl+K", t("Ask the cloud teacher")),
-        ShortcutSpec("next", "Ctrl+J", t("Next waiting conversation")),
-        ShortcutSpec("next_tab", "Ctrl+PgDown", t("Next open chat")),
-        ShortcutSpec("close_chat", "Ctrl+W", t("Close the chat (conversation done)")),
-        ShortcutSpec("new_customer", "Ctrl+N", t("New customer (manual channel)")),
-        ShortcutSpec("search", "Ctrl+F", t("Search the queue")),
-        ShortcutSpec("phrase", "Ctrl+1 … Ctrl+9", t("Insert quick phrase 1–9")),
-        ShortcutSpec("export", "Ctrl+E", t("Export the chat (Markdown or CSV)")),
-        ShortcutSpec("evolution", "Ctrl+Shift+E", t("Workspace / evolution panel")),
-        ShortcutSpec("settings", "Ctrl+,", t("Settings")),
-        ShortcutSpec("help", "F1", t("Show or hide this help")),
+        ShortcutSpec(
+            "regenerate", "Ctrl+R", QCoreApplication.translate("Shortcuts", "Regenerate the draft")
+        ),
+        ShortcutSpec(
+            "stop", "Esc", QCoreApplication.translate("Shortcuts", "Stop writing the draft")
+        ),
+        ShortcutSpec(
+            "thumbs_up", "Ctrl+Up", QCoreApplication.translate("Shortcuts", "👍 the draft")
+        ),
+        ShortcutSpec(
+            "thumbs_down",
+            "Ctrl+Down",
+            QCoreApplication.translate(
+                "Shortcuts", "👎 the draft (the teacher is asked for a label)"
+            ),
+        ),
+        ShortcutSpec(
+            "ask_cloud", "Ctrl+K", QCoreApplication.translate("Shortcuts", "Ask the cloud teacher")
+        ),
+        ShortcutSpec(
+            "next", "Ctrl+J", QCoreApplication.translate("Shortcuts", "Next waiting conversation")
+        ),
+        ShortcutSpec(
+            "next_tab", "Ctrl+PgDown", QCoreApplication.translate("Shortcuts", "Next open chat")
+        ),
+        ShortcutSpec(
+            "close_chat",
+            "Ctrl+W",
+            QCoreApplication.translate("Shortcuts", "Close the chat (conversation done)"),
+        ),
+        ShortcutSpec(
+            "new_customer",
+            "Ctrl+N",
+            QCoreApplication.translate("Shortcuts", "New customer (manual channel)"),
+        ),
+        ShortcutSpec(
+            "search", "Ctrl+F", QCoreApplication.translate("Shortcuts", "Search the queue")
+        ),
+        ShortcutSpec(
+            "phrase",
+            "Ctrl+1 … Ctrl+9",
+            QCoreApplication.translate("Shortcuts", "Insert quick phrase 1–9"),
+        ),
+        ShortcutSpec(
+            "export",
+            "Ctrl+E",
+            QCoreApplication.translate("Shortcuts", "Export the chat (Markdown or CSV)"),
+        ),
+        ShortcutSpec(
+            "evolution",
+            "Ctrl+Shift+E",
+            QCoreApplication.translate("Shortcuts", "Workspace / evolution panel"),
+        ),
+        ShortcutSpec("settings", "Ctrl+,", QCoreApplication.translate("Shortcuts", "Settings")),
+        ShortcutSpec(
+            "help", "F1", QCoreApplication.translate("Shortcuts", "Show or hide this help")
+        ),
     ]
 
 
@@ -272,7 +314,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(split)
         self.evolution = EvolutionPanel(self.services)
         self.pages.addWidget(self.evolution)
-        self.overlay = HelpOverlay(shortcut_table(self.tr), central)
+        self.overlay = HelpOverlay(shortcut_table(), central)
 
         self.model_status = QLabel(self.tr("loading the end model…"))
         self.statusBar().addPermanentWidget(self.model_status)

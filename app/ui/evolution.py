@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.engine.end_model import EndModel
-from app.store import AdapterVersion, Store, TeacherReply, TrainingRun
+from app.store import AdapterVersion, Store, TeacherReply
 
-EVENTS = {"stage", "step", "gate", "done", "error"}
+EVENTS = {"stage", "step", "gate", "done", "error", "warning", "candidates", "labels"}
 STAGES = ("candidates", "fetch_labels", "train", "export", "gate", "promote")
 
 
@@ -122,27 +122,34 @@ def rollback_target(history: list[AdapterRow]) -> str | None:
 def should_evolve(store: Store, policy: str, min_labels: int, now: datetime | None = None) -> bool:
     """Whether the automatic policy calls for a run now.
 
-    ``daily``: no run started in the last 24 hours and at least one new label since the last run;
-    ``after_labels``: at least ``min_labels`` new teacher labels since the last run; ``off``: never.
+    New labels are the ones linked to a draft since the newest adapter version was made (as the
+    evolution engine counts them). ``daily``: at least one new label and no version made in the
+    last 24 hours; ``after_labels``: at least ``min_labels`` new labels; ``off``: never.
     """
     if policy == "off":
         return False
     now = now or datetime.now(UTC)
     with store.session() as session:
-        last_run = session.scalar(select(func.max(TrainingRun.started_at)))
-        since = last_run or datetime(1970, 1, 1, tzinfo=UTC)
-        new_labels = int(
-            session.scalar(
-                select(func.count())
-                .select_from(TeacherReply)
-                .where(TeacherReply.created_at > since)
-            )
-            or 0
+        latest = session.scalar(select(func.max(AdapterVersion.created_at)))
+        query = (
+            select(func.count()).select_from(TeacherReply).where(TeacherReply.draft_id.is_not(None))
         )
-    if last_run is not None and last_run.tzinfo is None:
-        last_run = last_run.replace(tzinfo=UTC)
+        if latest is not None:
+            query = query.where(TeacherReply.created_at > latest)
+        new_labels = int(session.scalar(query) or 0)
     if policy == "daily":
-        return new_labels > 0 and (last_run is None or now - last_run >= timedelta(days=1))
+        return new_labels > 0 and (latest is None or now - latest >= timedelta(days=1))
     if policy == "after_labels":
         return new_labels >= min_labels
     raise ValueError(f"Unknown evolution policy {policy!r}")
+
+
+def sync_evolution_settings(low_score: float, policy: str, min_labels: int) -> None:
+    """Carry the settings dialog's threshold and policy into the evolution engine's own settings
+    (``evolution.json``), keeping everything else it holds."""
+    from app.evolve import EvolutionSettings
+
+    current = EvolutionSettings.load()
+    current.low_score = low_score
+    current.auto_every = min_labels if policy == "after_labels" else None
+    current.save()

@@ -131,6 +131,7 @@ class EvolutionPanel(QWidget):
         self.services = services
         self.run: EvolveRun | None = None
         self.last_gate: dict[str, Any] | None = None
+        self._stopping = False
         layout = QVBoxLayout(self)
 
         box = QGroupBox(self.tr("Evolve now"))
@@ -226,6 +227,7 @@ class EvolutionPanel(QWidget):
         self.gate_label.setText("")
         self.eta_label.setText("")
         self.last_gate = None
+        self._stopping = False
         self.stage_label.setText(self.tr("starting…"))
         self.run = EvolveRun(self.services.context.evolve_command(), self)
         self.run.event_received.connect(self._on_event)
@@ -235,12 +237,14 @@ class EvolutionPanel(QWidget):
         self.run.start()
 
     def stop(self) -> None:
-        if self.run is not None:
+        if self.run is not None and self.run.running:
+            self._stopping = True
             self.stage_label.setText(self.tr("stopping…"))
             self.run.stop()
 
     def stop_and_wait(self) -> None:
         if self.run is not None and self.run.running:
+            self._stopping = True
             self.run.stop()
             self.run.wait()
 
@@ -292,6 +296,13 @@ class EvolutionPanel(QWidget):
                 if event.get("promoted")
                 else self.tr("done: nothing promoted")
             )
+        elif kind == "candidates":
+            self.gate_label.setText(
+                self.tr("{0} drafts to learn from").format(event.get("count", 0))
+            )
+        elif kind == "warning":
+            log.warning("evolution: %s", event.get("message"))
+            self.eta_label.setText(str(event.get("message", "")))
         elif kind == "error":
             self.stage_label.setText(self.tr("failed"))
             self.services.report(self.tr("Evolution"), str(event.get("message", "")))
@@ -304,7 +315,9 @@ class EvolutionPanel(QWidget):
         self.progress.setValue(1 if code == 0 else 0)
         events = run.events if run is not None else []
         had_error = any(e.get("event") == "error" for e in events)
-        if code != 0 and not had_error:
+        if self._stopping:
+            self.stage_label.setText(self.tr("stopped"))
+        elif code != 0 and not had_error:
             self.stage_label.setText(self.tr("stopped"))
             detail = stderr_tail.strip().splitlines()[-3:] if stderr_tail.strip() else []
             self.services.report(

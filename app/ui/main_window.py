@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.cloud import providers
 from app.ui.channels import Channel, Incoming, ManualChannel, ReplayChannel
 from app.ui.conversation_view import ConversationView
-from app.ui.evolution import apply_active_adapter, should_evolve
+from app.ui.evolution import apply_active_adapter, should_evolve, sync_evolution_settings
 from app.ui.evolution_panel import EvolutionPanel
 from app.ui.services import AppContext, Services
 from app.ui.settings import WindowState, save_settings, save_state
@@ -744,6 +744,9 @@ class MainWindow(QMainWindow):
         try:
             save_settings(settings)
             providers.save_config(teacher)
+            sync_evolution_settings(
+                settings.low_score_threshold, settings.evolve_policy, settings.evolve_min_labels
+            )
         except Exception as exc:
             self.services.report(self.tr("Saving the settings"), exc)
             return

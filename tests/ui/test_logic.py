@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import AdapterVersion, Store, TeacherReply, TrainingRun
+from app.store import AdapterVersion, Store, TeacherReply
 from app.ui import evolution
 from app.ui.channels import ReplayChannel, read_jddc2019_sessions
 from app.ui.metrics import daily_metrics
@@ -139,16 +139,33 @@ def test_rollback_target_and_activation(store: Store) -> None:
 
 
 def test_should_evolve_policies(store: Store) -> None:
+    ws = Workspace(store)
+    cid = ws.conversation_for("manual", "b")
+    m = ws.add_customer_message(cid, "q")
+    draft = ws.record_draft(DraftRecord(m, "d", "p", 1, 1, 1, None))
     now = datetime.now(UTC)
     assert not evolution.should_evolve(store, "daily", 1, now)  # no labels yet
     with store.session() as session:
-        for _ in range(3):
-            session.add(TeacherReply(query_text="q", reply_text="r", label_source="teacher"))
+        session.add(TeacherReply(query_text="q", reply_text="r", label_source="teacher"))
+        for _ in range(3):  # labels are linked to the draft they teach
+            session.add(
+                TeacherReply(draft_id=draft, query_text="q", reply_text="r", label_source="teacher")
+            )
     assert evolution.should_evolve(store, "daily", 1, now)
     assert evolution.should_evolve(store, "after_labels", 3, now)
     assert not evolution.should_evolve(store, "after_labels", 4, now)
     assert not evolution.should_evolve(store, "off", 1, now)
-    with store.session() as session:
-        session.add(TrainingRun(config={}, status="succeeded", started_at=datetime.now(UTC)))
-    assert not evolution.should_evolve(store, "daily", 1, now + timedelta(hours=1))
-    assert not evolution.should_evolve(store, "after_labels", 1, now + timedelta(hours=1))
+    add_adapter(store, "v1", None, "candidate")  # a round made a version: labels are not new
+    assert not evolution.should_evolve(store, "daily", 1, now + timedelta(days=2))
+    assert not evolution.should_evolve(store, "after_labels", 1, now)
+
+
+def test_settings_dialog_values_reach_the_evolution_engine(data_home: Path) -> None:
+    from app.evolve import EvolutionSettings
+
+    EvolutionSettings(margin=0.05).save()
+    evolution.sync_evolution_settings(0.35, "after_labels", 12)
+    saved = EvolutionSettings.load()
+    assert (saved.low_score, saved.auto_every, saved.margin) == (0.35, 12, 0.05)
+    evolution.sync_evolution_settings(0.4, "daily", 12)
+    assert EvolutionSettings.load().auto_every is None

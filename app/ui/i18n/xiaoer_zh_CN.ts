@@ -253,210 +253,216 @@
 <context>
     <name>EvolutionPanel</name>
     <message>
-        <location filename="../evolution_panel.py" line="136" />
-        <location filename="../evolution_panel.py" line="138" />
+        <location filename="../evolution_panel.py" line="137" />
+        <location filename="../evolution_panel.py" line="139" />
         <source>Evolve now</source>
         <translation>立即进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="140" />
+        <location filename="../evolution_panel.py" line="141" />
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="142" />
+        <location filename="../evolution_panel.py" line="143" />
         <source>idle</source>
         <translation>空闲</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="151" />
+        <location filename="../evolution_panel.py" line="152" />
         <source>training loss</source>
         <translation>训练损失</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="163" />
-        <location filename="../evolution_panel.py" line="369" />
+        <location filename="../evolution_panel.py" line="164" />
+        <location filename="../evolution_panel.py" line="382" />
         <source>Adapters</source>
         <translation>适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="169" />
+        <location filename="../evolution_panel.py" line="170" />
         <source>Version</source>
         <translation>版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="170" />
+        <location filename="../evolution_panel.py" line="171" />
         <source>Status</source>
         <translation>状态</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="171" />
+        <location filename="../evolution_panel.py" line="172" />
         <source>Created</source>
         <translation>创建时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="172" />
+        <location filename="../evolution_panel.py" line="173" />
         <source>Promoted</source>
         <translation>启用时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="173" />
+        <location filename="../evolution_panel.py" line="174" />
         <source>Metrics</source>
         <translation>指标</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="181" />
+        <location filename="../evolution_panel.py" line="182" />
         <source>Promote selected</source>
         <translation>启用所选版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="182" />
+        <location filename="../evolution_panel.py" line="183" />
         <source>Roll back</source>
         <translation>回滚</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="183" />
+        <location filename="../evolution_panel.py" line="184" />
         <source>Use base model</source>
         <translation>使用基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="184" />
+        <location filename="../evolution_panel.py" line="185" />
         <source>Refresh</source>
         <translation>刷新</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="192" />
+        <location filename="../evolution_panel.py" line="193" />
         <source>Over time (per day)</source>
         <translation>趋势（按天）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="195" />
+        <location filename="../evolution_panel.py" line="196" />
         <source>mean Final score</source>
         <translation>平均 Final 分</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="196" />
+        <location filename="../evolution_panel.py" line="197" />
         <source>thumbs-up rate</source>
         <translation>点赞率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="197" />
+        <location filename="../evolution_panel.py" line="198" />
         <source>edit rate</source>
         <translation>修改率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="198" />
+        <location filename="../evolution_panel.py" line="199" />
         <source>sent unedited</source>
         <translation>未修改直接发送</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="199" />
+        <location filename="../evolution_panel.py" line="200" />
         <source>cloud calls</source>
         <translation>云端调用次数</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="200" />
+        <location filename="../evolution_panel.py" line="201" />
         <source>cloud cost</source>
         <translation>云端费用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="229" />
+        <location filename="../evolution_panel.py" line="231" />
         <source>starting…</source>
         <translation>正在启动…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="239" />
+        <location filename="../evolution_panel.py" line="242" />
         <source>stopping…</source>
         <translation>正在停止…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="251" />
+        <location filename="../evolution_panel.py" line="255" />
         <source>choosing training examples</source>
         <translation>挑选训练样本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="252" />
+        <location filename="../evolution_panel.py" line="256" />
         <source>fetching teacher labels</source>
         <translation>获取教师标注</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="253" />
+        <location filename="../evolution_panel.py" line="257" />
         <source>training</source>
         <translation>训练中</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="254" />
+        <location filename="../evolution_panel.py" line="258" />
         <source>exporting the adapter</source>
         <translation>导出适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="255" />
+        <location filename="../evolution_panel.py" line="259" />
         <source>gate: comparing with the active adapter</source>
         <translation>把关：与当前适配器比较</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="256" />
+        <location filename="../evolution_panel.py" line="260" />
         <source>promoting</source>
         <translation>正在启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="269" />
+        <location filename="../evolution_panel.py" line="273" />
         <source>step {0}/{1} · loss {2} · ETA {3}</source>
         <translation>第 {0}/{1} 步 · loss {2} · 预计剩余 {3}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="279" />
+        <location filename="../evolution_panel.py" line="283" />
         <source>promoted</source>
         <translation>已启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="279" />
+        <location filename="../evolution_panel.py" line="283" />
         <source>not promoted</source>
         <translation>未启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="281" />
+        <location filename="../evolution_panel.py" line="285" />
         <source>Candidate {0}: Final {1} vs active {2} — {3} ({4})</source>
         <translation>候选 {0}：Final {1}，当前 {2} — {3}（{4}）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="284" />
+        <location filename="../evolution_panel.py" line="288" />
         <source>base model</source>
         <translation>基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="291" />
+        <location filename="../evolution_panel.py" line="295" />
         <source>done: {0} promoted</source>
         <translation>完成：已启用 {0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="293" />
+        <location filename="../evolution_panel.py" line="297" />
         <source>done: nothing promoted</source>
         <translation>完成：未启用新版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="296" />
+        <location filename="../evolution_panel.py" line="301" />
+        <source>{0} drafts to learn from</source>
+        <translation>{0} 条草稿可供学习</translation>
+    </message>
+    <message>
+        <location filename="../evolution_panel.py" line="307" />
         <source>failed</source>
         <translation>失败</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="297" />
-        <location filename="../evolution_panel.py" line="311" />
+        <location filename="../evolution_panel.py" line="308" />
+        <location filename="../evolution_panel.py" line="324" />
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="308" />
+        <location filename="../evolution_panel.py" line="319" />
+        <location filename="../evolution_panel.py" line="321" />
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="312" />
+        <location filename="../evolution_panel.py" line="325" />
         <source>The evolution process ended with code {0}. {1}</source>
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="329" />
+        <location filename="../evolution_panel.py" line="342" />
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>
     </message>
@@ -491,7 +497,7 @@
     </message>
     <message>
         <location filename="../main_window.py" line="319" />
-        <location filename="../main_window.py" line="752" />
+        <location filename="../main_window.py" line="755" />
         <source>loading the end model…</source>
         <translation>正在加载端侧模型…</translation>
     </message>
@@ -644,32 +650,32 @@
         <translation>已导出到 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="748" />
+        <location filename="../main_window.py" line="751" />
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="796" />
+        <location filename="../main_window.py" line="799" />
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="798" />
+        <location filename="../main_window.py" line="801" />
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="809" />
+        <location filename="../main_window.py" line="812" />
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="811" />
+        <location filename="../main_window.py" line="814" />
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="812" />
+        <location filename="../main_window.py" line="815" />
         <source> and </source>
         <translation>，并且</translation>
     </message>

@@ -152,22 +152,33 @@ class Workspace:
             if m.role in ("customer", "agent")
         ]
 
-    def summaries(self, status: str = "open") -> list[ConversationSummary]:
+    def summaries(
+        self, status: str = "open", ids: list[int] | None = None
+    ) -> list[ConversationSummary]:
+        """One line per conversation for the queue (two queries, whatever their number)."""
         with self.store.session() as session:
-            rows = session.execute(
+            query = (
                 select(Conversation, Customer)
                 .join(Customer, Conversation.customer_id == Customer.id)
-                .where(Conversation.status == status)
                 .order_by(Conversation.id)
-            ).all()
+            )
+            query = (
+                query.where(Conversation.id.in_(ids))
+                if ids is not None
+                else query.where(Conversation.status == status)
+            )
+            rows = session.execute(query).all()
+            by_conversation: dict[int, list[Message]] = {c.id: [] for c, _ in rows}
+            for m in session.scalars(
+                select(Message)
+                .where(Message.conversation_id.in_(list(by_conversation)))
+                .where(Message.role != "system")
+                .order_by(Message.conversation_id, Message.sent_at, Message.id)
+            ):
+                by_conversation[m.conversation_id].append(m)
             out = []
             for conversation, customer in rows:
-                msgs = session.scalars(
-                    select(Message)
-                    .where(Message.conversation_id == conversation.id)
-                    .where(Message.role != "system")
-                    .order_by(Message.sent_at, Message.id)
-                ).all()
+                msgs = by_conversation[conversation.id]
                 unanswered: list[Message] = []
                 for m in msgs:
                     unanswered = [*unanswered, m] if m.role == "customer" else []
@@ -185,10 +196,8 @@ class Workspace:
             return out
 
     def summary(self, conversation_id: int) -> ConversationSummary | None:
-        for s in self.summaries("open") + self.summaries("closed"):
-            if s.id == conversation_id:
-                return s
-        return None
+        found = self.summaries(ids=[conversation_id])
+        return found[0] if found else None
 
     def latest_score(self, draft_id: int) -> ScoreView | None:
         with self.store.session() as session:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import signal
 import sys
 from collections.abc import Sequence
 
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -78,4 +79,23 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     window.show()
     log.info("Xiaoer %s started (data dir %s)", __version__, paths.data_dir())
+    _close_on_signals(window)
     return int(app.exec())
+
+
+def _close_on_signals(window: MainWindow) -> None:
+    """Ctrl-C in the terminal, or SIGTERM, closes the window cleanly (state saved, work stopped).
+
+    Python runs signal handlers only between bytecodes, so a timer hands it control regularly.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %s: closing", signum)
+        QTimer.singleShot(0, window.close_without_asking)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    timer = QTimer(window)
+    timer.setInterval(250)
+    timer.timeout.connect(lambda: None)
+    timer.start()

@@ -279,6 +279,7 @@ class MainWindow(QMainWindow):
         self.views: dict[int, ConversationView] = {}
         self.model_ready = False
         self._closing = False
+        self._force_close = False
         self.provision_dialog: QProgressDialog | None = None
         self._last_auto_check = 0.0
         self._references: dict[int, str] = {}
@@ -801,11 +802,16 @@ class MainWindow(QMainWindow):
             reasons.append(self.tr("training is running"))
         return reasons
 
+    def close_without_asking(self) -> None:
+        """Ctrl-C or SIGTERM: stop drafting and training, save the state, close."""
+        self._force_close = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closing:
             event.accept()
             return
-        reasons = self.busy_reasons()
+        reasons = [] if self._force_close else self.busy_reasons()
         if reasons:
             answer = QMessageBox.question(
                 self,

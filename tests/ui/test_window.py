@@ -290,3 +290,24 @@ def test_a_locked_database_is_reported_not_crashed(
     assert view.panel.editor.toPlainText() == ""
     w.close()
     quick.close()
+
+
+def test_a_locked_keyring_is_reported_with_what_to_do(
+    qtbot, window, monkeypatch, memory_keyring
+) -> None:
+    import keyring.errors
+
+    from app.cloud import providers
+    from app.ui.services import make_teacher_service
+
+    def locked(service: str, username: str) -> str | None:
+        raise keyring.errors.KeyringLocked("the keyring is locked")
+
+    monkeypatch.setattr(memory_keyring, "get_password", locked)
+    providers.save_config(providers.TeacherConfig(provider="gemini"))
+    window.services.context.make_teacher = make_teacher_service  # the real one
+    view = open_and_draft(qtbot, window, "在吗")
+    view.ask_cloud()
+    qtbot.waitUntil(lambda: window.banner.isVisible())
+    assert "unlock the keyring" in window.banner.label.text()
+    assert not view.cloud_pending and view.panel.cloud_button.isEnabled()

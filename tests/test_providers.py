@@ -595,3 +595,16 @@ def test_make_teacher_gemini(
 def test_make_teacher_local_without_a_running_server_is_unavailable() -> None:
     with pytest.raises(TeacherUnavailable, match="xiaoer teacher serve"):
         make_teacher(TeacherConfig(provider="local"))
+
+
+def test_make_teacher_local_gets_time_for_a_slow_cpu() -> None:
+    # 30 s suits a cloud API; the 1.5B teacher on a busy 2-core machine timed out at 30 s on long
+    # JDDC prompts during a real labeling run.
+    base = f"http://127.0.0.1:{closed_port()}/v1"
+    local = make_teacher(TeacherConfig(provider="local", base_url=base, model="m.gguf"))
+    assert isinstance(local, OpenAICompatibleTeacher)
+    assert local.timeout == 180.0
+    longer = TeacherConfig(provider="local", base_url=base, model="m.gguf", timeout=600)
+    assert make_teacher(longer).timeout == 600  # type: ignore[attr-defined]
+    cloud = TeacherConfig(provider="openai-compatible", base_url=base, model="deepseek-chat")
+    assert make_teacher(cloud).timeout == 30.0  # type: ignore[attr-defined]

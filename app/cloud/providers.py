@@ -49,6 +49,7 @@ DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
 # Gemini 3 model accepts (3.7/3.8 Flash refuse MINIMAL) and this many extra tokens to think in.
 GEMINI_THINKING_HEADROOM = 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOCAL_MIN_TIMEOUT = 180.0
 CONFIG_FILE = "teacher.json"
 # Gateways answer these when busy or slow; trying again later can succeed.
 RETRYABLE_STATUS = {408, 425, 429}
@@ -422,7 +423,10 @@ class TeacherConfig:
             "`xiaoer teacher serve`"
         },
     )
-    timeout: float = field(default=30.0, metadata={"help": "seconds one call may take"})
+    timeout: float = field(
+        default=30.0,
+        metadata={"help": "seconds one call may take (the local teacher gets at least 180)"},
+    )
     price_per_1k_input: float = field(
         default=0.0, metadata={"help": "price of 1000 prompt tokens (for the cost display)"}
     )
@@ -506,7 +510,10 @@ def make_teacher(config: TeacherConfig) -> CloudTeacher:
             raise TeacherUnavailable(
                 "The local teacher is not running; start it with `xiaoer teacher serve`"
             )
-        return local_teacher(base_url, config.model or None, timeout=config.timeout)
+        # A CPU-only 1.5B teacher on a busy machine can need minutes for a long prompt; a local
+        # call costs nothing, so the timeout only has to catch a server that hangs.
+        timeout = max(config.timeout, LOCAL_MIN_TIMEOUT)
+        return local_teacher(base_url, config.model or None, timeout=timeout)
     if config.provider == "gemini":
         key = secrets.get_api_key("gemini")
         if not key:

@@ -49,6 +49,33 @@ def end_model(embedded_model_path: Path) -> Iterator[object]:
     model.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(embedded_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2 model with the real Qwen tokenizer: real transformers and peft, fast."""
+    torch = pytest.importorskip("torch", reason="the transformers backend needs the [hf] extra")
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-qwen")
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(embedded_model_path.parent), gguf_file=embedded_model_path.name
+    )
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        initializer_range=0.5,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    return out
+
+
 def cli_env(models_dir: Path, home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env[paths.HOME_ENV] = str(home)

@@ -18,31 +18,6 @@ GREEDY = GenerationConfig(temperature=0.0, max_tokens=12)
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen_dir(embedded_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-qwen")
-    tokenizer = AutoTokenizer.from_pretrained(
-        str(embedded_model_path.parent), gguf_file=embedded_model_path.name
-    )
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        initializer_range=0.5,
-    )
-    Qwen2ForCausalLM(config).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def hf_model(tiny_qwen_dir: Path) -> EndModel:
     source = ModelSource("tiny", tiny_qwen_dir, "hf")
     return EndModel(TransformersBackend(source, device="cpu"), "你是客服。", GREEDY)

@@ -416,8 +416,8 @@ class Evolution:
             candidate = self._row(session, version)
             active = self.store.active_adapter(session)
             session.expunge_all()
-        cand_replies = draft_replies(candidate, items, self.base_model)
-        base_replies = draft_replies(active, items, self.base_model)
+        cand_replies = draft_replies(Served.of(candidate), items, self.base_model)
+        base_replies = draft_replies(Served.of(active), items, self.base_model)
 
         def scores(replies: list[str]) -> list[Any]:
             batch = [
@@ -641,22 +641,38 @@ def run_training(
     return "failed", last
 
 
+@dataclass(frozen=True)
+class Served:
+    """An adapter as the engine serves it: LoRA as GGUF on llama.cpp, the others as peft dirs."""
+
+    name: str
+    method: str
+    path: Path
+
+    @classmethod
+    def of(cls, row: AdapterVersion | None) -> Served | None:
+        return None if row is None else cls(row.version, row.method, served_path(row))
+
+
 def draft_replies(
-    adapter: AdapterVersion | None, items: Sequence[Example], base_model: str
+    adapter: Served | None,
+    items: Sequence[Example],
+    base_model: str,
+    generation: GenerationConfig = GATE_GENERATION,
 ) -> list[str]:
     """Greedy replies for ``items`` from the base model with ``adapter`` (None: no adapter)."""
     from app.engine.end_model import EndModel, EngineConfig
     from app.evolve.base import trainable_dir
 
     if adapter is None or adapter.method == "lora":
-        model = EndModel.load(EngineConfig(model=base_model), GATE_GENERATION)
+        model = EndModel.load(EngineConfig(model=base_model), generation)
     else:
         config = EngineConfig(model=str(trainable_dir(base_model)), backend="transformers")
-        model = EndModel.load(config, GATE_GENERATION)
+        model = EndModel.load(config, generation)
     try:
         if adapter is not None:
-            model.load_adapter(adapter.version, served_path(adapter))
-            model.set_adapter(adapter.version)
+            model.load_adapter(adapter.name, adapter.path)
+            model.set_adapter(adapter.name)
         return [model.reply(as_turns(ex.context)) for ex in items]
     finally:
         model.close()

@@ -7,16 +7,18 @@ from typing import Any
 from app.evolve.config import TrainConfig
 
 
-def lora(config: TrainConfig) -> Any:
+def lora(config: TrainConfig, n_layers: int) -> Any:
     """LoRA: low-rank updates of the attention projections (r 8, alpha 32, dropout 0.1)."""
     from peft import LoraConfig, TaskType
 
+    top = config.lora_top_layers
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_targets),
+        layers_to_transform=list(range(max(0, n_layers - top), n_layers)) if top else None,
     )
 
 
@@ -43,9 +45,9 @@ def ptuning_v2(config: TrainConfig) -> Any:
     )
 
 
-def peft_config(config: TrainConfig, hidden_size: int) -> Any:
+def peft_config(config: TrainConfig, model_config: Any) -> Any:
     if config.method == "lora":
-        return lora(config)
+        return lora(config, model_config.num_hidden_layers)
     if config.method == "prefix":
-        return prefix(config, hidden_size)
+        return prefix(config, model_config.hidden_size)
     return ptuning_v2(config)

@@ -14,6 +14,7 @@ The exact config is saved as ``config.json`` beside the outputs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
         if (method == "lora") != (config.method == "lora"):
             raise ValueError(f"init_adapter {config.init_adapter} is not a {config.method} adapter")
     else:
-        model = get_peft_model(model, peft_config(config, model.config.hidden_size))
+        model = get_peft_model(model, peft_config(config, model.config))
     return model, tokenizer
 
 
@@ -126,7 +128,17 @@ def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, out: Path) -> None:
+def _fingerprint(config: TrainConfig) -> str:
+    """What a checkpoint must match to be resumed: the run's config (outputs and pacing aside)."""
+    values = asdict(config)
+    for key in ("output_dir", "save_every", "threads", "device"):
+        values.pop(key)
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _save_checkpoint(
+    model: Any, optimizer: Any, scheduler: Any, step: int, out: Path, fingerprint: str
+) -> None:
     """Written beside, then renamed into place: a kill leaves the old checkpoint or the new."""
     import torch
 
@@ -137,6 +149,7 @@ def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, out:
     torch.save(
         {
             "step": step,
+            "fingerprint": fingerprint,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -151,7 +164,9 @@ def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, out:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _resume(model: Any, optimizer: Any, scheduler: Any, out: Path) -> int:
+def _resume(
+    model: Any, optimizer: Any, scheduler: Any, out: Path, fingerprint: str, emit: Emit
+) -> int:
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -160,8 +175,14 @@ def _resume(model: Any, optimizer: Any, scheduler: Any, out: Path) -> int:
     weights = out / "checkpoint" / "adapter" / "adapter_model.safetensors"
     if not (state_path.is_file() and weights.is_file()):
         return 0
-    set_peft_model_state_dict(model, load_file(str(weights)))
     state = torch.load(state_path, weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        emit(
+            {"event": "warning", "message": "the checkpoint is from another config; starting over"}
+        )
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+        return 0
+    set_peft_model_state_dict(model, load_file(str(weights)))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
@@ -186,7 +207,8 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    start = _resume(model, optimizer, scheduler, out)
+    fingerprint = _fingerprint(config)
+    start = _resume(model, optimizer, scheduler, out, fingerprint, emit)
     emit(
         {
             "event": "start",
@@ -207,7 +229,7 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
     step = start
     while step < config.steps:
         if stop.is_set():
-            _save_checkpoint(model, optimizer, scheduler, step, out)
+            _save_checkpoint(model, optimizer, scheduler, step, out, fingerprint)
             emit({"event": "cancelled", "step": step})
             return {"cancelled": True, "step": step}
         batch = _collate([encoded[i] for i in next(order)], pad_id)
@@ -238,7 +260,9 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
             }
         )
         if step % config.save_every == 0 and step < config.steps:
-            _save_checkpoint(model, optimizer, scheduler, step, out)
+            _save_checkpoint(model, optimizer, scheduler, step, out, fingerprint)
+        if config.snapshot_every and step % config.snapshot_every == 0:
+            model.save_pretrained(str(out / "steps" / str(step)))
     train_s = time.monotonic() - started
     adapter = out / "adapter"
     tmp = out / f".adapter.{os.getpid()}.tmp"

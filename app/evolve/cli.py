@@ -1,0 +1,310 @@
+"""Command-line front of the evolution engine: ``xiaoer evolve|adapters|train|eval|report``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from app.evolve.config import METHODS, PRESETS, TrainConfig
+from app.evolve.data import Example, read_examples, write_examples
+from app.evolve.loop import Evolution, EvolutionSettings, Progress, adapters_dir, run_training
+
+
+def _store() -> Any:
+    from app.store import open_store
+
+    return open_store()
+
+
+@contextlib.contextmanager
+def teacher_service(store: Any, start_local: bool = True) -> Iterator[Any]:
+    """The configured teacher as a TeacherService, or None when it can't be had.
+
+    When the local teacher is the provider and is not running, it is started for the duration
+    (and stopped after), so "Evolve now" works without a separate `xiaoer teacher serve`.
+    """
+    from app.cloud import server
+    from app.cloud.providers import load_config, make_teacher
+    from app.cloud.service import TeacherService
+    from app.engine import models
+    from app.errors import XiaoerError
+
+    config = load_config()
+    started = None
+    try:
+        if config.provider == "local" and not config.base_url and not server.running_server():
+            if not start_local:
+                yield None
+                return
+            path = models.ensure_verified(models.PROFILES["qwen2.5-1.5b"])
+            started = server.TeacherServer(path)
+            started.start()
+            # A CPU-only 1.5B teacher may need a minute for a long reply.
+            config = replace(config, base_url=started.base_url, timeout=max(config.timeout, 120))
+        teacher = make_teacher(config)
+        yield TeacherService(teacher, store, cost_fn=getattr(teacher, "cost", None))
+    except XiaoerError as exc:
+        print(f"teacher unavailable: {exc}", file=sys.stderr)
+        yield None
+    finally:
+        if started is not None:
+            started.stop()
+
+
+def _printer(jsonl: bool) -> Progress:
+    def show(event: dict[str, Any]) -> None:
+        if jsonl:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+            return
+        kind = event.get("event")
+        if kind == "step":
+            print(
+                f"\rstep {event['step']}/{event['total']}  loss {event['loss']:.3f}  "
+                f"{event['tok_s']:.0f} tok/s  eta {event['eta_s']:.0f} s",
+                end="" if event["step"] < event["total"] else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif kind in ("stage", "gate", "labels", "candidates", "warning", "error", "start"):
+            print(json.dumps(event, ensure_ascii=False), file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cancel_on_signals() -> threading.Event:
+    cancel = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: cancel.set())
+    return cancel
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    settings = EvolutionSettings.load()
+    changes = {
+        key: getattr(args, key)
+        for key in ("method", "low_score", "steps", "auto_every", "margin", "tolerance", "corpus")
+        if getattr(args, key, None) is not None
+    }
+    if changes:
+        settings = EvolutionSettings(**{**asdict(settings), **changes})
+        if args.save:
+            settings.save()
+    store = _store()
+    if not args.now:
+        evo = Evolution(store, settings)
+        with store.session() as session:
+            active = store.active_adapter(session)
+            active_version = active.version if active is not None else None
+        status = {
+            "candidates": len(evo.candidates()),
+            "labels": len(evo.labels()),
+            "due": evo.due(),
+            "active": active_version,
+            "settings": asdict(settings),
+        }
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+        return 0
+    show = _printer(args.jsonl)
+    cancel = _cancel_on_signals()
+    with teacher_service(store) as service:
+        evo = Evolution(store, settings, teacher=service)
+        try:
+            result = evo.run_round(show, cancel)
+        except (RuntimeError, ValueError, LookupError) as exc:
+            show({"event": "error", "message": str(exc)})
+            return 1
+    if not args.jsonl:
+        print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    store = _store()
+    evo = Evolution(store)
+    if args.adapters_cmd == "list":
+        print(json.dumps(evo.adapters(), ensure_ascii=False, indent=2))
+        return 0
+    if args.adapters_cmd == "promote":
+        evo.promote(args.version)
+        print(json.dumps({"active": args.version}))
+        return 0
+    active = evo.rollback(args.version)
+    print(json.dumps({"active": active}))
+    return 0
+
+
+def _examples_from(args: argparse.Namespace) -> list[Example]:
+    from app.evolve.evaluate import read_pairs
+
+    examples: list[Example] = []
+    if args.corpus:
+        corpus = Path(args.corpus)
+        if args.format == "jddc2018":
+            enc = corpus if corpus.suffix == ".enc" else corpus / "train.enc"
+            examples += read_pairs(enc, enc.with_suffix(".dec"), args.offset, args.limit)
+        else:
+            examples += read_examples(corpus)[args.offset :][: args.limit]
+    if args.labels:
+        examples += read_examples(Path(args.labels))
+    if not examples:
+        raise ValueError("Give --corpus and/or --labels with at least one context → reply pair")
+    return examples
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fine-tune from a corpus (the paper's experiment); registers the result as a candidate."""
+    examples = _examples_from(args)
+    out = Path(args.out) if args.out else adapters_dir() / f"{args.method}-{args.name or 'train'}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_examples(examples, out / "data.jsonl")
+    config = TrainConfig.from_preset(
+        args.preset,
+        args.method,
+        data=str(out / "data.jsonl"),
+        output_dir=str(out),
+        steps=args.steps,
+        lr=args.lr,
+        snapshot_every=args.snapshot_every,
+        seed=args.seed,
+    )
+    config.save(out / "run.json")
+    status, result = run_training(out / "run.json", _printer(args.jsonl), _cancel_on_signals())
+    if status != "succeeded":
+        print(json.dumps({"status": status, **result}, ensure_ascii=False))
+        return 1
+    summary: dict[str, Any] = {"status": status, "output_dir": str(out), **result}
+    if not args.no_register:
+        summary["version"] = register(out, args.method, result)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
+    """Record a trained run as a candidate adapter version (exported and hashed)."""
+    from app.engine import models
+    from app.store import AdapterVersion
+
+    store = _store()
+    version = run_dir.name
+    with store.session() as session:
+        if store.get_adapter(session, version) is None:
+            session.add(
+                AdapterVersion(
+                    version=version,
+                    method=method,
+                    base_model=models.DEFAULT_PROFILE,
+                    path=str(run_dir),
+                    metrics={"train": metrics},
+                    status="candidate",
+                )
+            )
+    Evolution(store).export(version)
+    return version
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from app.engine import models
+    from app.evolve.evaluate import evaluate, read_pairs
+    from app.scoring.registry import load_scorer
+
+    store = _store()
+    pairs = read_pairs(Path(args.pairs[0]), Path(args.pairs[1]), args.offset, args.limit)
+    with store.session() as session:
+        if args.adapter == "none":
+            adapter = None
+        elif args.adapter == "active":
+            adapter = store.active_adapter(session)
+        else:
+            adapter = store.get_adapter(session, args.adapter)
+            if adapter is None:
+                raise LookupError(
+                    f"No adapter version {args.adapter!r} (see `xiaoer adapters list`)"
+                )
+        session.expunge_all()
+    scorer = load_scorer(store=store)
+    with contextlib.ExitStack() as stack:
+        teacher = stack.enter_context(teacher_service(store)) if args.teacher else None
+        summary = evaluate(pairs, adapter, models.DEFAULT_PROFILE, scorer, teacher)
+    print(json.dumps(summary, ensure_ascii=False, indent=None if args.compact else 2))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.evolve.report import write_report
+
+    store = _store()
+    with teacher_service(store, start_local=not args.no_teacher) as service:
+        written = write_report(
+            [Path(r) for r in args.runs], Path(args.out), teacher=service, probes=args.probe
+        )
+    print(json.dumps({"written": [str(p) for p in written]}, ensure_ascii=False))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Register the evolution commands on the `xiaoer` subparsers."""
+    evolve = sub.add_parser("evolve", help="online evolution: status, or a whole round with --now")
+    evolve.add_argument("--now", action="store_true", help="run a round: labels → train → gate")
+    evolve.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout")
+    evolve.add_argument("--method", choices=METHODS)
+    evolve.add_argument("--low-score", type=float, help="Final Score below this → candidate")
+    evolve.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    evolve.add_argument("--auto-every", type=int, help="evolve automatically after K labels")
+    evolve.add_argument("--margin", type=float, help="mean Final gain the gate asks for")
+    evolve.add_argument("--tolerance", type=float, help="largest drop allowed on one probe")
+    evolve.add_argument("--corpus", help="JSONL pairs mixed in as replay")
+    evolve.add_argument("--save", action="store_true", help="keep these settings")
+    evolve.set_defaults(func=cmd_evolve)
+
+    adapters = sub.add_parser("adapters", help="adapter versions: list, promote, rollback")
+    asub = adapters.add_subparsers(dest="adapters_cmd", required=True)
+    asub.add_parser("list", help="every version with its status and gate result (JSON)")
+    promote = asub.add_parser("promote", help="make a version active (hot in a running app)")
+    promote.add_argument("version")
+    rollback = asub.add_parser(
+        "rollback", help="back to the previous version, a given one, or base"
+    )
+    rollback.add_argument("version", nargs="?", default=None, help="VERSION or 'base'")
+    adapters.set_defaults(func=cmd_adapters)
+
+    train = sub.add_parser("train", help="fine-tune the end model on a corpus (child process)")
+    train.add_argument("--corpus", help="a JDDC 2018 dir/.enc file, or JSONL pairs")
+    train.add_argument("--format", default="jddc2018", choices=["jddc2018", "jsonl"])
+    train.add_argument("--labels", help="teacher labels from `xiaoer label` (JSONL)")
+    train.add_argument("--offset", type=int, default=0, help="skip the first N corpus pairs")
+    train.add_argument("--limit", type=int, default=None, help="use N corpus pairs")
+    train.add_argument("--method", default="lora", choices=METHODS)
+    train.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    train.add_argument("--steps", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--snapshot-every", type=int, default=None, help="keep step checkpoints")
+    train.add_argument("--name", default=None, help="version name suffix")
+    train.add_argument("--out", default=None, help="output dir (default: data dir/adapters)")
+    train.add_argument("--no-register", action="store_true", help="don't add it to the store")
+    train.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="held-out replies vs the human agent's (JSON)")
+    ev.add_argument("--pairs", nargs=2, required=True, metavar=("ENC", "DEC"))
+    ev.add_argument("--offset", type=int, default=0)
+    ev.add_argument("--limit", type=int, default=50)
+    ev.add_argument("--adapter", default="active", help="VERSION, active, or none (base model)")
+    ev.add_argument("--teacher", action="store_true", help="also the Final Score vs the teacher")
+    ev.add_argument("--compact", action="store_true", help="one line of JSON")
+    ev.set_defaults(func=cmd_eval)
+
+    report = sub.add_parser("report", help="the paper's Table VI, Fig. 3 heatmap and loss curves")
+    report.add_argument("--runs", nargs="+", required=True, help="training output dirs")
+    report.add_argument("--out", required=True)
+    report.add_argument("--probe", action="append", default=None, help="probe input (repeat)")
+    report.add_argument("--no-teacher", action="store_true", help="match-only scores")
+    report.set_defaults(func=cmd_report)

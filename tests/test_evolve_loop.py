@@ -1,0 +1,289 @@
+"""The evolution loop on a real temp database: candidates, labels, promotion, rollback, kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from app.cloud.service import RetryPolicy, TeacherService
+from app.cloud.teacher import TeacherAnswer, TeacherRequest, TeacherUnavailable, Usage
+from app.evolve.loop import Evolution, EvolutionSettings, sha256_of
+from app.store import AdapterVersion, OutboxItem, Store, TeacherReply, open_store
+
+
+@dataclass
+class EchoTeacher:
+    """A scripted cloud teacher (no network): answers with a template around the customer's text,
+    or raises the exceptions in ``failures`` first."""
+
+    failures: list[Exception] = field(default_factory=list)
+    provider: str = "scripted"
+    model: str = "echo-1"
+    is_local: bool = False
+    requests: list[TeacherRequest] = field(default_factory=list)
+
+    def complete(self, request: TeacherRequest) -> TeacherAnswer:
+        self.requests.append(request)
+        if self.failures:
+            raise self.failures.pop(0)
+        return TeacherAnswer(
+            f"好的，关于「{request.messages[-1][1]}」马上为您处理。",
+            self.provider,
+            self.model,
+            Usage(50, 10),
+        )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    yield s
+    s.close()
+
+
+def add_draft(store: Store, customer: str, draft: str, history: tuple[str, ...] = ()) -> int:
+    with store.session() as session:
+        who = store.get_or_create_customer(session, f"c{random.random()}")
+        conv = store.open_conversation(session, who.id, "manual")
+        for i, text in enumerate(history):
+            store.add_message(session, conv.id, "customer" if i % 2 == 0 else "agent", text)
+        msg = store.add_message(session, conv.id, "customer", customer)
+        row = store.add_draft(
+            session,
+            msg.id,
+            draft,
+            model_profile="qwen2.5-0.5b",
+            latency_ms=5,
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
+        return row.id
+
+
+def rate(store: Store, draft_id: int, up: bool | None, sent: str | None = None) -> None:
+    with store.session() as session:
+        store.record_rating(session, draft_id, thumbs_up=up, sent_text=sent)
+
+
+def score(store: Store, draft_id: int, final: float) -> None:
+    with store.session() as session:
+        store.record_score(session, draft_id, final=final, mode="match_only", alpha=0.8, theta=0.2)
+
+
+def service(store: Store, teacher: EchoTeacher) -> TeacherService:
+    return TeacherService(teacher, store, retry=RetryPolicy(attempts=1), sleep=lambda s: None)
+
+
+def test_candidates_are_thumbs_down_edited_and_low_scoring_drafts(store: Store) -> None:
+    down = add_draft(store, "能便宜点吗？", "不能。")
+    edited = add_draft(store, "可以选择快递吗？", "可以。")
+    low = add_draft(store, "今天发货吗？", "嗯。")
+    high = add_draft(store, "你好", "您好，有什么可以帮您？")
+    liked = add_draft(store, "在吗", "在的亲")
+    rescored = add_draft(store, "有赠品吗", "没有")
+    rate(store, down, False)
+    rate(store, edited, True, sent="可以的亲，下单时备注快递即可。")
+    score(store, low, 0.3)
+    score(store, high, 0.9)
+    rate(store, liked, True, sent="在的亲")  # sent unedited
+    score(store, rescored, 0.2)
+    score(store, rescored, 0.8)  # the latest score counts
+    found = {c.draft_id: c for c in Evolution(store).candidates()}
+    assert set(found) == {down, edited, low}
+    assert (found[down].reason, found[edited].reason, found[low].reason) == (
+        "thumbs_down",
+        "edited",
+        "low_score",
+    )
+    assert found[edited].edited_text == "可以的亲，下单时备注快递即可。"
+    assert found[low].context == ("今天发货吗？",)
+
+
+def test_labels_prefer_the_agents_edit_and_ask_the_teacher_otherwise(store: Store) -> None:
+    edited = add_draft(store, "可以选择快递吗？", "可以。", history=("你好", "您好"))
+    down = add_draft(store, "我的电话是13812345678，能改地址吗？", "不能。")
+    rate(store, edited, False, sent="可以的亲，下单时备注快递即可。")
+    rate(store, down, False)
+    teacher = EchoTeacher()
+    evo = Evolution(store, teacher=service(store, teacher))
+    assert evo.fetch_labels() == {"agent_edit": 1, "teacher": 1, "failed": 0}
+    assert len(teacher.requests) == 1, "an edited draft needs no teacher call"
+    sent = json.dumps(teacher.requests[0].messages, ensure_ascii=False)
+    assert "13812345678" not in sent, "the firewall redacted the phone number"
+    labels = {ex.source: ex for _, _, ex in evo.labels()}
+    assert labels["agent_edit"].reply == "可以的亲，下单时备注快递即可。"
+    assert labels["agent_edit"].context == ("你好", "您好", "可以选择快递吗？")
+    assert "13812345678" in labels["teacher"].reply, "the placeholder is restored on the device"
+    with store.session() as session:
+        stored = [r.reply_text for r in session.query(TeacherReply)]
+    assert not any("13812345678" in text for text in stored if "关于" in text)
+    assert evo.candidates() == [], "labeled drafts are no longer candidates"
+
+
+def test_a_candidate_the_teacher_cannot_label_is_kept(store: Store) -> None:
+    down = add_draft(store, "能便宜点吗？", "不能。")
+    rate(store, down, False)
+    teacher = EchoTeacher(failures=[TeacherUnavailable("connection refused")])
+    evo = Evolution(store, teacher=service(store, teacher))
+    assert evo.fetch_labels() == {"agent_edit": 0, "teacher": 0, "failed": 1}
+    assert [c.draft_id for c in evo.candidates()] == [down]
+    with store.session() as session:
+        assert session.query(OutboxItem).count() == 1
+    assert evo.fetch_labels()["teacher"] == 1  # the teacher is back
+    assert evo.candidates() == []
+
+
+def test_training_set_holds_back_recent_labels_and_replays_earlier_ones(store, tmp_path) -> None:
+    for i in range(8):
+        d = add_draft(store, f"问题{i}", "嗯")
+        rate(store, d, False, sent=f"回答{i}")
+    evo = Evolution(store, EvolutionSettings(holdback=3, replay=2))
+    evo.fetch_labels()
+    train, held = evo.training_set()
+    assert [ex.reply for ex in held] == ["回答5", "回答6", "回答7"]
+    assert sorted(ex.reply for ex in train) == [f"回答{i}" for i in range(5)]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"context": [f"旧{i}"], "reply": f"旧答{i}"}, ensure_ascii=False)
+            for i in range(10)
+        )
+    )
+    evo.settings.corpus = str(corpus)
+    train, _ = evo.training_set()
+    assert sum(ex.reply.startswith("旧答") for ex in train) == 2
+
+
+def make_adapter(store: Store, root: Path, version: str, status: str = "candidate") -> Path:
+    run = root / version
+    run.mkdir(parents=True)
+    gguf = run / "adapter.gguf"
+    gguf.write_bytes(os.urandom(256))
+    with store.session() as session:
+        session.add(
+            AdapterVersion(
+                version=version,
+                method="lora",
+                base_model="qwen2.5-0.5b",
+                path=str(run),
+                metrics={"sha256": sha256_of(gguf)},
+                status=status,
+            )
+        )
+    return gguf
+
+
+def active(store: Store) -> str | None:
+    with store.session() as session:
+        row = store.active_adapter(session)
+        return row.version if row else None
+
+
+def test_promote_and_rollback(store: Store, tmp_path: Path) -> None:
+    evo = Evolution(store)
+    make_adapter(store, tmp_path, "v1")
+    make_adapter(store, tmp_path, "v2")
+    damaged = make_adapter(store, tmp_path, "v3")
+    make_adapter(store, tmp_path, "bad", status="rejected")
+    evo.promote("v1")
+    evo.promote("v2")
+    assert active(store) == "v2"
+    assert {a["version"]: a["status"] for a in evo.adapters()}["v1"] == "retired"
+    damaged.write_bytes(b"cut short")
+    with pytest.raises(RuntimeError, match="missing or damaged"):
+        evo.promote("v3")
+    with pytest.raises(ValueError, match="rejected"):
+        evo.promote("bad")
+    assert active(store) == "v2", "a refused promotion changes nothing"
+    assert evo.rollback() == "v1"
+    assert active(store) == "v1"
+    assert evo.rollback("base") is None and active(store) is None
+    assert evo.rollback("v2") == "v2" and active(store) == "v2"
+    with pytest.raises(LookupError):
+        evo.promote("v9")
+
+
+PROMOTE_FOREVER = """
+import sys
+from app.evolve.loop import Evolution
+from app.store import open_store
+evo = Evolution(open_store(sys.argv[1]))
+print("ready", flush=True)
+while True:
+    for version in ("v1", "v2", "v3"):
+        evo.promote(version)
+"""
+
+
+def test_a_kill_during_promotion_leaves_one_intact_adapter_active(store, tmp_path) -> None:
+    for v in ("v1", "v2", "v3"):
+        make_adapter(store, tmp_path, v)
+    Evolution(store).promote("v1")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    rng = random.Random(7)
+    seen = set()
+    for _ in range(6):
+        child = subprocess.Popen(
+            [sys.executable, "-c", PROMOTE_FOREVER, url], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        check = open_store(url)
+        with check.session() as session:
+            rows = session.query(AdapterVersion).filter(AdapterVersion.status == "active").all()
+            assert len(rows) == 1, "exactly one adapter is active after a kill"
+            served = Path(rows[0].path) / "adapter.gguf"
+            assert sha256_of(served) == rows[0].metrics["sha256"]
+            seen.add(rows[0].version)
+        check.close()
+    assert len(seen) >= 2, "the kills landed at different moments"
+
+
+def test_a_killed_training_registers_nothing_and_loses_no_label(
+    store, tmp_path, monkeypatch
+) -> None:
+    for i in range(3):
+        d = add_draft(store, f"问题{i}", "嗯")
+        rate(store, d, False, sent=f"回答{i}")
+    evo = Evolution(store, EvolutionSettings(holdback=0))
+    evo.fetch_labels()
+    labels_before = len(evo.labels())
+
+    import app.evolve.loop as loop
+
+    def killed(config_path, progress=None, cancel=None):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        child.send_signal(signal.SIGKILL)
+        return "failed", {"event": "error", "message": f"exited with code {child.wait()}"}
+
+    monkeypatch.setattr(loop, "run_training", killed)
+    with pytest.raises(RuntimeError, match="training failed"):
+        evo.train()
+    assert evo.adapters() == []
+    assert len(evo.labels()) == labels_before
+    with store.session() as session:
+        from app.store import TrainingRun
+
+        assert [r.status for r in session.query(TrainingRun)] == ["failed"]
+
+
+def test_settings_round_trip_and_validate(tmp_path: Path) -> None:
+    settings = EvolutionSettings(low_score=0.4, method="prefix", auto_every=20)
+    settings.save()
+    assert EvolutionSettings.load() == settings
+    with pytest.raises(ValueError):
+        EvolutionSettings(low_score=1.5)
+    EvolutionSettings.path().write_text("{broken")
+    with pytest.raises(ValueError, match="unreadable evolution settings"):
+        EvolutionSettings.load()

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.cloud.service import TeacherResult
+from app.engine.conversation import Turn
 from app.scoring.formula import ScoreResult
 from app.scoring.record import score_draft
 from app.ui.services import Services
@@ -195,6 +196,9 @@ class ConversationView(QWidget):
         self.thumbs: bool | None = None
         self.cloud_reply: str | None = None
         self.cloud_pending = False
+        self.saving = False
+        """The finished draft is being written to the store (Send waits for it)."""
+        self._draft_token = 0
         self.last_score: ScoreResult | None = None
         self._messages: list[MessageView] = []
 
@@ -253,7 +257,7 @@ class ConversationView(QWidget):
     def _update_buttons(self) -> None:
         p = self.panel
         has_text = bool(p.editor.toPlainText().strip())
-        p.send_button.setEnabled(has_text and not self.generating)
+        p.send_button.setEnabled(has_text and not self.generating and not self.saving)
         p.stop_button.setEnabled(self.generating)
         p.regenerate_button.setEnabled(
             self.reply_to_id is not None or self._last_customer_id() is not None
@@ -268,6 +272,17 @@ class ConversationView(QWidget):
             if m.role == "customer":
                 return m.id
         return None
+
+    def _turns(self) -> list[Turn]:
+        """The conversation up to the customer's latest message, from the transcript on screen."""
+        turns = [
+            Turn("customer" if m.role == "customer" else "agent", m.text)
+            for m in self._messages
+            if m.role in ("customer", "agent")
+        ]
+        while turns and turns[-1].role != "customer":
+            turns.pop()
+        return turns
 
     def needs_draft(self) -> bool:
         """The customer spoke last and no draft answers it yet."""
@@ -338,9 +353,7 @@ class ConversationView(QWidget):
             return
         if self.job_id is not None:
             self.services.model.cancel(self.job_id)
-        turns = self.services.workspace.turns(self.conversation_id)
-        while turns and turns[-1].role != "customer":
-            turns.pop()
+        turns = self._turns()
         self._reset_draft()
         self.reply_to_id = reply_to
         self.job_id = self.services.model.draft(turns)
@@ -348,6 +361,8 @@ class ConversationView(QWidget):
         self._update_buttons()
 
     def _reset_draft(self) -> None:
+        self._draft_token += 1
+        self.saving = False
         self.draft_id = None
         self.thumbs = None
         self.cloud_reply = None
@@ -401,12 +416,26 @@ class ConversationView(QWidget):
                 outcome.completion_tokens,
                 outcome.adapter,
             )
-            try:
-                self.draft_id = self.services.workspace.record_draft(record)
-            except Exception as exc:
-                self.services.report(self.tr("Saving the draft"), exc)
-            else:
+            # Saved on the scoring thread (a commit may wait for the disk), then scored there.
+            self.saving = True
+            token = self._draft_token
+            workspace = self.services.workspace
+
+            def saved(draft_id: int) -> None:
+                if token != self._draft_token:
+                    return  # a newer draft was asked for meanwhile
+                self.saving = False
+                self.draft_id = draft_id
+                self._update_buttons()
                 self.score()
+
+            def failed(exc: BaseException) -> None:
+                if token == self._draft_token:
+                    self.saving = False
+                    self._update_buttons()
+                self.services.report(self.tr("Saving the draft"), exc)
+
+            self.services.scoring.submit(lambda: workspace.record_draft(record), saved, failed)
         self._update_buttons()
 
     # --- scores, ratings, the teacher ------------------------------------------------------
@@ -461,9 +490,7 @@ class ConversationView(QWidget):
         reply_to = self.reply_to_id or self._last_customer_id()
         if reply_to is None:
             return
-        turns = self.services.workspace.turns(self.conversation_id)
-        while turns and turns[-1].role != "customer":
-            turns.pop()
+        turns = self._turns()
         draft_id = self.draft_id
         services = self.services
         self.cloud_pending = True
@@ -522,7 +549,7 @@ class ConversationView(QWidget):
 
     def send(self) -> None:
         text = self.panel.editor.toPlainText().strip()
-        if not text or self.generating:
+        if not text or self.generating or self.saving:
             return
         try:
             self.services.workspace.send(self.conversation_id, text, self.draft_id, self.thumbs)

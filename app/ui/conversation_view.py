@@ -308,10 +308,13 @@ class ConversationView(QWidget):
                 who, colour, align = self.tr("Shop"), "#dcf8c6", "right"
             else:
                 who, colour, align = self.tr("System"), "#fff3cd", "center"
+            # A bubble: a coloured cell in a table floated to the speaker's side.
             parts.append(
-                f'<table width="100%" cellspacing="0" cellpadding="2"><tr><td align="{align}">'
-                f'<span style="color:#888;font-size:small">{html.escape(who)} · {stamp}</span><br>'
-                f'<span style="background:{colour}">&nbsp;{text}&nbsp;</span></td></tr></table>'
+                f'<p align="{align}" style="margin:6px 0 0 0; color:#888; font-size:small">'
+                f"{html.escape(who)} · {stamp}</p>"
+                f'<table align="{align}" cellspacing="0" cellpadding="7" '
+                f'style="background-color:{colour}; margin-bottom:4px"><tr><td>{text}</td></tr>'
+                "</table>"
             )
         self.transcript.setHtml("".join(parts))
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)

@@ -535,10 +535,9 @@ class MainWindow(QMainWindow):
     def receive(self, incoming: Incoming) -> int | None:
         """A customer message arrived: into the store, the queue, and the open chat if any."""
         try:
-            conversation_id = self.workspace.conversation_for(
-                incoming.channel, incoming.customer, incoming.display_name
+            conversation_id, _ = self.workspace.receive(
+                incoming.channel, incoming.customer, incoming.text, incoming.display_name
             )
-            self.workspace.add_customer_message(conversation_id, incoming.text)
         except Exception as exc:
             self.services.report(self.tr("Receiving a customer message"), exc)
             return None

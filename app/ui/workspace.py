@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.engine.conversation import Turn
 from app.store import Conversation, Customer, Draft, Message, Rating, Score, Store
@@ -69,19 +70,33 @@ class Workspace:
 
     def conversation_for(self, channel: str, customer: str, display_name: str | None = None) -> int:
         """The customer's open conversation on ``channel``, opened if there is none."""
-        masked = f"{channel}:{customer}"
         with self.store.session() as session:
-            row = self.store.get_or_create_customer(session, masked, display_name or customer)
-            found = session.scalar(
-                select(Conversation.id)
-                .where(Conversation.customer_id == row.id)
-                .where(Conversation.channel == channel)
-                .where(Conversation.status == "open")
-                .order_by(Conversation.id.desc())
-            )
-            if found is not None:
-                return int(found)
-            return self.store.open_conversation(session, row.id, channel).id
+            return self._conversation(session, channel, customer, display_name)
+
+    def _conversation(
+        self, session: Session, channel: str, customer: str, display_name: str | None
+    ) -> int:
+        masked = f"{channel}:{customer}"
+        row = self.store.get_or_create_customer(session, masked, display_name or customer)
+        found = session.scalar(
+            select(Conversation.id)
+            .where(Conversation.customer_id == row.id)
+            .where(Conversation.channel == channel)
+            .where(Conversation.status == "open")
+            .order_by(Conversation.id.desc())
+        )
+        if found is not None:
+            return int(found)
+        return self.store.open_conversation(session, row.id, channel).id
+
+    def receive(
+        self, channel: str, customer: str, text: str, display_name: str | None = None
+    ) -> tuple[int, int]:
+        """A customer message arrived: (conversation id, message id), in one unit of work."""
+        with self.store.session() as session:
+            conversation_id = self._conversation(session, channel, customer, display_name)
+            message = self.store.add_message(session, conversation_id, "customer", text)
+            return conversation_id, message.id
 
     def add_customer_message(self, conversation_id: int, text: str) -> int:
         with self.store.session() as session:

@@ -132,7 +132,7 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Provider"), self.provider)
         self.teacher_model = QLineEdit(teacher.model)
         self.teacher_model.setPlaceholderText(
-            self.tr("e.g. gemini-2.5-flash, deepseek-chat; empty: the default")
+            self.tr("e.g. gemini-3.8-flash, deepseek-chat; empty: the default")
         )
         form.addRow(self.tr("Model"), self.teacher_model)
         self.base_url = QLineEdit(teacher.base_url)

@@ -4,17 +4,17 @@
 <context>
     <name>App</name>
     <message>
-        <location filename="../app.py" line="71" />
+        <location filename="../app.py" line="72" />
         <source>Xiaoer cannot start</source>
         <translation>小二无法启动</translation>
     </message>
     <message>
-        <location filename="../app.py" line="76" />
+        <location filename="../app.py" line="77" />
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../app.py" line="77" />
+        <location filename="../app.py" line="78" />
         <source>Using the defaults.</source>
         <translation>使用默认设置。</translation>
     </message>
@@ -22,122 +22,122 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="214" />
+        <location filename="../conversation_view.py" line="218" />
         <source>Paste or type the customer's message and press Enter</source>
         <translation>粘贴或输入顾客消息后按回车</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="216" />
+        <location filename="../conversation_view.py" line="220" />
         <source>Add customer message</source>
         <translation>添加顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="291" />
+        <location filename="../conversation_view.py" line="306" />
         <source>Customer</source>
         <translation>顾客</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="293" />
+        <location filename="../conversation_view.py" line="308" />
         <source>Shop</source>
         <translation>店铺</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="295" />
+        <location filename="../conversation_view.py" line="310" />
         <source>System</source>
         <translation>系统</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="309" />
+        <location filename="../conversation_view.py" line="327" />
         <source>The real agent answered: {0}</source>
         <translation>真实客服的回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="321" />
+        <location filename="../conversation_view.py" line="339" />
         <source>Saving the customer's message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="347" />
+        <location filename="../conversation_view.py" line="363" />
         <source>queued…</source>
         <translation>排队中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="369" />
+        <location filename="../conversation_view.py" line="387" />
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="381" />
+        <location filename="../conversation_view.py" line="399" />
         <source>no draft</source>
         <translation>无草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="382" />
+        <location filename="../conversation_view.py" line="400" />
         <source>Drafting a reply</source>
         <translation>生成回复草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="390" />
+        <location filename="../conversation_view.py" line="408" />
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="390" />
+        <location filename="../conversation_view.py" line="408" />
         <source>ready</source>
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="407" />
+        <location filename="../conversation_view.py" line="439" />
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="436" />
+        <location filename="../conversation_view.py" line="468" />
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="448" />
+        <location filename="../conversation_view.py" line="480" />
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="471" />
+        <location filename="../conversation_view.py" line="501" />
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="486" />
+        <location filename="../conversation_view.py" line="516" />
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="493" />
+        <location filename="../conversation_view.py" line="523" />
         <source>Teacher's reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="494" />
+        <location filename="../conversation_view.py" line="524" />
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="501" />
+        <location filename="../conversation_view.py" line="531" />
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="504" />
+        <location filename="../conversation_view.py" line="534" />
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="530" />
+        <location filename="../conversation_view.py" line="560" />
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="535" />
+        <location filename="../conversation_view.py" line="565" />
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -145,107 +145,107 @@
 <context>
     <name>DraftPanel</name>
     <message>
-        <location filename="../conversation_view.py" line="53" />
+        <location filename="../conversation_view.py" line="54" />
         <source>Draft</source>
         <translation>草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="72" />
+        <location filename="../conversation_view.py" line="73" />
         <source>The end model's draft appears here; edit it freely.</source>
         <translation>端侧模型的草稿显示在这里，可随意修改。</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="77" />
+        <location filename="../conversation_view.py" line="78" />
         <source>Teacher's reply</source>
         <translation>教师回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="96" />
+        <location filename="../conversation_view.py" line="97" />
         <source>Send</source>
         <translation>发送</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="98" />
+        <location filename="../conversation_view.py" line="99" />
         <source>Regenerate</source>
         <translation>重新生成</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="99" />
+        <location filename="../conversation_view.py" line="100" />
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="102" />
+        <location filename="../conversation_view.py" line="103" />
         <source>Good draft (Ctrl+Up)</source>
         <translation>草稿不错（Ctrl+Up）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="106" />
+        <location filename="../conversation_view.py" line="107" />
         <source>Bad draft (Ctrl+Down): the teacher is asked for a label</source>
         <translation>草稿不好（Ctrl+Down）：向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="108" />
+        <location filename="../conversation_view.py" line="109" />
         <source>Ask cloud</source>
         <translation>问云端</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="111" />
+        <location filename="../conversation_view.py" line="112" />
         <source>Quick phrases (Ctrl+1 … Ctrl+9)</source>
         <translation>快捷短语（Ctrl+1 … Ctrl+9）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="128" />
+        <location filename="../conversation_view.py" line="129" />
         <source>Quick phrases…</source>
         <translation>快捷短语…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="147" />
+        <location filename="../conversation_view.py" line="148" />
         <source>similarity</source>
         <translation>相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="148" />
+        <location filename="../conversation_view.py" line="149" />
         <source>match</source>
         <translation>匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="149" />
+        <location filename="../conversation_view.py" line="150" />
         <source>Final</source>
         <translation>Final</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="151" />
+        <location filename="../conversation_view.py" line="152" />
         <source>Similarity to the teacher's reply; – until the teacher has answered</source>
         <translation>与教师回复的相似度；教师回复前显示 –</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="153" />
+        <location filename="../conversation_view.py" line="154" />
         <source>How well the draft answers the customer (matcher)</source>
         <translation>草稿对顾客问题的回答程度（匹配模型）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="155" />
+        <location filename="../conversation_view.py" line="156" />
         <source>Final = α·similarity + (1−α)·match (α {0:.2f}, Θ {1:.2f})</source>
         <translation>Final = α·相似度 + (1−α)·匹配度（α {0:.2f}，Θ {1:.2f}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="160" />
+        <location filename="../conversation_view.py" line="161" />
         <source>fallback: similarity only</source>
         <translation>回退：仅用相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="162" />
+        <location filename="../conversation_view.py" line="163" />
         <source>The teacher's own match was below Θ, so Final = similarity</source>
         <translation>教师回复自身的匹配度低于 Θ，因此 Final = 相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="165" />
+        <location filename="../conversation_view.py" line="166" />
         <source>match only</source>
         <translation>仅匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="166" />
+        <location filename="../conversation_view.py" line="167" />
         <source>No teacher reply yet: Final = match</source>
         <translation>尚无教师回复：Final = 匹配度</translation>
     </message>
@@ -491,101 +491,101 @@
         <translation>小二 — 客服助手</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="302" />
+        <location filename="../main_window.py" line="303" />
         <source>No chat open. Customers appear on the left: start the replay, or add a customer with Ctrl+N.</source>
         <translation>没有打开的会话。顾客会出现在左侧：开始回放，或按 Ctrl+N 添加顾客。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="319" />
+        <location filename="../main_window.py" line="320" />
         <location filename="../main_window.py" line="755" />
         <source>loading the end model…</source>
         <translation>正在加载端侧模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="350" />
+        <location filename="../main_window.py" line="351" />
         <source>Main</source>
         <translation>主工具栏</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="368" />
+        <location filename="../main_window.py" line="369" />
         <location filename="../main_window.py" line="665" />
         <source>New customer</source>
         <translation>新顾客</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="370" />
+        <location filename="../main_window.py" line="371" />
         <location filename="../main_window.py" line="679" />
         <source>Start replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="372" />
+        <location filename="../main_window.py" line="373" />
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="375" />
+        <location filename="../main_window.py" line="376" />
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="376" />
+        <location filename="../main_window.py" line="377" />
         <source>Export chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="377" />
+        <location filename="../main_window.py" line="378" />
         <source>Shortcuts</source>
         <translation>快捷键</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="452" />
+        <location filename="../main_window.py" line="453" />
         <source>First start: assembling and verifying the embedded model…</source>
         <translation>首次启动：正在组装并校验内置模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="459" />
+        <location filename="../main_window.py" line="460" />
         <source>Preparing the end model</source>
         <translation>正在准备端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="470" />
+        <location filename="../main_window.py" line="471" />
         <source>First start: assembling and verifying the embedded model… {0} of {1} MB</source>
         <translation>首次启动：正在组装并校验内置模型… {0} / {1} MB</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="484" />
-        <location filename="../main_window.py" line="512" />
+        <location filename="../main_window.py" line="485" />
+        <location filename="../main_window.py" line="513" />
         <source>end model: {0}</source>
         <translation>端侧模型：{0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="493" />
+        <location filename="../main_window.py" line="494" />
         <source>no end model</source>
         <translation>无端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="495" />
+        <location filename="../main_window.py" line="496" />
         <source>The end model could not be loaded</source>
         <translation>无法加载端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="498" />
+        <location filename="../main_window.py" line="499" />
         <source>Choose another model in Settings; you can still type replies yourself.</source>
         <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="510" />
+        <location filename="../main_window.py" line="511" />
         <source>end model: {0} + adapter {1}</source>
         <translation>端侧模型：{0} + 适配器 {1}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="518" />
+        <location filename="../main_window.py" line="519" />
         <source>Loading the active adapter</source>
         <translation>加载当前适配器</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="529" />
+        <location filename="../main_window.py" line="530" />
         <source>Channel {0}</source>
         <translation>渠道 {0}</translation>
     </message>
@@ -665,17 +665,17 @@
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="812" />
+        <location filename="../main_window.py" line="817" />
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="814" />
+        <location filename="../main_window.py" line="819" />
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="815" />
+        <location filename="../main_window.py" line="820" />
         <source> and </source>
         <translation>，并且</translation>
     </message>
@@ -769,8 +769,8 @@
     </message>
     <message>
         <location filename="../settings_dialog.py" line="135" />
-        <source>e.g. gemini-2.5-flash, deepseek-chat; empty: the default</source>
-        <translation>例如 gemini-2.5-flash、deepseek-chat；留空使用默认</translation>
+        <source>e.g. gemini-3.8-flash, deepseek-chat; empty: the default</source>
+        <translation>例如 gemini-3.8-flash、deepseek-chat；留空使用默认</translation>
     </message>
     <message>
         <location filename="../settings_dialog.py" line="137" />

@@ -55,8 +55,11 @@ class Runner(QObject):
         done: Callable[[Any], None] | None = None,
         error: Callable[[BaseException], None] | None = None,
     ) -> Future[None]:
-        if self._closed:
-            raise RuntimeError(f"the {self.name} worker has been shut down")
+        if self._closed:  # the window is closing: late requests are dropped
+            log.info("%s worker shut down; dropping a late job", self.name)
+            dropped: Future[None] = Future()
+            dropped.cancel()
+            return dropped
         self._pending += 1
 
         def job() -> None:

@@ -311,3 +311,11 @@ def test_a_locked_keyring_is_reported_with_what_to_do(
     qtbot.waitUntil(lambda: window.banner.isVisible())
     assert "unlock the keyring" in window.banner.label.text()
     assert not view.cloud_pending and view.panel.cloud_button.isEnabled()
+
+
+def test_requests_after_closing_are_dropped_quietly(qtbot, window) -> None:
+    view = open_and_draft(qtbot, window, "在吗")
+    window.close()
+    view.request_draft()  # e.g. a queued timer firing while the window closes
+    view.ask_cloud()
+    assert window.services.model.model is None

@@ -287,3 +287,20 @@ def test_settings_round_trip_and_validate(tmp_path: Path) -> None:
     EvolutionSettings.path().write_text("{broken")
     with pytest.raises(ValueError, match="unreadable evolution settings"):
         EvolutionSettings.load()
+
+
+def test_kto_mixes_in_thumbs_up_and_down_drafts(store: Store) -> None:
+    liked = add_draft(store, "在吗", "在的亲，请问有什么可以帮您？")
+    disliked = add_draft(store, "能便宜点吗？", "不能。")
+    edited = add_draft(store, "可以选择快递吗？", "可以。")
+    rate(store, liked, True, sent="在的亲，请问有什么可以帮您？")
+    rate(store, disliked, False)
+    rate(store, edited, False, sent="可以的亲，下单时备注快递即可。")
+    evo = Evolution(store, EvolutionSettings(objective="kto", holdback=0))
+    evo.fetch_labels(evo.candidates()[-1:])  # the edit becomes a plain label
+    prefs = {(ex.reply, ex.desirable) for ex in evo.preference_examples()}
+    assert prefs == {("在的亲，请问有什么可以帮您？", True), ("不能。", False)}
+    train, _ = evo.training_set()
+    assert {ex.desirable for ex in train} == {True, False, None}
+    with pytest.raises(ValueError, match="lora method"):
+        EvolutionSettings(objective="kto", method="prefix")

@@ -92,7 +92,7 @@ def test_llamacpp_with_the_exported_lora_matches_transformers_with_peft(
     from app.engine.end_model import EndModel, EngineConfig
     from app.evolve.base import trainable_dir
 
-    peft_dir = write_lora(tmp_path / "lora", embedded_model_path, 0.02, 1)
+    peft_dir = write_lora(tmp_path / "lora", embedded_model_path, 0.005, 1)
     gguf = export_lora_gguf(peft_dir, embedded_model_path, tmp_path / "lora.gguf")
     end_model.load_adapter("parity", gguf)
     try:

@@ -223,3 +223,38 @@ def test_prompt_learning_adapters_train_and_are_served(
             ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
     assert served == backend.tokenizer.decode(produced, skip_special_tokens=True)
     assert served != base, "the trained prefix changes what the model says"
+
+
+def test_kto_learns_from_thumbs_without_a_better_text(tiny_qwen_dir, tmp_path) -> None:
+    """Desirable replies become likelier and undesirable ones less likely than under the base."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from app.evolve.kto import reply_logprob
+    from app.evolve.train import _collate
+
+    good = Example(("能便宜点吗？",), "亲，价格已经是最低了哦", "thumbs_up", True)
+    bad = Example(("在吗",), "不知道", "thumbs_down", False)
+    data = tmp_path / "prefs.jsonl"
+    write_examples([good, bad], data)
+    assert read_examples(data) == [good, bad]
+    out = tmp_path / "kto"
+    config = tiny_config(tiny_qwen_dir, data, out, objective="kto", steps=16, lr=2e-2, kto_beta=0.5)
+    train(config, lambda e: None)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir)), str(out / "adapter")
+    )
+    model.eval()
+
+    def ratio(example: Example) -> float:
+        batch = _collate([encode(example, tokenizer, 128, 48)], 0)
+        with torch.no_grad():
+            tuned = float(reply_logprob(model, batch)[0])
+            with model.disable_adapter():
+                base = float(reply_logprob(model, batch)[0])
+        return tuned - base
+
+    assert ratio(good) > 0 > ratio(bad)
+    with pytest.raises(ValueError, match="lora method"):
+        TrainConfig(data="d", output_dir="o", method="prefix", objective="kto")

@@ -90,7 +90,16 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     settings = EvolutionSettings.load()
     changes = {
         key: getattr(args, key)
-        for key in ("method", "low_score", "steps", "auto_every", "margin", "tolerance", "corpus")
+        for key in (
+            "method",
+            "objective",
+            "low_score",
+            "steps",
+            "auto_every",
+            "margin",
+            "tolerance",
+            "corpus",
+        )
         if getattr(args, key, None) is not None
     }
     if changes:
@@ -255,6 +264,9 @@ def add_parsers(sub: Any) -> None:
     evolve.add_argument("--now", action="store_true", help="run a round: labels → train → gate")
     evolve.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout")
     evolve.add_argument("--method", choices=METHODS)
+    evolve.add_argument(
+        "--objective", choices=["sft", "kto"], help="kto: also learn from 👍/👎 without edits"
+    )
     evolve.add_argument("--low-score", type=float, help="Final Score below this → candidate")
     evolve.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     evolve.add_argument("--auto-every", type=int, help="evolve automatically after K labels")

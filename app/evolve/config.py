@@ -45,6 +45,10 @@ class TrainConfig:
     output_dir: str = field(metadata={"help": "adapter, checkpoints, log and config go here"})
     method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
     base_model: str = field(default=models.DEFAULT_PROFILE, metadata={"help": "profile or path"})
+    objective: Literal["sft", "kto"] = field(
+        default="sft", metadata={"help": "sft: learn the replies; kto: learn from 👍/👎"}
+    )
+    kto_beta: float = field(default=0.1, metadata={"help": "KTO: how far from the reference"})
     init_adapter: str | None = field(
         default=None, metadata={"help": "a peft adapter dir to continue from (same method)"}
     )
@@ -84,6 +88,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        if self.objective not in ("sft", "kto"):
+            raise ValueError(f"Unknown objective {self.objective!r}: use sft or kto")
+        if self.objective == "kto" and self.method != "lora":
+            raise ValueError("KTO preference training is offered for the lora method")
         if self.quantization == "4bit" and self.method != "lora":
             raise ValueError("4-bit training (QLoRA) is for the lora method")
 

@@ -25,6 +25,8 @@ class Example:
     """Turns alternating customer/agent, ending with the customer's message."""
     reply: str
     source: str = "corpus"
+    desirable: bool | None = None
+    """For preference training (KTO): a 👍 (True) or 👎 (False) reply; None for plain labels."""
 
 
 def as_turns(context: Sequence[str]) -> list[Turn]:
@@ -68,7 +70,13 @@ def write_examples(examples: Iterable[Example], path: Path) -> int:
     n = 0
     with path.open("w", encoding="utf-8") as fh:
         for ex in examples:
-            record = {"context": list(ex.context), "reply": ex.reply, "source": ex.source}
+            record: dict[str, Any] = {
+                "context": list(ex.context),
+                "reply": ex.reply,
+                "source": ex.source,
+            }
+            if ex.desirable is not None:
+                record["desirable"] = ex.desirable
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1
     return n

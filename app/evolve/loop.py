@@ -59,6 +59,9 @@ class EvolutionSettings:
 
     low_score: float = field(default=0.5, metadata={"help": "Final Score below this → candidate"})
     method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
+    objective: str = field(
+        default="sft", metadata={"help": "sft (labels) or kto (labels + 👍/👎 drafts, LoRA)"}
+    )
     preset: str = field(default="quick", metadata={"help": "quick (CPU minutes) or paper"})
     steps: int | None = field(default=None, metadata={"help": "override the preset's steps"})
     replay: int = field(default=20, metadata={"help": "earlier labels and corpus pairs mixed in"})
@@ -74,6 +77,10 @@ class EvolutionSettings:
             raise ValueError(f"Unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if not 0 <= self.low_score <= 1:
             raise ValueError("low_score must be in [0, 1]")
+        if self.objective not in ("sft", "kto"):
+            raise ValueError(f"Unknown objective {self.objective!r}: use sft or kto")
+        if self.objective == "kto" and self.method != "lora":
+            raise ValueError("KTO preference training is offered for the lora method")
         if self.holdback < 0 or self.replay < 0:
             raise ValueError("holdback and replay must be >= 0")
 
@@ -316,7 +323,29 @@ class Evolution:
         if self.settings.corpus:
             pairs = read_examples(Path(self.settings.corpus))
             replay += rng.sample(pairs, min(len(pairs), self.settings.replay))
+        if self.settings.objective == "kto":
+            replay += self.preference_examples()
         return new + replay, [lab[2] for lab in hold]
+
+    def preference_examples(self) -> list[Example]:
+        """Drafts rated 👍 or 👎 and sent unedited (or not sent): KTO's desirable/undesirable."""
+        from app.scoring.record import draft_context
+
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Rating.draft_id, Rating.thumbs_up)
+                .where(Rating.thumbs_up.is_not(None))
+                .where(Rating.edited.is_(False))
+                .order_by(Rating.id)
+            ).all()
+        latest = {draft_id: up for draft_id, up in rows}
+        out = []
+        for draft_id, up in latest.items():
+            context, text = draft_context(self.store, draft_id)
+            if text.strip():
+                source = "thumbs_up" if up else "thumbs_down"
+                out.append(Example(tuple(context), text, source, bool(up)))
+        return out
 
     def train(
         self,
@@ -348,6 +377,7 @@ class Evolution:
             base_model=self.base_model,
             init_adapter=init,
             steps=self.settings.steps,
+            objective=self.settings.objective,
         )
         config.save(run_dir / "run.json")
         with self.store.session() as session:

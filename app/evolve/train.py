@@ -219,6 +219,13 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
             "device": device,
         }
     )
+    preference = None
+    if config.objective == "kto":
+        from app.evolve.kto import KTOLoss
+
+        preference = KTOLoss(config.kto_beta)
+    # Plain labels count as desirable replies for KTO.
+    desirable = [ex.desirable is not False for ex in examples]
     order = batches(len(encoded), config.batch_size, config.seed)
     for _ in range(start):  # the same data order as an uninterrupted run
         next(order)
@@ -232,9 +239,14 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
             _save_checkpoint(model, optimizer, scheduler, step, out, fingerprint)
             emit({"event": "cancelled", "step": step})
             return {"cancelled": True, "step": step}
-        batch = _collate([encoded[i] for i in next(order)], pad_id)
+        chosen = next(order)
+        batch = _collate([encoded[i] for i in chosen], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
-        loss = reply_loss(model, batch)
+        if preference is None:
+            loss = reply_loss(model, batch)
+        else:
+            wanted = torch.tensor([desirable[i] for i in chosen], device=device)
+            loss = preference(model, batch, wanted)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -60,12 +60,12 @@ def _help(text: str) -> dict[str, str]:
 class MatcherTrainConfig:
     """How the matcher is built and trained; saved into matcher.json next to the weights."""
 
-    epochs: int = field(default=5, metadata=_help("passes over the training pairs"))
+    epochs: int = field(default=6, metadata=_help("passes over the training pairs"))
     batch_size: int = field(
         default=128, metadata=_help("contexts per step; the other replies in a batch are negatives")
     )
     negatives: int = field(
-        default=11, metadata=_help("random in-batch negative replies scored against each context")
+        default=15, metadata=_help("random in-batch negative replies scored against each context")
     )
     hard_negatives: int = field(
         default=1,
@@ -84,7 +84,7 @@ class MatcherTrainConfig:
         metadata=_help("reply characters attend over context characters (slower, stronger)"),
     )
     char_buckets: int = field(default=1 << 14, metadata=_help("hash buckets for single characters"))
-    char_dim: int = field(default=32, metadata=_help("size of a character embedding"))
+    char_dim: int = field(default=48, metadata=_help("size of a character embedding"))
     use_sentence_encoder: bool = field(
         default=True, metadata=_help("add frozen USE-multilingual embeddings as features")
     )
@@ -101,7 +101,11 @@ class MatcherTrainConfig:
         metadata=_help("share of conversations held out to fit the sigmoid and report metrics"),
     )
     seed: int = field(
-        default=13, metadata=_help("seeds every random choice; same seed, same model")
+        default=13,
+        metadata=_help(
+            "seeds every random choice; same seed and threads=1, same model (torch's parallel "
+            "kernels may add in a different order on more threads)"
+        ),
     )
     threads: int = field(default=2, metadata=_help("CPU threads for torch and the encoder"))
 
@@ -221,7 +225,8 @@ def overlap_features(last: str, context: str, reply: str) -> list[float]:
 
 
 class CachedEncoder:
-    """Wraps a sentence encoder with a bounded cache (contexts are scored against many drafts)."""
+    """Wraps a sentence encoder with a bounded LRU cache (a query and its cloud reply are scored
+    against many drafts). Thread-safe; each distinct missing text is encoded once per call."""
 
     def __init__(self, encoder: SentenceEncoder, max_items: int = 4096) -> None:
         self.encoder = encoder
@@ -235,25 +240,30 @@ class CachedEncoder:
 
     def _encode(self, texts: list[str]) -> FloatArray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh: dict[str, FloatArray] = {}
         for start in range(0, len(missing), 256):
             chunk = missing[start : start + 256]
             rows = np.asarray(self.encoder.encode(chunk), dtype=np.float32)
             if rows.shape != (len(chunk), SENTENCE_DIM):
                 raise ValueError(f"sentence encoder returned shape {rows.shape}")
-            rows = np.nan_to_num(rows)
-            for text, row in zip(chunk, rows, strict=True):
-                self._cache[text] = row
-        out = np.zeros((len(texts), SENTENCE_DIM), dtype=np.float32)
+            fresh.update(zip(chunk, np.nan_to_num(rows), strict=True))
+        out = np.empty((len(texts), SENTENCE_DIM), dtype=np.float32)
         for i, text in enumerate(texts):
-            row = self._cache.get(text)
-            if row is None:  # evicted while this very call filled the cache
-                row = np.asarray(self.encoder.encode([text]), dtype=np.float32)[0]
-            else:
+            row = fresh.get(text)
+            if row is None:
+                row = self._cache[text]
                 self._cache.move_to_end(text)
             out[i] = row
+        # New rows go in only now, so a call larger than the cache never evicts its own rows.
+        self._cache.update(fresh)
         while len(self._cache) > self.max_items:
             self._cache.popitem(last=False)
         return out
+
+
+def as_cached(encoder: SentenceEncoder) -> CachedEncoder:
+    """The encoder itself if it already caches, else a cache around it."""
+    return encoder if isinstance(encoder, CachedEncoder) else CachedEncoder(encoder)
 
 
 def default_encoder(threads: int = 2) -> SentenceEncoder:
@@ -307,26 +317,27 @@ class InDomainMatcher:
         self.bias = float(calibration["bias"])
         self._encoder: CachedEncoder | None = None
         if self.config.use_sentence_encoder:
-            self._encoder = CachedEncoder(encoder or default_encoder(self.config.threads))
+            self._encoder = as_cached(encoder or default_encoder(self.config.threads))
 
     # The numpy mirror of matcher_train.MatcherNet; parameter names are the state_dict's.
-    def _encode_contexts(self, contexts: list[tuple[str, str]]) -> FloatArray:
+    def _encode_contexts(
+        self, contexts: list[tuple[str, str]], vectors: Mapping[str, FloatArray]
+    ) -> FloatArray:
         w, cfg = self.weights, self.config
         h = np.zeros((len(contexts), cfg.hidden), dtype=np.float32)
         if self._encoder is not None:
-            last = self._encoder.encode([c[0] for c in contexts])
-            full = self._encoder.encode([c[1] for c in contexts])
-            h = h + _linear(w, "ctx_sentence", np.concatenate([last, full], axis=1))
+            sentence = np.stack([np.concatenate([vectors[c[0]], vectors[c[1]]]) for c in contexts])
+            h = h + _linear(w, "ctx_sentence", sentence)
         if cfg.ngram_buckets:
             bags = [np.concatenate([self._bag(c[0]), self._bag(c[1])]) for c in contexts]
             h = h + _linear(w, "ctx_ngram", np.stack(bags))
         return _linear(w, "ctx_proj.2", _gelu(h))
 
-    def _encode_replies(self, replies: list[str]) -> FloatArray:
+    def _encode_replies(self, replies: list[str], vectors: Mapping[str, FloatArray]) -> FloatArray:
         w, cfg = self.weights, self.config
         h = np.zeros((len(replies), cfg.hidden), dtype=np.float32)
         if self._encoder is not None:
-            h = h + _linear(w, "rep_sentence", self._encoder.encode(replies))
+            h = h + _linear(w, "rep_sentence", np.stack([vectors[r] for r in replies]))
         if cfg.ngram_buckets:
             h = h + _linear(w, "rep_ngram", np.stack([self._bag(r) for r in replies]))
         return _linear(w, "rep_proj.2", _gelu(h))
@@ -347,43 +358,87 @@ class InDomainMatcher:
         conv = sum(padded[k : k + len(x)] @ kernel[:, :, k].T for k in range(3)) + bias
         return np.asarray(x + _gelu(np.asarray(conv, dtype=np.float32)), dtype=np.float32)
 
-    def _interaction(self, context: str, replies: list[str]) -> FloatArray:
+    def _interaction(
+        self, contexts: list[str], replies: list[str], pairs: list[tuple[int, int]]
+    ) -> FloatArray:
+        """Per (context index, reply index) pair: reply characters attend over the context's."""
         w, cfg = self.weights, self.config
-        ctx = self._char_seq(context)
-        out = np.zeros((len(replies), 2 * cfg.char_dim), dtype=np.float32)
-        for i, reply in enumerate(replies):
-            rep = self._char_seq(reply)
+        ctx_seqs = [self._char_seq(c) for c in contexts]
+        rep_seqs = [self._char_seq(r) for r in replies]
+        scale = 1.0 / math.sqrt(cfg.char_dim)
+        rows: list[FloatArray] = []
+        starts: list[int] = []
+        kept: list[int] = []
+        n_rows = 0
+        for i, (c, r) in enumerate(pairs):
+            ctx, rep = ctx_seqs[c], rep_seqs[r]
             if len(rep) == 0:
-                continue
+                continue  # an empty reply pools to zeros
             if len(ctx):
-                sim = rep @ ctx.T / math.sqrt(cfg.char_dim)
+                sim = rep @ ctx.T * scale
                 sim = np.exp(sim - sim.max(axis=1, keepdims=True))
                 aligned = (sim / sim.sum(axis=1, keepdims=True)) @ ctx
             else:
                 aligned = np.zeros_like(rep)
-            cmp = np.concatenate([rep, aligned, rep * aligned, rep - aligned], axis=1)
-            z = _gelu(_linear(w, "interaction.compare", cmp))
-            out[i] = np.concatenate([z.max(axis=0), z.mean(axis=0)])
+            rows.append(np.concatenate([rep, aligned, rep * aligned, rep - aligned], axis=1))
+            starts.append(n_rows)
+            kept.append(i)
+            n_rows += len(rep)
+        out = np.zeros((len(pairs), 2 * cfg.char_dim), dtype=np.float32)
+        if rows:
+            # One compare matmul for every character of every pair, then per-pair pooling.
+            z = _gelu(_linear(w, "interaction.compare", np.concatenate(rows)))
+            lengths = np.diff([*starts, n_rows])[:, None]
+            out[kept] = np.concatenate(
+                [
+                    np.maximum.reduceat(z, starts, axis=0),
+                    np.add.reduceat(z, starts, axis=0) / lengths,
+                ],
+                axis=1,
+            )
         return _linear(w, "interaction.out", out)
+
+    def _pair_logits(
+        self, contexts: list[tuple[str, str]], replies: list[str], pairs: list[tuple[int, int]]
+    ) -> FloatArray:
+        """Logits of prepared (last turn, context) × prepared reply pairs, given by index."""
+        cfg = self.config
+        vectors: dict[str, FloatArray] = {}
+        if self._encoder is not None:  # one encoder call for every distinct text
+            texts = list(dict.fromkeys([t for c in contexts for t in c] + replies))
+            vectors = dict(zip(texts, self._encoder.encode(texts), strict=True))
+        ci = [c for c, _ in pairs]
+        ri = [r for _, r in pairs]
+        u = self._encode_contexts(contexts, vectors)[ci]
+        v = self._encode_replies(replies, vectors)[ri]
+        parts = [u, v, u * v, np.abs(u - v)]
+        last_sh = [text_shingles(c[0]) for c in contexts]
+        ctx_sh = [text_shingles(c[1]) for c in contexts]
+        rep_sh = [text_shingles(r) for r in replies]
+        overlap = [
+            overlap_from_shingles(
+                last_sh[c], ctx_sh[c], rep_sh[r], len(contexts[c][0]), len(replies[r])
+            )
+            for c, r in pairs
+        ]
+        parts.append(np.asarray(overlap, dtype=np.float32).reshape(len(pairs), OVERLAP_FEATURES))
+        if cfg.char_interaction:
+            parts.append(self._interaction([c[1] for c in contexts], replies, pairs))
+        x = np.concatenate(parts, axis=1)
+        x = _gelu(_linear(self.weights, "head.0", x))
+        x = _gelu(_linear(self.weights, "head.3", x))
+        return np.asarray(_linear(self.weights, "head.5", x)[:, 0], dtype=np.float32)
 
     def logits(self, context_turns: Sequence[str], replies: Sequence[str]) -> FloatArray:
         """Raw model logits (before the calibrating sigmoid), one per reply."""
         if not replies:
             return np.zeros(0, dtype=np.float32)
         cfg = self.config
-        last, context = prepare_context(list(context_turns), cfg)
-        texts = [prepare_reply(r, cfg) for r in replies]
-        u = self._encode_contexts([(last, context)])
-        v = self._encode_replies(texts)
-        uu = np.broadcast_to(u, v.shape)
-        parts = [uu, v, uu * v, np.abs(uu - v)]
-        parts.append(np.array([overlap_features(last, context, r) for r in texts], np.float32))
-        if cfg.char_interaction:
-            parts.append(self._interaction(context, texts))
-        x = np.concatenate(parts, axis=1)
-        x = _gelu(_linear(self.weights, "head.0", x))
-        x = _gelu(_linear(self.weights, "head.3", x))
-        return np.asarray(_linear(self.weights, "head.5", x)[:, 0], dtype=np.float32)
+        context = prepare_context(list(context_turns), cfg)
+        texts = list(dict.fromkeys(prepare_reply(r, cfg) for r in replies))
+        where = {t: i for i, t in enumerate(texts)}
+        pairs = [(0, where[prepare_reply(r, cfg)]) for r in replies]
+        return self._pair_logits([context], texts, pairs)
 
     def probabilities(self, logits: npt.ArrayLike) -> npt.NDArray[np.float64]:
         z = self.scale * np.asarray(logits, dtype=np.float64) + self.bias
@@ -396,20 +451,24 @@ class InDomainMatcher:
         return self.probabilities(self.logits(context_turns, replies))
 
     def score_pairs(self, pairs: Sequence[tuple[Sequence[str], str]]) -> npt.NDArray[np.float64]:
-        """Batch `score`: pairs sharing a context are featurised once."""
-        by_context: dict[tuple[str, ...], list[int]] = {}
-        for i, (context, _) in enumerate(pairs):
-            by_context.setdefault(tuple(context), []).append(i)
-        if self._encoder is not None:  # one encoder call for the whole batch fills the cache
-            cfg = self.config
-            prepared = [prepare_context(list(c), cfg) for c in by_context]
-            self._encoder.encode(
-                [t for p in prepared for t in p] + [prepare_reply(r, cfg) for _, r in pairs]
-            )
-        out = np.zeros(len(pairs), dtype=np.float64)
-        for context, indices in by_context.items():
-            out[indices] = self.score(context, [pairs[i][1] for i in indices])
-        return out
+        """Batch `score`: every distinct context and reply is featurised once, all pairs at once."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float64)
+        cfg = self.config
+        context_of: dict[tuple[str, ...], int] = {}
+        contexts: list[tuple[str, str]] = []
+        reply_of: dict[str, int] = {}
+        index: list[tuple[int, int]] = []
+        for turns, reply in pairs:
+            key = tuple(turns)
+            if key not in context_of:
+                context_of[key] = len(contexts)
+                contexts.append(prepare_context(list(turns), cfg))
+            text = prepare_reply(reply, cfg)
+            if text not in reply_of:
+                reply_of[text] = len(reply_of)
+            index.append((context_of[key], reply_of[text]))
+        return self.probabilities(self._pair_logits(contexts, list(reply_of), index))
 
 
 def load_matcher(path: Path, encoder: SentenceEncoder | None = None) -> InDomainMatcher:

@@ -29,8 +29,8 @@ from app.store import Store, open_store
 class USEMatching:
     """USE cosine of query and reply: an off-the-shelf baseline for ``eval-matcher``."""
 
-    def __init__(self) -> None:
-        self._use = USESimilarity()
+    def __init__(self, use: USESimilarity | None = None) -> None:
+        self._use = use or USESimilarity()
         self.version = f"use-cosine:{self._use.version}"
 
     def matching(self, contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> Scores:
@@ -57,19 +57,23 @@ def load_similarity(spec: str = "use") -> SimilarityModel:
     raise ScoringError(f"Unknown similarity model {spec!r}: use, st:PATH or paddle:MODEL")
 
 
-def load_matching(spec: str = "active", store: Store | None = None) -> MatchingModel:
+def load_matching(
+    spec: str = "active", store: Store | None = None, use: USESimilarity | None = None
+) -> MatchingModel:
     """``active`` (the active trained matcher, else the base one), ``base``/``e5``, ``use``,
     a trained matcher's version, a matcher directory, or ``paddle:MODEL[:TASK_PATH]``
-    (e.g. ``paddle:rocketqa-base-cross-encoder``)."""
+    (e.g. ``paddle:rocketqa-base-cross-encoder``). ``use``, when given, is the USE model (and
+    vector cache) that the in-domain matcher and the USE baseline share with similarity."""
+    encoder = use.cached if use is not None else None
     if spec in ("base", "e5"):
         return E5Matching()
     if spec == "use":
-        return USEMatching()
+        return USEMatching(use)
     if spec.startswith("paddle:"):
         model, _, task_path = spec[7:].partition(":")
         return PaddleNLPModel(model, task_path or None)
     if Path(spec).is_dir():
-        return InDomainMatching(spec)
+        return InDomainMatching(spec, encoder)
     store = store or open_store()
     with store.session() as session:
         if spec == "active":
@@ -81,7 +85,7 @@ def load_matching(spec: str = "active", store: Store | None = None) -> MatchingM
             if row is None:
                 raise ScoringError(f"No trained matcher '{spec}' (see: xiaoer matcher list)")
         path = row.path
-    return InDomainMatching(path)
+    return InDomainMatching(path, encoder)
 
 
 def load_scorer(
@@ -91,7 +95,10 @@ def load_scorer(
     theta: float = DEFAULT_THETA,
     store: Store | None = None,
 ) -> ReplyScorer:
-    return ReplyScorer(load_similarity(similarity), load_matching(matching, store), alpha, theta)
+    """The default scorer: USE similarity and the active matcher, sharing one USE model and cache."""
+    sim = load_similarity(similarity)
+    shared = sim if isinstance(sim, USESimilarity) else None
+    return ReplyScorer(sim, load_matching(matching, store, shared), alpha, theta)
 
 
 def train_and_register(

@@ -57,10 +57,12 @@ def read_examples(path: Path) -> list[Example]:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ValueError(f"{path}:{number}: not a training record ({exc})") from exc
             reply = next((record[k] for k in REPLY_KEYS if isinstance(record.get(k), str)), "")
+            desirable = record.get("desirable")
+            if not isinstance(desirable, bool):
+                desirable = None
             if reply.strip() and context[-1].strip():
-                examples.append(
-                    Example(tuple(context), reply.strip(), record.get("source", "file"))
-                )
+                source = str(record.get("source", "file"))
+                examples.append(Example(tuple(context), reply.strip(), source, desirable))
     if not examples:
         raise ValueError(f"{path}: no training examples (lines need a context and a reply)")
     return examples

@@ -99,10 +99,15 @@ def apply_active_adapter(model: EndModel, store: Store) -> str | None:
 def activate_adapter(store: Store, version: str | None) -> None:
     """Promote ``version`` (or roll back to it); None goes back to the base model.
 
-    The same one-unit-of-work switch that ``xiaoer adapters promote|rollback`` makes.
+    Goes through the evolution engine, like ``xiaoer adapters promote|rollback``: the adapter's
+    files are checked against their recorded hash before the one-transaction switch.
     """
-    with store.session() as session:
-        store.set_active_adapter(session, version)
+    from app.evolve import Evolution
+
+    if version is None:
+        Evolution(store).rollback("base")
+    else:
+        Evolution(store).promote(version)
 
 
 def rollback_target(history: list[AdapterRow]) -> str | None:

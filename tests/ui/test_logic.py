@@ -105,15 +105,22 @@ def test_parse_event_and_command() -> None:
 
 
 def add_adapter(store: Store, version: str, promoted: datetime | None, status: str) -> None:
+    """An adapter version with a (stand-in) GGUF file whose hash is recorded, as export does."""
+    from app.evolve.loop import adapters_dir, sha256_of
+
+    run = adapters_dir() / version
+    run.mkdir(parents=True)
+    (run / "adapter.gguf").write_bytes(version.encode() * 64)
     with store.session() as session:
         session.add(
             AdapterVersion(
                 version=version,
                 method="lora",
                 base_model="qwen2.5-0.5b",
-                path=f"/x/{version}",
+                path=str(run),
                 status=status,
                 promoted_at=promoted,
+                metrics={"sha256": sha256_of(run / "adapter.gguf")},
             )
         )
 

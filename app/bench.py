@@ -279,4 +279,8 @@ def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
         from app.ui.bench_ui import bench_ui
 
         return bench_ui(args.model, args.max_tokens)
+    if target == "evolve":
+        from app.evolve.bench import bench_evolve
+
+        return bench_evolve(args.labels_evolve, args.steps)
     raise ValueError(f"Unknown benchmark {target!r}")

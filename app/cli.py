@@ -609,14 +609,20 @@ def build_parser() -> argparse.ArgumentParser:
     label.set_defaults(func=cmd_label)
 
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["engine", "score", "teacher", "ui"])
+    bench.add_argument("target", choices=["engine", "score", "teacher", "ui", "evolve"])
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
     bench.add_argument("--max-tokens", type=int, default=64, help="engine: reply length")
     bench.add_argument("--batch", type=int, default=256, help="score: pairs in the batch")
     bench.add_argument("--labels", type=int, default=8, help="teacher: labels per concurrency")
     bench.add_argument("--profile", default="qwen2.5-1.5b", help="teacher: the local teacher model")
+    bench.add_argument("--labels-evolve", type=int, default=50, help="evolve: labels per round")
+    bench.add_argument("--steps", type=int, default=None, help="evolve: training steps")
     bench.set_defaults(func=cmd_bench)
+
+    from app.evolve import cli as evolve_cli
+
+    evolve_cli.add_parsers(sub)
     return parser
 
 

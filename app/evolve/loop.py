@@ -303,20 +303,24 @@ class Evolution:
         every = self.settings.auto_every
         return bool(every) and len(self._new_labels()) >= int(every or 0)
 
-    def _new_labels(self) -> list[tuple[int, datetime, Example]]:
+    def _new_labels(
+        self, labels: list[tuple[int, datetime, Example]] | None = None
+    ) -> list[tuple[int, datetime, Example]]:
+        """Labels made since the newest adapter version."""
         with self.store.session() as session:
             latest = session.scalar(select(func.max(AdapterVersion.created_at)))
-        return [lab for lab in self.labels() if latest is None or lab[1] > latest]
+        labels = self.labels() if labels is None else labels
+        return [lab for lab in labels if latest is None or lab[1] > latest]
 
     # --- 3. training -----------------------------------------------------------------------------
 
     def training_set(self) -> tuple[list[Example], list[Example]]:
         """(training examples, held-back gate examples) for the next round."""
-        rng = random.Random(len(self.labels()))
         labels = self.labels()
+        rng = random.Random(len(labels))  # the same store state gives the same sample
         hold = labels[-self.settings.holdback :] if self.settings.holdback else []
         held_ids = {lab[0] for lab in hold}
-        new_ids = {lab[0] for lab in self._new_labels()} - held_ids
+        new_ids = {lab[0] for lab in self._new_labels(labels)} - held_ids
         new = [lab[2] for lab in labels if lab[0] in new_ids]
         earlier = [lab[2] for lab in labels if lab[0] not in new_ids | held_ids]
         replay = rng.sample(earlier, min(len(earlier), self.settings.replay))

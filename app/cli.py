@@ -456,6 +456,10 @@ def _teacher_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    if args.smoke is not None:
+        from app.ui.smoke import run_smoke
+
+        return run_smoke(args.smoke)
     from app.ui.app import run
 
     return run()
@@ -488,6 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     gui = sub.add_parser("gui", help="open the desktop window (the default command)")
+    gui.add_argument(
+        "--smoke",
+        nargs="?",
+        const="可以选择快递吗？",
+        default=None,
+        metavar="TEXT",
+        help="check the installation: open the window offscreen, draft and score one reply, exit",
+    )
     gui.set_defaults(func=cmd_gui)
 
     shots = sub.add_parser("screenshots", help="save PNGs of the main windows (offscreen)")

@@ -2,6 +2,8 @@
 
 - ``evolve_command()`` is the child process the window runs with QProcess (a pure function: tests
   and the bench read it without running anything);
+- ``missing_training_stack()`` names what training needs and this installation lacks (the lite
+  desktop bundle has no torch);
 - ``parse_event()`` reads one of its JSON lines;
 - ``adapter_history()`` reads the adapter versions from the store;
 - ``apply_active_adapter()`` hands a running model to ``app.evolve.apply_active_adapter``;
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -28,6 +31,15 @@ STAGES = ("candidates", "fetch_labels", "train", "export", "gate", "promote")
 def evolve_command(python: str | None = None) -> list[str]:
     """``python -m app evolve --now --jsonl``: one evolution round reporting JSON lines."""
     return [python or sys.executable, "-m", "app", "evolve", "--now", "--jsonl"]
+
+
+TRAINING_STACK = ("torch", "transformers", "peft")
+"""What the training child (``app.evolve.train``) imports; the lite desktop bundle leaves it out."""
+
+
+def missing_training_stack() -> list[str]:
+    """The training packages this installation lacks (none in a source install with ``[hf]``)."""
+    return [name for name in TRAINING_STACK if importlib.util.find_spec(name) is None]
 
 
 def parse_event(line: str | bytes) -> dict[str, Any] | None:

@@ -142,6 +142,7 @@ class EvolutionPanel(QWidget):
         self.stop_button.setEnabled(False)
         self.stage_label = QLabel(self.tr("idle"))
         self.stage_label.setObjectName("stageLabel")
+        self.stage_label.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -221,6 +222,18 @@ class EvolutionPanel(QWidget):
 
     def evolve_now(self) -> None:
         if self.running:
+            return
+        missing = self.services.context.missing_training()
+        if missing:
+            # The lite desktop bundle: a run would fail at the training step, so say how to train.
+            log.warning("evolution needs %s, which this installation lacks", ", ".join(missing))
+            self.stage_label.setText(
+                self.tr(
+                    "Training is not part of this installation (missing: {0}). Drafts, scoring, "
+                    "the teacher and adapters work as usual. To train on this computer, install "
+                    "the full Xiaoer bundle, or install from source with `make run`."
+                ).format(", ".join(missing))
+            )
             return
         self.loss_chart.clear()
         self.progress.setRange(0, 0)  # busy until the first step

@@ -19,7 +19,7 @@ from app.engine import models
 from app.engine.end_model import EndModel
 from app.scoring.scorers import ReplyScorer
 from app.store import Store
-from app.ui.evolution import evolve_command
+from app.ui.evolution import evolve_command, missing_training_stack
 from app.ui.settings import UiSettings
 from app.ui.workers import ModelWorker, ProgressFn, Runner
 from app.ui.workspace import Workspace
@@ -60,6 +60,7 @@ class AppContext:
     load_scorer: Callable[[UiSettings, Store], ReplyScorer] = load_reply_scorer
     make_teacher: Callable[[UiSettings, Store], TeacherService] = make_teacher_service
     evolve_command: Callable[[], list[str]] = field(default=evolve_command)
+    missing_training: Callable[[], list[str]] = field(default=missing_training_stack)
 
 
 class Services(QObject):

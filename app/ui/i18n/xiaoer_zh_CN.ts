@@ -1,20 +1,20 @@
-<?xml version='1.0' encoding='utf-8'?>
+<?xml version="1.0" encoding="utf-8"?>
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN" sourcelanguage="en">
 <context>
     <name>App</name>
     <message>
-        <location filename="../app.py" line="72" />
+        <location filename="../app.py" line="72"/>
         <source>Xiaoer cannot start</source>
         <translation>小二无法启动</translation>
     </message>
     <message>
-        <location filename="../app.py" line="77" />
+        <location filename="../app.py" line="77"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../app.py" line="78" />
+        <location filename="../app.py" line="78"/>
         <source>Using the defaults.</source>
         <translation>使用默认设置。</translation>
     </message>
@@ -22,122 +22,122 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="218" />
-        <source>Paste or type the customer's message and press Enter</source>
+        <location filename="../conversation_view.py" line="218"/>
+        <source>Paste or type the customer&apos;s message and press Enter</source>
         <translation>粘贴或输入顾客消息后按回车</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="220" />
+        <location filename="../conversation_view.py" line="220"/>
         <source>Add customer message</source>
         <translation>添加顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="306" />
+        <location filename="../conversation_view.py" line="306"/>
         <source>Customer</source>
         <translation>顾客</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="308" />
+        <location filename="../conversation_view.py" line="308"/>
         <source>Shop</source>
         <translation>店铺</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="310" />
+        <location filename="../conversation_view.py" line="310"/>
         <source>System</source>
         <translation>系统</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="327" />
+        <location filename="../conversation_view.py" line="327"/>
         <source>The real agent answered: {0}</source>
         <translation>真实客服的回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="339" />
-        <source>Saving the customer's message</source>
+        <location filename="../conversation_view.py" line="339"/>
+        <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="363" />
+        <location filename="../conversation_view.py" line="363"/>
         <source>queued…</source>
         <translation>排队中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="387" />
+        <location filename="../conversation_view.py" line="387"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="399" />
+        <location filename="../conversation_view.py" line="399"/>
         <source>no draft</source>
         <translation>无草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="400" />
+        <location filename="../conversation_view.py" line="400"/>
         <source>Drafting a reply</source>
         <translation>生成回复草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="408" />
+        <location filename="../conversation_view.py" line="408"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="408" />
+        <location filename="../conversation_view.py" line="408"/>
         <source>ready</source>
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="439" />
+        <location filename="../conversation_view.py" line="439"/>
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="468" />
+        <location filename="../conversation_view.py" line="468"/>
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="480" />
+        <location filename="../conversation_view.py" line="480"/>
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="501" />
+        <location filename="../conversation_view.py" line="501"/>
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="516" />
+        <location filename="../conversation_view.py" line="516"/>
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="523" />
-        <source>Teacher's reply ({0})</source>
+        <location filename="../conversation_view.py" line="523"/>
+        <source>Teacher&apos;s reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="524" />
+        <location filename="../conversation_view.py" line="524"/>
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="531" />
+        <location filename="../conversation_view.py" line="531"/>
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="534" />
+        <location filename="../conversation_view.py" line="534"/>
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="560" />
+        <location filename="../conversation_view.py" line="560"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="565" />
+        <location filename="../conversation_view.py" line="565"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -145,107 +145,107 @@
 <context>
     <name>DraftPanel</name>
     <message>
-        <location filename="../conversation_view.py" line="54" />
+        <location filename="../conversation_view.py" line="54"/>
         <source>Draft</source>
         <translation>草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="73" />
-        <source>The end model's draft appears here; edit it freely.</source>
+        <location filename="../conversation_view.py" line="73"/>
+        <source>The end model&apos;s draft appears here; edit it freely.</source>
         <translation>端侧模型的草稿显示在这里，可随意修改。</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="78" />
-        <source>Teacher's reply</source>
+        <location filename="../conversation_view.py" line="78"/>
+        <source>Teacher&apos;s reply</source>
         <translation>教师回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="97" />
+        <location filename="../conversation_view.py" line="97"/>
         <source>Send</source>
         <translation>发送</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="99" />
+        <location filename="../conversation_view.py" line="99"/>
         <source>Regenerate</source>
         <translation>重新生成</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="100" />
+        <location filename="../conversation_view.py" line="100"/>
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="103" />
+        <location filename="../conversation_view.py" line="103"/>
         <source>Good draft (Ctrl+Up)</source>
         <translation>草稿不错（Ctrl+Up）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="107" />
+        <location filename="../conversation_view.py" line="107"/>
         <source>Bad draft (Ctrl+Down): the teacher is asked for a label</source>
         <translation>草稿不好（Ctrl+Down）：向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="109" />
+        <location filename="../conversation_view.py" line="109"/>
         <source>Ask cloud</source>
         <translation>问云端</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="112" />
+        <location filename="../conversation_view.py" line="112"/>
         <source>Quick phrases (Ctrl+1 … Ctrl+9)</source>
         <translation>快捷短语（Ctrl+1 … Ctrl+9）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="129" />
+        <location filename="../conversation_view.py" line="129"/>
         <source>Quick phrases…</source>
         <translation>快捷短语…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="148" />
+        <location filename="../conversation_view.py" line="148"/>
         <source>similarity</source>
         <translation>相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="149" />
+        <location filename="../conversation_view.py" line="149"/>
         <source>match</source>
         <translation>匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="150" />
+        <location filename="../conversation_view.py" line="150"/>
         <source>Final</source>
         <translation>Final</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="152" />
-        <source>Similarity to the teacher's reply; – until the teacher has answered</source>
+        <location filename="../conversation_view.py" line="152"/>
+        <source>Similarity to the teacher&apos;s reply; – until the teacher has answered</source>
         <translation>与教师回复的相似度；教师回复前显示 –</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="154" />
+        <location filename="../conversation_view.py" line="154"/>
         <source>How well the draft answers the customer (matcher)</source>
         <translation>草稿对顾客问题的回答程度（匹配模型）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="156" />
+        <location filename="../conversation_view.py" line="156"/>
         <source>Final = α·similarity + (1−α)·match (α {0:.2f}, Θ {1:.2f})</source>
         <translation>Final = α·相似度 + (1−α)·匹配度（α {0:.2f}，Θ {1:.2f}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="161" />
+        <location filename="../conversation_view.py" line="161"/>
         <source>fallback: similarity only</source>
         <translation>回退：仅用相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="163" />
-        <source>The teacher's own match was below Θ, so Final = similarity</source>
+        <location filename="../conversation_view.py" line="163"/>
+        <source>The teacher&apos;s own match was below Θ, so Final = similarity</source>
         <translation>教师回复自身的匹配度低于 Θ，因此 Final = 相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="166" />
+        <location filename="../conversation_view.py" line="166"/>
         <source>match only</source>
         <translation>仅匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="167" />
+        <location filename="../conversation_view.py" line="167"/>
         <source>No teacher reply yet: Final = match</source>
         <translation>尚无教师回复：Final = 匹配度</translation>
     </message>
@@ -253,216 +253,221 @@
 <context>
     <name>EvolutionPanel</name>
     <message>
-        <location filename="../evolution_panel.py" line="137" />
-        <location filename="../evolution_panel.py" line="139" />
+        <location filename="../evolution_panel.py" line="137"/>
+        <location filename="../evolution_panel.py" line="139"/>
         <source>Evolve now</source>
         <translation>立即进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="141" />
+        <location filename="../evolution_panel.py" line="141"/>
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="143" />
+        <location filename="../evolution_panel.py" line="143"/>
         <source>idle</source>
         <translation>空闲</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="152" />
+        <location filename="../evolution_panel.py" line="153"/>
         <source>training loss</source>
         <translation>训练损失</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="164" />
-        <location filename="../evolution_panel.py" line="382" />
+        <location filename="../evolution_panel.py" line="165"/>
+        <location filename="../evolution_panel.py" line="395"/>
         <source>Adapters</source>
         <translation>适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="170" />
+        <location filename="../evolution_panel.py" line="171"/>
         <source>Version</source>
         <translation>版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="171" />
+        <location filename="../evolution_panel.py" line="172"/>
         <source>Status</source>
         <translation>状态</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="172" />
+        <location filename="../evolution_panel.py" line="173"/>
         <source>Created</source>
         <translation>创建时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="173" />
+        <location filename="../evolution_panel.py" line="174"/>
         <source>Promoted</source>
         <translation>启用时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="174" />
+        <location filename="../evolution_panel.py" line="175"/>
         <source>Metrics</source>
         <translation>指标</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="182" />
+        <location filename="../evolution_panel.py" line="183"/>
         <source>Promote selected</source>
         <translation>启用所选版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="183" />
+        <location filename="../evolution_panel.py" line="184"/>
         <source>Roll back</source>
         <translation>回滚</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="184" />
+        <location filename="../evolution_panel.py" line="185"/>
         <source>Use base model</source>
         <translation>使用基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="185" />
+        <location filename="../evolution_panel.py" line="186"/>
         <source>Refresh</source>
         <translation>刷新</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="193" />
+        <location filename="../evolution_panel.py" line="194"/>
         <source>Over time (per day)</source>
         <translation>趋势（按天）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="196" />
+        <location filename="../evolution_panel.py" line="197"/>
         <source>mean Final score</source>
         <translation>平均 Final 分</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="197" />
+        <location filename="../evolution_panel.py" line="198"/>
         <source>thumbs-up rate</source>
         <translation>点赞率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="198" />
+        <location filename="../evolution_panel.py" line="199"/>
         <source>edit rate</source>
         <translation>修改率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="199" />
+        <location filename="../evolution_panel.py" line="200"/>
         <source>sent unedited</source>
         <translation>未修改直接发送</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="200" />
+        <location filename="../evolution_panel.py" line="201"/>
         <source>cloud calls</source>
         <translation>云端调用次数</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="201" />
+        <location filename="../evolution_panel.py" line="202"/>
         <source>cloud cost</source>
         <translation>云端费用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="231" />
+        <location filename="../evolution_panel.py" line="232"/>
+        <source>Training is not part of this installation (missing: {0}). Drafts, scoring, the teacher and adapters work as usual. To train on this computer, install the full Xiaoer bundle, or install from source with `make run`.</source>
+        <translation>此安装不含训练组件（缺少：{0}）。草稿、评分、教师模型和适配器照常可用。如需在本机训练，请安装完整版小二，或从源码用 `make run` 安装。</translation>
+    </message>
+    <message>
+        <location filename="../evolution_panel.py" line="244"/>
         <source>starting…</source>
         <translation>正在启动…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="242" />
+        <location filename="../evolution_panel.py" line="255"/>
         <source>stopping…</source>
         <translation>正在停止…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="255" />
+        <location filename="../evolution_panel.py" line="268"/>
         <source>choosing training examples</source>
         <translation>挑选训练样本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="256" />
+        <location filename="../evolution_panel.py" line="269"/>
         <source>fetching teacher labels</source>
         <translation>获取教师标注</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="257" />
+        <location filename="../evolution_panel.py" line="270"/>
         <source>training</source>
         <translation>训练中</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="258" />
+        <location filename="../evolution_panel.py" line="271"/>
         <source>exporting the adapter</source>
         <translation>导出适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="259" />
+        <location filename="../evolution_panel.py" line="272"/>
         <source>gate: comparing with the active adapter</source>
         <translation>把关：与当前适配器比较</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="260" />
+        <location filename="../evolution_panel.py" line="273"/>
         <source>promoting</source>
         <translation>正在启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="273" />
+        <location filename="../evolution_panel.py" line="286"/>
         <source>step {0}/{1} · loss {2} · ETA {3}</source>
         <translation>第 {0}/{1} 步 · loss {2} · 预计剩余 {3}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="283" />
+        <location filename="../evolution_panel.py" line="296"/>
         <source>promoted</source>
         <translation>已启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="283" />
+        <location filename="../evolution_panel.py" line="296"/>
         <source>not promoted</source>
         <translation>未启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="285" />
+        <location filename="../evolution_panel.py" line="298"/>
         <source>Candidate {0}: Final {1} vs active {2} — {3} ({4})</source>
         <translation>候选 {0}：Final {1}，当前 {2} — {3}（{4}）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="288" />
+        <location filename="../evolution_panel.py" line="301"/>
         <source>base model</source>
         <translation>基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="295" />
+        <location filename="../evolution_panel.py" line="308"/>
         <source>done: {0} promoted</source>
         <translation>完成：已启用 {0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="297" />
+        <location filename="../evolution_panel.py" line="310"/>
         <source>done: nothing promoted</source>
         <translation>完成：未启用新版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="301" />
+        <location filename="../evolution_panel.py" line="314"/>
         <source>{0} drafts to learn from</source>
         <translation>{0} 条草稿可供学习</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="307" />
+        <location filename="../evolution_panel.py" line="320"/>
         <source>failed</source>
         <translation>失败</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="308" />
-        <location filename="../evolution_panel.py" line="324" />
+        <location filename="../evolution_panel.py" line="321"/>
+        <location filename="../evolution_panel.py" line="337"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="319" />
-        <location filename="../evolution_panel.py" line="321" />
+        <location filename="../evolution_panel.py" line="332"/>
+        <location filename="../evolution_panel.py" line="334"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="325" />
+        <location filename="../evolution_panel.py" line="338"/>
         <source>The evolution process ended with code {0}. {1}</source>
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="342" />
+        <location filename="../evolution_panel.py" line="355"/>
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>
     </message>
@@ -470,7 +475,7 @@
 <context>
     <name>HelpOverlay</name>
     <message>
-        <location filename="../main_window.py" line="137" />
+        <location filename="../main_window.py" line="137"/>
         <source>Keyboard shortcuts</source>
         <translation>键盘快捷键</translation>
     </message>
@@ -478,7 +483,7 @@
 <context>
     <name>LineChart</name>
     <message>
-        <location filename="../charts.py" line="59" />
+        <location filename="../charts.py" line="59"/>
         <source>no data yet</source>
         <translation>暂无数据</translation>
     </message>
@@ -486,196 +491,196 @@
 <context>
     <name>MainWindow</name>
     <message>
-        <location filename="../main_window.py" line="270" />
+        <location filename="../main_window.py" line="270"/>
         <source>Xiaoer — customer service assistant</source>
         <translation>小二 — 客服助手</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="303" />
+        <location filename="../main_window.py" line="303"/>
         <source>No chat open. Customers appear on the left: start the replay, or add a customer with Ctrl+N.</source>
         <translation>没有打开的会话。顾客会出现在左侧：开始回放，或按 Ctrl+N 添加顾客。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="320" />
-        <location filename="../main_window.py" line="755" />
+        <location filename="../main_window.py" line="320"/>
+        <location filename="../main_window.py" line="755"/>
         <source>loading the end model…</source>
         <translation>正在加载端侧模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="351" />
+        <location filename="../main_window.py" line="351"/>
         <source>Main</source>
         <translation>主工具栏</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="369" />
-        <location filename="../main_window.py" line="665" />
+        <location filename="../main_window.py" line="369"/>
+        <location filename="../main_window.py" line="665"/>
         <source>New customer</source>
         <translation>新顾客</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="371" />
-        <location filename="../main_window.py" line="679" />
+        <location filename="../main_window.py" line="371"/>
+        <location filename="../main_window.py" line="679"/>
         <source>Start replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="373" />
+        <location filename="../main_window.py" line="373"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="376" />
+        <location filename="../main_window.py" line="376"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="377" />
+        <location filename="../main_window.py" line="377"/>
         <source>Export chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="378" />
+        <location filename="../main_window.py" line="378"/>
         <source>Shortcuts</source>
         <translation>快捷键</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="453" />
+        <location filename="../main_window.py" line="453"/>
         <source>First start: assembling and verifying the embedded model…</source>
         <translation>首次启动：正在组装并校验内置模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="460" />
+        <location filename="../main_window.py" line="460"/>
         <source>Preparing the end model</source>
         <translation>正在准备端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="471" />
+        <location filename="../main_window.py" line="471"/>
         <source>First start: assembling and verifying the embedded model… {0} of {1} MB</source>
         <translation>首次启动：正在组装并校验内置模型… {0} / {1} MB</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="485" />
-        <location filename="../main_window.py" line="513" />
+        <location filename="../main_window.py" line="485"/>
+        <location filename="../main_window.py" line="513"/>
         <source>end model: {0}</source>
         <translation>端侧模型：{0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="494" />
+        <location filename="../main_window.py" line="494"/>
         <source>no end model</source>
         <translation>无端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="496" />
+        <location filename="../main_window.py" line="496"/>
         <source>The end model could not be loaded</source>
         <translation>无法加载端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="499" />
+        <location filename="../main_window.py" line="499"/>
         <source>Choose another model in Settings; you can still type replies yourself.</source>
         <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="511" />
+        <location filename="../main_window.py" line="511"/>
         <source>end model: {0} + adapter {1}</source>
         <translation>端侧模型：{0} + 适配器 {1}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="519" />
+        <location filename="../main_window.py" line="519"/>
         <source>Loading the active adapter</source>
         <translation>加载当前适配器</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="530" />
+        <location filename="../main_window.py" line="530"/>
         <source>Channel {0}</source>
         <translation>渠道 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="542" />
+        <location filename="../main_window.py" line="542"/>
         <source>Receiving a customer message</source>
         <translation>接收顾客消息</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="570" />
+        <location filename="../main_window.py" line="570"/>
         <source>Reading the conversations</source>
         <translation>读取会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="608" />
+        <location filename="../main_window.py" line="608"/>
         <source>Opening the conversation</source>
         <translation>打开会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="646" />
+        <location filename="../main_window.py" line="646"/>
         <source>Closing the conversation</source>
         <translation>关闭会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="665" />
-        <source>The customer's message:</source>
+        <location filename="../main_window.py" line="665"/>
+        <source>The customer&apos;s message:</source>
         <translation>顾客消息：</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="684" />
+        <location filename="../main_window.py" line="684"/>
         <source>Replay corpus (JDDC 2019 chat file)</source>
         <translation>回放语料（JDDC 2019 聊天文件）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="696" />
+        <location filename="../main_window.py" line="696"/>
         <source>Starting the replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="700" />
+        <location filename="../main_window.py" line="700"/>
         <source>Stop replay</source>
         <translation>停止回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="702" />
+        <location filename="../main_window.py" line="702"/>
         <source>Replaying {0} conversations from {1}</source>
         <translation>正在回放 {1} 中的 {0} 个会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="713" />
+        <location filename="../main_window.py" line="713"/>
         <source>Export the chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="729" />
+        <location filename="../main_window.py" line="729"/>
         <source>Exporting the chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="731" />
+        <location filename="../main_window.py" line="731"/>
         <source>Exported to {0}</source>
         <translation>已导出到 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="751" />
+        <location filename="../main_window.py" line="751"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="799" />
+        <location filename="../main_window.py" line="799"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="801" />
+        <location filename="../main_window.py" line="801"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="817" />
+        <location filename="../main_window.py" line="817"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="819" />
+        <location filename="../main_window.py" line="819"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="820" />
+        <location filename="../main_window.py" line="820"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>
@@ -683,7 +688,7 @@
 <context>
     <name>QueuePanel</name>
     <message>
-        <location filename="../main_window.py" line="209" />
+        <location filename="../main_window.py" line="209"/>
         <source>Search customers and messages (Ctrl+F)</source>
         <translation>搜索顾客和消息（Ctrl+F）</translation>
     </message>
@@ -691,265 +696,265 @@
 <context>
     <name>SettingsDialog</name>
     <message>
-        <location filename="../settings_dialog.py" line="64" />
+        <location filename="../settings_dialog.py" line="64"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="90" />
+        <location filename="../settings_dialog.py" line="90"/>
         <source>A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)</source>
         <translation>内置配置、已注册模型、GGUF 文件或 HF 目录（如 ChatGLM3-6B）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="93" />
-        <location filename="../settings_dialog.py" line="222" />
+        <location filename="../settings_dialog.py" line="93"/>
+        <location filename="../settings_dialog.py" line="222"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="97" />
-        <location filename="../settings_dialog.py" line="126" />
+        <location filename="../settings_dialog.py" line="97"/>
+        <location filename="../settings_dialog.py" line="126"/>
         <source>End model</source>
         <translation>端侧模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="99" />
+        <location filename="../settings_dialog.py" line="99"/>
         <source>Backend</source>
         <translation>后端</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="101" />
+        <location filename="../settings_dialog.py" line="101"/>
         <source>Device</source>
         <translation>设备</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="103" />
+        <location filename="../settings_dialog.py" line="103"/>
         <source>8-bit / 4-bit: transformers backend on a CUDA GPU</source>
         <translation>8 位 / 4 位：仅 transformers 后端在 CUDA GPU 上可用</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="104" />
+        <location filename="../settings_dialog.py" line="104"/>
         <source>Quantization</source>
         <translation>量化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="108" />
+        <location filename="../settings_dialog.py" line="108"/>
         <source>GPU layers (llama.cpp)</source>
         <translation>GPU 层数（llama.cpp）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="113" />
+        <location filename="../settings_dialog.py" line="113"/>
         <source>Context window (tokens)</source>
         <translation>上下文窗口（token）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="115" />
+        <location filename="../settings_dialog.py" line="115"/>
         <source>System prompt language</source>
         <translation>系统提示语言</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="118" />
+        <location filename="../settings_dialog.py" line="118"/>
         <source>Temperature</source>
         <translation>温度</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="121" />
+        <location filename="../settings_dialog.py" line="121"/>
         <source>Top p</source>
         <translation>Top p</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="125" />
+        <location filename="../settings_dialog.py" line="125"/>
         <source>Longest draft (tokens)</source>
         <translation>草稿最大长度（token）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="132" />
+        <location filename="../settings_dialog.py" line="132"/>
         <source>Provider</source>
         <translation>服务商</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="135" />
+        <location filename="../settings_dialog.py" line="135"/>
         <source>e.g. gemini-3.8-flash, deepseek-chat; empty: the default</source>
         <translation>例如 gemini-3.8-flash、deepseek-chat；留空使用默认</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="137" />
+        <location filename="../settings_dialog.py" line="137"/>
         <source>Model</source>
         <translation>模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="140" />
+        <location filename="../settings_dialog.py" line="140"/>
         <source>Base URL</source>
         <translation>接口地址</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="143" />
+        <location filename="../settings_dialog.py" line="143"/>
         <source>Timeout (s)</source>
         <translation>超时（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="146" />
+        <location filename="../settings_dialog.py" line="146"/>
         <source>Price per 1000 input tokens</source>
         <translation>每 1000 输入 token 价格</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="149" />
+        <location filename="../settings_dialog.py" line="149"/>
         <source>Price per 1000 output tokens</source>
         <translation>每 1000 输出 token 价格</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="154" />
+        <location filename="../settings_dialog.py" line="154"/>
         <source>stored only in the OS keyring</source>
         <translation>仅保存在系统钥匙串中</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="155" />
+        <location filename="../settings_dialog.py" line="155"/>
         <source>Save key</source>
         <translation>保存密钥</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="159" />
+        <location filename="../settings_dialog.py" line="159"/>
         <source>API key</source>
         <translation>API 密钥</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="170" />
+        <location filename="../settings_dialog.py" line="170"/>
         <source>Teacher</source>
         <translation>教师模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="177" />
+        <location filename="../settings_dialog.py" line="177"/>
         <source>α (weight of similarity)</source>
         <translation>α（相似度权重）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="180" />
+        <location filename="../settings_dialog.py" line="180"/>
         <source>Θ (matcher reliability threshold)</source>
         <translation>Θ（匹配模型可信阈值）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="183" />
+        <location filename="../settings_dialog.py" line="183"/>
         <source>Low-score threshold</source>
         <translation>低分阈值</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="184" />
+        <location filename="../settings_dialog.py" line="184"/>
         <source>Ask the teacher for a label on 👎 and on low scores</source>
         <translation>点 👎 或低分时向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="189" />
+        <location filename="../settings_dialog.py" line="189"/>
         <source>Off (Evolve now only)</source>
         <translation>关闭（仅手动“立即进化”）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="190" />
+        <location filename="../settings_dialog.py" line="190"/>
         <source>Once a day</source>
         <translation>每天一次</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="191" />
+        <location filename="../settings_dialog.py" line="191"/>
         <source>After enough new labels</source>
         <translation>积累足够新标注后</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="195" />
+        <location filename="../settings_dialog.py" line="195"/>
         <source>Automatic evolution</source>
         <translation>自动进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="199" />
+        <location filename="../settings_dialog.py" line="199"/>
         <source>New labels before a run</source>
         <translation>触发进化所需的新标注数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="200" />
+        <location filename="../settings_dialog.py" line="200"/>
         <source>Scoring &amp;&amp; evolution</source>
         <translation>评分与进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="207" />
+        <location filename="../settings_dialog.py" line="207"/>
         <source>Follow the system</source>
         <translation>跟随系统</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="213" />
+        <location filename="../settings_dialog.py" line="213"/>
         <source>Language (after a restart)</source>
         <translation>界面语言（重启后生效）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="215" />
+        <location filename="../settings_dialog.py" line="215"/>
         <source>One quick phrase per line</source>
         <translation>每行一条快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="216" />
+        <location filename="../settings_dialog.py" line="216"/>
         <source>Quick phrases</source>
         <translation>快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="220" />
+        <location filename="../settings_dialog.py" line="220"/>
         <source>a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt</source>
         <translation>JDDC 2019 聊天文件，例如 ../shared/data/jddc2019/chat_0.1per.txt</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="226" />
-        <location filename="../settings_dialog.py" line="278" />
+        <location filename="../settings_dialog.py" line="226"/>
+        <location filename="../settings_dialog.py" line="278"/>
         <source>Replay corpus</source>
         <translation>回放语料</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="229" />
+        <location filename="../settings_dialog.py" line="229"/>
         <source>Seconds between replay customers</source>
         <translation>回放顾客间隔（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="230" />
+        <location filename="../settings_dialog.py" line="230"/>
         <source>Workspace</source>
         <translation>工作台</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="237" />
+        <location filename="../settings_dialog.py" line="237"/>
         <source>What a cloud teacher would receive (the local teacher gets the original):</source>
         <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="243" />
+        <location filename="../settings_dialog.py" line="243"/>
         <source>Type a customer message with a phone number, an address…</source>
         <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="251" />
+        <location filename="../settings_dialog.py" line="251"/>
         <source>Privacy</source>
         <translation>隐私</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="270" />
+        <location filename="../settings_dialog.py" line="270"/>
         <source>End model (GGUF)</source>
         <translation>端侧模型（GGUF）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="273" />
+        <location filename="../settings_dialog.py" line="273"/>
         <source>Hugging Face model directory</source>
         <translation>Hugging Face 模型目录</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="291" />
+        <location filename="../settings_dialog.py" line="291"/>
         <source>The local teacher needs no key.</source>
         <translation>本地教师模型无需密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="299" />
+        <location filename="../settings_dialog.py" line="299"/>
         <source>A key is saved for {0}.</source>
         <translation>已为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="301" />
+        <location filename="../settings_dialog.py" line="301"/>
         <source>No key saved for {0} yet.</source>
         <translation>尚未为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="317" />
+        <location filename="../settings_dialog.py" line="317"/>
         <source>The key for {0} is saved in the OS keyring.</source>
         <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
     </message>
@@ -957,82 +962,82 @@
 <context>
     <name>Shortcuts</name>
     <message>
-        <location filename="../main_window.py" line="63" />
+        <location filename="../main_window.py" line="63"/>
         <source>Send the draft (as edited)</source>
         <translation>发送草稿（含修改）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="66" />
+        <location filename="../main_window.py" line="66"/>
         <source>Regenerate the draft</source>
         <translation>重新生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="69" />
+        <location filename="../main_window.py" line="69"/>
         <source>Stop writing the draft</source>
         <translation>停止生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="72" />
+        <location filename="../main_window.py" line="72"/>
         <source>👍 the draft</source>
         <translation>给草稿点 👍</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="77" />
+        <location filename="../main_window.py" line="77"/>
         <source>👎 the draft (the teacher is asked for a label)</source>
         <translation>给草稿点 👎（向教师模型请求标注）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="82" />
+        <location filename="../main_window.py" line="82"/>
         <source>Ask the cloud teacher</source>
         <translation>询问云端教师模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="85" />
+        <location filename="../main_window.py" line="85"/>
         <source>Next waiting conversation</source>
         <translation>下一个等待中的会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="88" />
+        <location filename="../main_window.py" line="88"/>
         <source>Next open chat</source>
         <translation>下一个已打开的会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="93" />
+        <location filename="../main_window.py" line="93"/>
         <source>Close the chat (conversation done)</source>
         <translation>关闭会话（已处理完）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="98" />
+        <location filename="../main_window.py" line="98"/>
         <source>New customer (manual channel)</source>
         <translation>新顾客（手动渠道）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="101" />
+        <location filename="../main_window.py" line="101"/>
         <source>Search the queue</source>
         <translation>搜索队列</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="106" />
+        <location filename="../main_window.py" line="106"/>
         <source>Insert quick phrase 1–9</source>
         <translation>插入快捷短语 1–9</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="111" />
+        <location filename="../main_window.py" line="111"/>
         <source>Export the chat (Markdown or CSV)</source>
         <translation>导出会话（Markdown 或 CSV）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="116" />
+        <location filename="../main_window.py" line="116"/>
         <source>Workspace / evolution panel</source>
         <translation>工作台 / 进化面板</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="118" />
+        <location filename="../main_window.py" line="118"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="120" />
+        <location filename="../main_window.py" line="120"/>
         <source>Show or hide this help</source>
         <translation>显示或隐藏本帮助</translation>
     </message>

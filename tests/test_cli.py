@@ -96,6 +96,9 @@ def test_chat_answers_and_ctrl_c_exits_cleanly(embedded_model_path, models_dir, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Like a terminal: a suite started in the background (nohup, `&`) ignores SIGINT, and a
+        # child inherits that, so Ctrl-C would never reach it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdin and proc.stdout
     proc.stdin.write("请详细介绍一下你们店的退换货流程\n")

@@ -258,3 +258,16 @@ def test_kto_learns_from_thumbs_without_a_better_text(tiny_qwen_dir, tmp_path) -
     assert ratio(good) > 0 > ratio(bad)
     with pytest.raises(ValueError, match="lora method"):
         TrainConfig(data="d", output_dir="o", method="prefix", objective="kto")
+
+
+def test_corpus_hygiene_drops_emoticons_and_caps_stock_phrases() -> None:
+    from app.evolve.data import clean_examples
+
+    stock = "请问还有其他还可以帮到您的吗?"
+    raw = [Example((f"问{i}",), stock) for i in range(5)] + [
+        Example(("在吗",), "#E-s[数字x]#E-s[数字x]"),
+        Example(("好的",), "#E-s[数字x]好的亲，马上为您处理"),
+    ]
+    cleaned = clean_examples(raw, max_same_reply=2)
+    assert [ex.reply for ex in cleaned] == [stock, stock, "好的亲，马上为您处理"]
+    assert cleaned[0].context == ("问0",)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.evolve.config import METHODS, PRESETS, TrainConfig
-from app.evolve.data import Example, read_examples, write_examples
+from app.evolve.data import Example, clean_examples, read_examples, write_examples
 from app.evolve.loop import Evolution, EvolutionSettings, Progress, adapters_dir, run_training
 
 
@@ -158,9 +158,10 @@ def _examples_from(args: argparse.Namespace) -> list[Example]:
         corpus = Path(args.corpus)
         if args.format == "jddc2018":
             enc = corpus if corpus.suffix == ".enc" else corpus / "train.enc"
-            examples += read_pairs(enc, enc.with_suffix(".dec"), args.offset, args.limit)
+            pairs = read_pairs(enc, enc.with_suffix(".dec"), args.offset, args.limit)
         else:
-            examples += read_examples(corpus)[args.offset :][: args.limit]
+            pairs = read_examples(corpus)[args.offset :][: args.limit]
+        examples += clean_examples(pairs)
     if args.labels:
         examples += read_examples(Path(args.labels))
     if not examples:

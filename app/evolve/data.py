@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,25 @@ def read_examples(path: Path) -> list[Example]:
     if not examples:
         raise ValueError(f"{path}: no training examples (lines need a context and a reply)")
     return examples
+
+
+JD_EMOTICON = re.compile(r"#E-[A-Za-z]+(?:\[[^\]]*\])?")
+
+
+def clean_examples(examples: Iterable[Example], max_same_reply: int = 2) -> list[Example]:
+    """Corpus hygiene before training: JD's masked emoticons (``#E-s[数字x]``) are removed, replies
+    left empty are dropped, and one reply text is kept at most ``max_same_reply`` times — the
+    corpus's stock phrases ("请问还有其他还可以帮到您的吗?") would otherwise teach the model to
+    answer everything with them."""
+    seen: dict[str, int] = {}
+    out = []
+    for ex in examples:
+        reply = JD_EMOTICON.sub("", ex.reply).strip(" ,，")
+        if not reply or seen.get(reply, 0) >= max_same_reply:
+            continue
+        seen[reply] = seen.get(reply, 0) + 1
+        out.append(Example(ex.context, reply, ex.source, ex.desirable))
+    return out
 
 
 def write_examples(examples: Iterable[Example], path: Path) -> int:

@@ -33,7 +33,7 @@ QUICK_PRESET: dict[str, Any] = {
     "warmup_steps": 4,
     "lora_top_layers": 8,
 }
-QUICK_LR: dict[Method, float] = {"lora": 5e-4, "prefix": 1e-2, "ptuning-v2": 1e-2}
+QUICK_LR: dict[Method, float] = {"lora": 3e-4, "prefix": 1e-3, "ptuning-v2": 2e-3}
 PRESETS = {"paper": PAPER_PRESET, "quick": QUICK_PRESET}
 
 

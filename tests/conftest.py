@@ -76,6 +76,17 @@ def tiny_qwen_dir(embedded_model_path: Path, tmp_path_factory: pytest.TempPathFa
     return out
 
 
+def terminal_sigint() -> None:
+    """``preexec_fn`` for children a test stops with Ctrl-C (SIGINT), as a terminal would.
+
+    A suite started in the background (``nohup``, ``&``) ignores SIGINT, and children inherit
+    that; a Python child then never sees KeyboardInterrupt.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_env(models_dir: Path, home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env[paths.HOME_ENV] = str(home)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env
+from tests.conftest import cli_env, terminal_sigint
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
@@ -96,9 +96,7 @@ def test_chat_answers_and_ctrl_c_exits_cleanly(embedded_model_path, models_dir, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # Like a terminal: a suite started in the background (nohup, `&`) ignores SIGINT, and a
-        # child inherits that, so Ctrl-C would never reach it.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=terminal_sigint,
     )
     assert proc.stdin and proc.stdout
     proc.stdin.write("请详细介绍一下你们店的退换货流程\n")
@@ -176,6 +174,7 @@ def test_teacher_serve_and_ask_through_http(models_dir, data_home) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_sigint,
     )
     try:
         assert server.stdout

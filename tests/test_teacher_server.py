@@ -30,6 +30,7 @@ from app.cloud.teacher import TeacherRequest, TeacherUnavailable
 from app.engine import models
 from app.engine.conversation import Turn
 from app.store import OutboxItem, TeacherReply, open_store
+from tests.conftest import terminal_sigint
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("uvicorn", reason="the local teacher needs llama-cpp-python[server]")
@@ -212,7 +213,12 @@ def test_serve_forever_stops_cleanly_on_ctrl_c(
     )
     env = {**os.environ, paths.HOME_ENV: str(data_home), paths.MODELS_ENV: str(models_dir)}
     process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        preexec_fn=terminal_sigint,
     )
     try:
         assert process.stdout is not None

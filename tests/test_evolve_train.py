@@ -271,3 +271,26 @@ def test_corpus_hygiene_drops_emoticons_and_caps_stock_phrases() -> None:
     cleaned = clean_examples(raw, max_same_reply=2)
     assert [ex.reply for ex in cleaned] == [stock, stock, "好的亲，马上为您处理"]
     assert cleaned[0].context == ("问0",)
+
+
+def test_ptuning_v2_starts_as_the_base_model_with_real_text_before(tiny_qwen_dir: Path) -> None:
+    """Deep prompts initialised from the base model's own cache, not N(0, 1) noise."""
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from app.evolve.recipes import init_deep_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir)),
+        PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=6),
+    )
+    model.eval()
+    init_deep_prompts(model, tokenizer, "你是客服")
+    prefix = (tokenizer.encode("你是客服") * 6)[:6]
+    x = tokenizer.encode("可以选择快递吗？")
+    with torch.no_grad():
+        tuned = model(input_ids=torch.tensor([x]), attention_mask=torch.ones(1, len(x))).logits[0]
+        with model.disable_adapter():
+            base = model.get_base_model()(input_ids=torch.tensor([prefix + x])).logits[0, 6:]
+    torch.testing.assert_close(tuned, base, rtol=1e-4, atol=1e-4)

@@ -51,3 +51,32 @@ def peft_config(config: TrainConfig, model_config: Any) -> Any:
     if config.method == "prefix":
         return prefix(config, model_config.hidden_size)
     return ptuning_v2(config)
+
+
+def init_deep_prompts(model: Any, tokenizer: Any, text: str) -> None:
+    """Start P-Tuning v2's deep prompts as the key/values of real text, not random numbers.
+
+    peft initialises them from N(0, 1), which on a small model replaces the answer with noise and
+    takes thousands of steps to undo. Here the virtual tokens start as the base model's own cache
+    for ``text`` (repeated to length), so the untrained adapter behaves like the base model with
+    that text before the conversation (Li & Liang's initialisation from real words).
+    """
+    import torch
+
+    config = model.peft_config[model.active_adapter]
+    n = config.num_virtual_tokens
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise ValueError("init_deep_prompts needs a non-empty text")
+    ids = (ids * (n // len(ids) + 1))[:n]
+    with torch.no_grad(), model.disable_adapter():
+        cache = model.get_base_model()(
+            input_ids=torch.tensor([ids], device=model.device), use_cache=True
+        ).past_key_values
+        rows = []
+        for layer in cache.layers[: config.num_layers]:
+            rows += [layer.keys[0].transpose(0, 1), layer.values[0].transpose(0, 1)]
+        # (n, layers * 2, kv_heads, head_dim) flattened per virtual token: peft's layout.
+        weight = torch.stack(rows, dim=1).reshape(n, -1)
+        embedding = model.prompt_encoder[model.active_adapter].embedding.weight
+        embedding.copy_(weight.to(embedding.dtype))

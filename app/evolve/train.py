@@ -59,8 +59,9 @@ def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
     """The base model wrapped for training by the run's peft method (or its init adapter)."""
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
+    from app.engine.conversation import system_prompt
     from app.evolve.base import load_for_training
-    from app.evolve.recipes import peft_config
+    from app.evolve.recipes import init_deep_prompts, peft_config
 
     model, tokenizer = load_for_training(config.base_model, device, config.quantization)
     if config.quantization == "4bit":
@@ -72,6 +73,8 @@ def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
             raise ValueError(f"init_adapter {config.init_adapter} is not a {config.method} adapter")
     else:
         model = get_peft_model(model, peft_config(config, model.config))
+        if config.method == "ptuning-v2":
+            init_deep_prompts(model, tokenizer, system_prompt("zh"))
     return model, tokenizer
 
 

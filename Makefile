@@ -9,8 +9,12 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 STAMP_RUN := $(VENV)/.xiaoer-run
 STAMP_DEV := $(VENV)/.xiaoer-dev
+STAMP_INSTALLER := $(VENV)/.xiaoer-installer
+# `make installer FLAVOUR=full` also bundles the training stack (torch, transformers, peft).
+FLAVOUR ?= lite
+BUNDLE := dist/$(if $(filter full,$(FLAVOUR)),xiaoer-full,xiaoer)
 
-.PHONY: run test setup setup-dev lint typecheck bench clean
+.PHONY: run test setup setup-dev lint typecheck bench clean installer installer-smoke
 
 run: setup
 	$(BIN)/xiaoer
@@ -34,6 +38,22 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 
 $(STAMP_DEV): $(STAMP_RUN)
 	$(BIN)/pip install -e ".[hf,teacher,dev]"
+	@touch $@
+
+# The desktop bundle (Linux, one folder): $(BUNDLE)/xiaoer, with installer/linux/ beside it.
+installer: $(STAMP_INSTALLER)
+	XIAOER_FLAVOUR=$(FLAVOUR) $(BIN)/pyinstaller --noconfirm --clean --distpath dist \
+		--workpath build/pyinstaller installer/xiaoer.spec
+	cp installer/linux/install.sh installer/linux/xiaoer.desktop installer/xiaoer.png $(BUNDLE)/
+	@du -sh $(BUNDLE)
+
+# Starts the built bundle offscreen on a fresh data dir: first-start model assembly, a draft, the
+# window with a scored draft (about 2 minutes here). Not part of `make test`: see README, "Install".
+installer-smoke:
+	installer/smoke_test.sh $(BUNDLE)
+
+$(STAMP_INSTALLER): $(STAMP_RUN)
+	$(BIN)/pip install -e ".[installer]"
 	@touch $@
 
 lint: setup-dev

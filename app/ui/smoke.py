@@ -43,7 +43,8 @@ def run_smoke(text: str = SMOKE_MESSAGE, timeout_s: float = 900.0) -> int:
         if view is None:
             result["error"] = "the customer's message did not open a chat"
             return 1
-        run_until(lambda: view.last_score is not None, timeout_s)
+        # The draft's own errors (model, scoring) show in the banner: no need to wait them out.
+        run_until(lambda: view.last_score is not None or window.banner.isVisible(), timeout_s)
         result["draft"] = view.panel.editor.toPlainText()
         if view.last_score is None:
             result["error"] = window.banner.label.text() or "no scored draft in time"

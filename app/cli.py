@@ -311,20 +311,13 @@ def cmd_eval_matcher(args: argparse.Namespace) -> int:
 
 
 def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
-    from app.cloud.prompt import Example, ExampleBank
+    from app.cloud.label import example_bank
     from app.cloud.providers import load_config, make_teacher
     from app.cloud.service import TeacherService
     from app.store import open_store
 
     teacher = make_teacher(load_config())
-    examples = None
-    if args.examples:
-        from app.cloud.label import read_tasks
-        from app.paths import data_dir
-
-        tasks = read_tasks(Path(args.examples), args.examples_format)
-        pairs = [Example(t.turns[-1].text, t.reference) for t in tasks if t.reference]
-        examples = ExampleBank(pairs, cache_dir=data_dir() / "cache")
+    examples = example_bank(Path(args.examples), args.examples_format) if args.examples else None
     store = open_store() if use_store else None
     cost = getattr(teacher, "cost", None)
     return TeacherService(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from app.cloud.prompt import Example, ExampleBank
 from app.cloud.service import TeacherService, outbox_counts
 from app.cloud.teacher import TeacherError
 from app.engine.conversation import Turn
@@ -78,6 +79,16 @@ def read_tasks(path: Path, fmt: CorpusFormat, limit: int | None = None) -> list[
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def example_bank(path: Path, fmt: CorpusFormat) -> ExampleBank:
+    """The shop's past customer → agent pairs as the teacher's example dialogues (``--examples``);
+    their query embeddings are cached in the data dir."""
+    from app.paths import data_dir
+
+    tasks = read_tasks(path, fmt)
+    pairs = [Example(t.turns[-1].text, t.reference) for t in tasks if t.reference]
+    return ExampleBank(pairs, cache_dir=data_dir() / "cache")
 
 
 def _read_jsonl(path: Path) -> Iterator[LabelTask]:

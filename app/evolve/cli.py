@@ -25,11 +25,14 @@ def _store() -> Any:
 
 
 @contextlib.contextmanager
-def teacher_service(store: Any, start_local: bool = True) -> Iterator[Any]:
+def teacher_service(
+    store: Any, start_local: bool = True, examples: Any | None = None, k: int = 8
+) -> Iterator[Any]:
     """The configured teacher as a TeacherService, or None when it can't be had.
 
     When the local teacher is the provider and is not running, it is started for the duration
     (and stopped after), so "Evolve now" works without a separate `xiaoer teacher serve`.
+    ``examples`` (an ExampleBank) gives the teacher the ``k`` most similar past dialogues.
     """
     from app.cloud import server
     from app.cloud.providers import load_config, make_teacher
@@ -50,7 +53,8 @@ def teacher_service(store: Any, start_local: bool = True) -> Iterator[Any]:
             # A CPU-only 1.5B teacher may need a minute for a long reply.
             config = replace(config, base_url=started.base_url, timeout=max(config.timeout, 120))
         teacher = make_teacher(config)
-        yield TeacherService(teacher, store, cost_fn=getattr(teacher, "cost", None))
+        cost = getattr(teacher, "cost", None)
+        yield TeacherService(teacher, store, examples, k=k, cost_fn=cost)
     except XiaoerError as exc:
         print(f"teacher unavailable: {exc}", file=sys.stderr)
         yield None
@@ -241,17 +245,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
         session.expunge_all()
     scorer = load_scorer(store=store)
     with contextlib.ExitStack() as stack:
-        teacher = stack.enter_context(teacher_service(store)) if args.teacher else None
+        teacher = None
+        if args.teacher:
+            examples = _example_bank(args)
+            teacher = stack.enter_context(teacher_service(store, examples=examples, k=args.k))
         summary = evaluate(pairs, adapter, models.DEFAULT_PROFILE, scorer, teacher)
     print(json.dumps(summary, ensure_ascii=False, indent=None if args.compact else 2))
     return 0
+
+
+def _example_bank(args: argparse.Namespace) -> Any | None:
+    from app.cloud.label import example_bank
+
+    return example_bank(Path(args.examples), args.examples_format) if args.examples else None
+
+
+def _example_args(parser: Any) -> None:
+    parser.add_argument(
+        "--examples", help="past dialogues the teacher is shown (as `xiaoer label`)"
+    )
+    parser.add_argument(
+        "--examples-format", default="jddc2018", choices=["jddc2018", "jddc2019", "ecd", "jsonl"]
+    )
+    parser.add_argument("--k", type=int, default=8, help="retrieved examples per query")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from app.evolve.report import write_report
 
     store = _store()
-    with teacher_service(store, start_local=not args.no_teacher) as service:
+    examples = _example_bank(args)
+    with teacher_service(store, not args.no_teacher, examples, args.k) as service:
         written = write_report(
             [Path(r) for r in args.runs], Path(args.out), teacher=service, probes=args.probe
         )
@@ -313,6 +337,7 @@ def add_parsers(sub: Any) -> None:
     ev.add_argument("--adapter", default="active", help="VERSION, active, or none (base model)")
     ev.add_argument("--teacher", action="store_true", help="also the Final Score vs the teacher")
     ev.add_argument("--compact", action="store_true", help="one line of JSON")
+    _example_args(ev)
     ev.set_defaults(func=cmd_eval)
 
     report = sub.add_parser("report", help="the paper's Table VI, Fig. 3 heatmap and loss curves")
@@ -320,4 +345,5 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--out", required=True)
     report.add_argument("--probe", action="append", default=None, help="probe input (repeat)")
     report.add_argument("--no-teacher", action="store_true", help="match-only scores")
+    _example_args(report)
     report.set_defaults(func=cmd_report)

@@ -1,0 +1,60 @@
+"""The paper's experiment through the `xiaoer` command line, as a real subprocess: train a LoRA on
+JDDC-format pairs with the real 0.5B, list it, evaluate it on held-out pairs against the real
+local teacher, and write the report (slow: real models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+from tests.test_cli import xiaoer
+
+CORPUS = Path(__file__).parent / "fixtures" / "corpus"
+ENC, DEC = CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"
+
+
+@pytest.mark.slow
+def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, tmp_path) -> None:
+    from app.engine import models as engine_models
+
+    engine_models.provision(engine_models.PROFILES["qwen2.5-1.5b"])  # the local teacher
+    env = cli_env(models_dir, data_home)
+    steps = ["--steps", "2", "--snapshot-every", "1"]
+    trained = xiaoer(["train", "--corpus", str(ENC), "--limit", "3", *steps, "--name", "cli"], env)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout.splitlines()[-1])
+    assert summary["status"] == "succeeded" and summary["version"] == "lora-cli"
+    run_dir = Path(summary["output_dir"])
+    assert sorted(p.name for p in (run_dir / "steps").iterdir()) == ["1", "2"]
+
+    listed = json.loads(xiaoer(["adapters", "list"], env).stdout)
+    assert [(v["version"], v["status"]) for v in listed] == [("lora-cli", "candidate")]
+
+    held_out = ["--pairs", str(ENC), str(DEC), "--offset", "3", "--limit", "2"]
+    teacher = ["--teacher", "--examples", str(ENC), "--k", "2"]  # shown 2 past dialogues
+    evaluated = xiaoer(["eval", *held_out, "--adapter", "lora-cli", *teacher, "--compact"], env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["n"] == 2 and result["adapter"] == "lora-cli"
+    for key in ("similarity_to_reference", "matching", "final", "teacher_similarity_to_reference"):
+        assert 0.0 <= result[f"{key}_mean"] <= 1.0, key
+    assert all(example["reply"].strip() for example in result["examples"])
+
+    out = tmp_path / "report"
+    probes = ["--probe", "你好", "--probe", "能便宜点吗？"]
+    reported = xiaoer(
+        ["report", "--runs", str(run_dir), "--out", str(out), "--no-teacher", *probes], env
+    )
+    assert reported.returncode == 0, reported.stderr
+    written = {Path(p).name for p in json.loads(reported.stdout)["written"]}
+    assert written == {"table.md", "table.csv", "heatmap.png", "loss.png"}
+    with (out / "table.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["probe", "base", "lora@1", "lora@2"]
+    assert [r[0] for r in rows[1:]] == ["你好", "能便宜点吗？"]
+    assert all(0.0 <= float(v) <= 1.0 for r in rows[1:] for v in r[1:])
+    assert (out / "heatmap.png").read_bytes().startswith(b"\x89PNG")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -608,3 +609,21 @@ def test_make_teacher_local_gets_time_for_a_slow_cpu() -> None:
     assert make_teacher(longer).timeout == 600  # type: ignore[attr-defined]
     cloud = TeacherConfig(provider="openai-compatible", base_url=base, model="deepseek-chat")
     assert make_teacher(cloud).timeout == 30.0  # type: ignore[attr-defined]
+
+
+def test_a_busy_local_teacher_is_still_used_with_the_model_its_state_file_names() -> None:
+    """llama_cpp.server answers one request at a time: while it finishes a long completion for
+    one client, /v1/models waits, and a second client must not call it "not running"."""
+    from app.cloud import server
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()  # accepts connections, never answers
+        base_url = f"http://127.0.0.1:{busy.getsockname()[1]}/v1"
+        state = {"pid": os.getpid(), "base_url": base_url, "model": "teacher.gguf"}
+        server.state_path().write_text(json.dumps(state), encoding="utf-8")
+        teacher = make_teacher(TeacherConfig(provider="local"))
+        assert isinstance(teacher, OpenAICompatibleTeacher)
+        assert (teacher.model, teacher.base_url) == ("teacher.gguf", base_url)
+    with pytest.raises(TeacherUnavailable, match="xiaoer teacher serve"):
+        make_teacher(TeacherConfig(provider="local"))  # the port is closed now

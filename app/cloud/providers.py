@@ -227,11 +227,14 @@ class OpenAICompatibleTeacher:
 def served_model(base_url: str, timeout: float = 2.0) -> str:
     """The id of the model a server on this machine serves (its ``/v1/models``)."""
     served = server.served_models(base_url, timeout)
-    if not served:
+    if served:
+        return served[0]
+    busy = server.running_model(base_url)
+    if busy is None:
         raise TeacherUnavailable(
             f"The local teacher at {base_url} is not answering; start it with `xiaoer teacher serve`"
         )
-    return served[0]
+    return busy
 
 
 def local_teacher(

@@ -373,6 +373,16 @@ def running_server() -> str | None:
     return base_url if model in served else None
 
 
+def running_model(base_url: str) -> str | None:
+    """The model our running local teacher at ``base_url`` serves, from its state file: while it
+    finishes a long completion it cannot list its models."""
+    state = _read_state()
+    if state is None or state.get("base_url") != base_url or running_server() != base_url:
+        return None
+    model = state.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 def _accepts_connections(base_url: str) -> bool:
     parts = urlsplit(base_url)
     try:

@@ -62,8 +62,8 @@ def evaluate(
         summary[f"{key}_ci95"] = round(half, 4)
     summary["final_mean"] = None
     if teacher is not None:
-        # Several requests in flight: the local teacher batches them (~3× faster than one by one),
-        # and the service's own limit still caps what a cloud sees.
+        # Several requests in flight: a cloud answers them side by side, the local server is never
+        # idle between two (labels/min ~3.5× one at a time here); the service caps the number.
         with ThreadPoolExecutor(max_workers=TEACHER_CONCURRENCY) as pool:
             clouds = list(pool.map(lambda p: teacher.ask(as_turns(p.context)).reply, pairs))
         items = [ScoreItem(c, r, t) for c, r, t in zip(contexts, replies, clouds, strict=True)]

@@ -48,7 +48,7 @@ installer: $(STAMP_INSTALLER)
 	@du -sh $(BUNDLE)
 
 # Starts the built bundle offscreen on a fresh data dir: first-start model assembly, a draft, the
-# window with a scored draft (about 2 minutes here). Not part of `make test`: see README, "Install".
+# window with a scored draft (15 s to 2 minutes here, with the load). Not part of `make test`: see README, "Install".
 installer-smoke:
 	installer/smoke_test.sh $(BUNDLE)
 

@@ -1,6 +1,6 @@
 """The paper's experiment through the `xiaoer` command line, as a real subprocess: train a LoRA on
 JDDC-format pairs with the real 0.5B, list it, evaluate it on held-out pairs against the real
-local teacher, and write the report (slow: real models)."""
+local teacher beside the base model, and write the report (slow: real models)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,33 @@ from pathlib import Path
 
 import pytest
 
+from app.evolve.evaluate import mean_ci95, paired_deltas
 from tests.conftest import cli_env
 from tests.test_cli import xiaoer
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 ENC, DEC = CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"
+
+
+def test_paired_deltas_cancel_what_the_contexts_share() -> None:
+    base = {"final": [0.2, 0.5, 0.8, 0.3]}
+    better = {"final": [0.25, 0.56, 0.84, 0.36]}
+    result = paired_deltas(better, base)
+    assert result["delta_final_mean"] == pytest.approx(0.0525, abs=1e-4)
+    # Hard and easy contexts move both alike: the difference is far surer than either mean.
+    assert 0.0 < result["delta_final_ci95"] < mean_ci95(base["final"])[1] / 5
+    with pytest.raises(ValueError):
+        paired_deltas({"final": [0.1, 0.2]}, base)
+
+
+def test_train_refuses_a_corpus_of_curt_replies_and_says_why(models_dir, data_home, tmp_path):
+    corpus = tmp_path / "curt.jsonl"
+    lines = [{"context": ["在吗"], "reply": "在的"}, {"context": ["好"], "reply": "好的亲"}]
+    corpus.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), "utf-8")
+    args = ["train", "--corpus", str(corpus), "--format", "jsonl", "--name", "curt"]
+    refused = xiaoer(args, cli_env(models_dir, data_home))
+    assert refused.returncode == 1 and "--min-reply-chars" in refused.stderr, refused.stderr
+    assert not (data_home / "adapters" / "lora-curt").exists()
 
 
 @pytest.mark.slow
@@ -36,13 +58,20 @@ def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, 
 
     held_out = ["--pairs", str(ENC), str(DEC), "--offset", "3", "--limit", "2"]
     teacher = ["--teacher", "--examples", str(ENC), "--k", "2"]  # shown 2 past dialogues
-    evaluated = xiaoer(["eval", *held_out, "--adapter", "lora-cli", *teacher, "--compact"], env)
+    compare = ["--adapter", "lora-cli", "--compare", "none", "--compact"]
+    evaluated = xiaoer(["eval", *held_out, *teacher, *compare], env)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout)
     assert result["n"] == 2 and result["adapter"] == "lora-cli"
     for key in ("similarity_to_reference", "matching", "final", "teacher_similarity_to_reference"):
         assert 0.0 <= result[f"{key}_mean"] <= 1.0, key
     assert all(example["reply"].strip() for example in result["examples"])
+    baseline = result["baseline"]
+    assert baseline["adapter"] is None  # the base model answered the same contexts
+    for key in ("similarity_to_reference", "matching", "final"):
+        difference = result[f"{key}_mean"] - baseline[f"{key}_mean"]
+        assert result[f"delta_{key}_mean"] == pytest.approx(difference, abs=2e-4), key
+    assert all(example["baseline_reply"].strip() for example in result["examples"])
 
     out = tmp_path / "report"
     probes = ["--probe", "你好", "--probe", "能便宜点吗？"]

@@ -26,6 +26,7 @@ class EchoTeacher:
     or raises the exceptions in ``failures`` first."""
 
     failures: list[Exception] = field(default_factory=list)
+    template: str = "好的，关于「{}」马上为您处理。"
     provider: str = "scripted"
     model: str = "echo-1"
     is_local: bool = False
@@ -36,7 +37,7 @@ class EchoTeacher:
         if self.failures:
             raise self.failures.pop(0)
         return TeacherAnswer(
-            f"好的，关于「{request.messages[-1][1]}」马上为您处理。",
+            self.template.format(request.messages[-1][1]),
             self.provider,
             self.model,
             Usage(50, 10),
@@ -161,6 +162,23 @@ def test_training_set_holds_back_recent_labels_and_replays_earlier_ones(store, t
     evo.settings.corpus = str(corpus)
     train, _ = evo.training_set()
     assert sum(ex.reply.startswith("旧答") for ex in train) == 2
+
+
+def test_a_curt_teacher_label_is_kept_but_not_learned(store: Store) -> None:
+    curt = add_draft(store, "在吗", "嗯")
+    edited = add_draft(store, "能便宜点吗？", "不能。")
+    rate(store, curt, False)
+    rate(store, edited, False, sent="不能哦")
+    teacher = EchoTeacher(template="好的")
+    evo = Evolution(store, EvolutionSettings(holdback=0), teacher=service(store, teacher))
+    assert evo.fetch_labels() == {"agent_edit": 1, "teacher": 1, "failed": 0}
+    assert sorted(ex.reply for _, _, ex in evo.labels()) == ["不能哦", "好的"]
+    train, _ = evo.training_set()
+    assert [ex.reply for ex in train] == ["不能哦"], "the agent's own short text is still learned"
+    evo.settings.min_label_chars = 0
+    assert sorted(ex.reply for ex in evo.training_set()[0]) == ["不能哦", "好的"]
+    with pytest.raises(ValueError, match="min_label_chars"):
+        EvolutionSettings(min_label_chars=-1)
 
 
 def make_adapter(store: Store, root: Path, version: str, status: str = "candidate") -> Path:

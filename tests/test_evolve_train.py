@@ -271,6 +271,8 @@ def test_corpus_hygiene_drops_emoticons_and_caps_stock_phrases() -> None:
     cleaned = clean_examples(raw, max_same_reply=2)
     assert [ex.reply for ex in cleaned] == [stock, stock, "好的亲，马上为您处理"]
     assert cleaned[0].context == ("问0",)
+    # Curt replies are left out when asked (counted after the emoticons are gone).
+    assert [ex.reply for ex in clean_examples(raw, min_chars=11)] == [stock, stock]
 
 
 def test_ptuning_v2_starts_as_the_base_model_with_real_text_before(tiny_qwen_dir: Path) -> None:

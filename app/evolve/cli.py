@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from app.evolve.config import METHODS, PRESETS, TrainConfig
-from app.evolve.data import Example, clean_examples, read_examples, write_examples
+from app.evolve.data import (
+    MIN_REPLY_CHARS,
+    Example,
+    clean_examples,
+    read_examples,
+    write_examples,
+)
 from app.evolve.loop import Evolution, EvolutionSettings, Progress, adapters_dir, run_training
 
 
@@ -102,6 +108,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             "auto_every",
             "margin",
             "tolerance",
+            "min_label_chars",
             "corpus",
         )
         if getattr(args, key, None) is not None
@@ -165,12 +172,18 @@ def _examples_from(args: argparse.Namespace) -> list[Example]:
             pairs = read_pairs(enc, enc.with_suffix(".dec"), args.offset, args.limit)
         else:
             pairs = read_examples(corpus)[args.offset :][: args.limit]
-        examples += clean_examples(pairs)
+        examples += pairs
     if args.labels:
         examples += read_examples(Path(args.labels))
     if not examples:
         raise ValueError("Give --corpus and/or --labels with at least one context → reply pair")
-    return examples
+    kept = clean_examples(examples, min_chars=args.min_reply_chars)
+    if not kept:
+        raise ValueError(
+            f"All {len(examples)} replies are repeats or shorter than --min-reply-chars "
+            f"{args.min_reply_chars}: nothing to train on"
+        )
+    return kept
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -231,27 +244,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     store = _store()
     pairs = read_pairs(Path(args.pairs[0]), Path(args.pairs[1]), args.offset, args.limit)
-    with store.session() as session:
-        if args.adapter == "none":
-            adapter = None
-        elif args.adapter == "active":
-            adapter = store.active_adapter(session)
-        else:
-            adapter = store.get_adapter(session, args.adapter)
-            if adapter is None:
-                raise LookupError(
-                    f"No adapter version {args.adapter!r} (see `xiaoer adapters list`)"
-                )
-        session.expunge_all()
+    adapter = _adapter_named(store, args.adapter)
+    baseline = _adapter_named(store, args.compare) if args.compare else None
     scorer = load_scorer(store=store)
     with contextlib.ExitStack() as stack:
         teacher = None
         if args.teacher:
             examples = _example_bank(args)
             teacher = stack.enter_context(teacher_service(store, examples=examples, k=args.k))
-        summary = evaluate(pairs, adapter, models.DEFAULT_PROFILE, scorer, teacher)
+        summary = evaluate(
+            pairs,
+            adapter,
+            models.DEFAULT_PROFILE,
+            scorer,
+            teacher,
+            compare=bool(args.compare),
+            baseline=baseline,
+        )
     print(json.dumps(summary, ensure_ascii=False, indent=None if args.compact else 2))
     return 0
+
+
+def _adapter_named(store: Any, name: str) -> Any | None:
+    """The adapter version called ``name``: ``none`` is the base model, ``active`` the active one."""
+    if name == "none":
+        return None
+    with store.session() as session:
+        if name == "active":
+            adapter = store.active_adapter(session)
+        else:
+            adapter = store.get_adapter(session, name)
+            if adapter is None:
+                raise LookupError(f"No adapter version {name!r} (see `xiaoer adapters list`)")
+        session.expunge_all()
+    return adapter
 
 
 def _example_bank(args: argparse.Namespace) -> Any | None:
@@ -297,6 +323,9 @@ def add_parsers(sub: Any) -> None:
     evolve.add_argument("--auto-every", type=int, help="evolve automatically after K labels")
     evolve.add_argument("--margin", type=float, help="mean Final gain the gate asks for")
     evolve.add_argument("--tolerance", type=float, help="largest drop allowed on one probe")
+    evolve.add_argument(
+        "--min-label-chars", type=int, help="teacher labels shorter than this are not learned"
+    )
     evolve.add_argument("--corpus", help="JSONL pairs mixed in as replay")
     evolve.add_argument("--save", action="store_true", help="keep these settings")
     evolve.set_defaults(func=cmd_evolve)
@@ -318,6 +347,12 @@ def add_parsers(sub: Any) -> None:
     train.add_argument("--labels", help="teacher labels from `xiaoer label` (JSONL)")
     train.add_argument("--offset", type=int, default=0, help="skip the first N corpus pairs")
     train.add_argument("--limit", type=int, default=None, help="use N corpus pairs")
+    train.add_argument(
+        "--min-reply-chars",
+        type=int,
+        default=MIN_REPLY_CHARS,
+        help="leave out shorter replies: they teach curt answers (0: keep all)",
+    )
     train.add_argument("--method", default="lora", choices=METHODS)
     train.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     train.add_argument("--steps", type=int, default=None)
@@ -336,6 +371,11 @@ def add_parsers(sub: Any) -> None:
     ev.add_argument("--limit", type=int, default=50)
     ev.add_argument("--adapter", default="active", help="VERSION, active, or none (base model)")
     ev.add_argument("--teacher", action="store_true", help="also the Final Score vs the teacher")
+    ev.add_argument(
+        "--compare",
+        metavar="VERSION",
+        help="also evaluate VERSION (or none: the base model) and report paired differences",
+    )
     ev.add_argument("--compact", action="store_true", help="one line of JSON")
     _example_args(ev)
     ev.set_defaults(func=cmd_eval)

@@ -35,47 +35,100 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return mean, 1.96 * math.sqrt(var / n)
 
 
+def _summarise(scores: dict[str, list[float]], prefix: str = "") -> dict[str, float]:
+    summary = {}
+    for key, values in scores.items():
+        mean, half = mean_ci95(values)
+        summary[f"{prefix}{key}_mean"] = round(mean, 4)
+        summary[f"{prefix}{key}_ci95"] = round(half, 4)
+    return summary
+
+
+def paired_deltas(
+    scores: dict[str, list[float]], baseline: dict[str, list[float]]
+) -> dict[str, float]:
+    """Per-context differences (``scores`` − ``baseline``), summarised as ``delta_<key>_mean/_ci95``.
+
+    Both were scored on the same contexts, so the interval of the mean difference is much
+    narrower than those of the two means: context difficulty cancels out.
+    """
+    deltas = {
+        key: [a - b for a, b in zip(values, baseline[key], strict=True)]
+        for key, values in scores.items()
+    }
+    return _summarise(deltas, prefix="delta_")
+
+
+def _item_scores(
+    pairs: Sequence[Example],
+    replies: Sequence[str],
+    scorer: Any,
+    clouds: Sequence[str] | None,
+) -> dict[str, list[float]]:
+    """Each reply's similarity to the human reply, its match with the context, and — with the
+    teacher's replies — its Final Score."""
+    from app.scoring.scorers import ScoreItem
+
+    contexts = [list(p.context) for p in pairs]
+    references = [p.reply for p in pairs]
+    scores = {
+        "similarity_to_reference": [
+            float(s) for s in scorer.similarity_model.similarity(replies, references)
+        ],
+        "matching": [float(m) for m in scorer.matching_model.matching(contexts, replies)],
+    }
+    if clouds is not None:
+        items = [ScoreItem(c, r, t) for c, r, t in zip(contexts, replies, clouds, strict=True)]
+        scores["final"] = [s.final for s in scorer.score_many(items)]
+    return scores
+
+
 def evaluate(
     pairs: Sequence[Example],
     adapter: AdapterVersion | None,
     base_model: str,
     scorer: Any,
     teacher: Any | None = None,
+    *,
+    compare: bool = False,
+    baseline: AdapterVersion | None = None,
 ) -> dict[str, Any]:
     """Draft a reply for each context; compare it with the human agent's reply (similarity), score
     its match with the context, and — with a teacher — its Final Score against the teacher's reply.
-    """
-    from app.scoring.scorers import ScoreItem
 
+    With ``compare``, ``baseline`` (None: the base model) answers the same contexts too, and the
+    summary adds its means and the paired differences (``delta_*``).
+    """
     if not pairs:
         raise ValueError("No pairs to evaluate")
     replies = draft_replies(Served.of(adapter), pairs, base_model)
-    contexts = [list(p.context) for p in pairs]
-    similarity = [
-        float(s) for s in scorer.similarity_model.similarity(replies, [p.reply for p in pairs])
-    ]
-    matching = [float(m) for m in scorer.matching_model.matching(contexts, replies)]
-    summary: dict[str, Any] = {"n": len(pairs), "adapter": adapter.version if adapter else None}
-    for key, values in (("similarity_to_reference", similarity), ("matching", matching)):
-        mean, half = mean_ci95(values)
-        summary[f"{key}_mean"] = round(mean, 4)
-        summary[f"{key}_ci95"] = round(half, 4)
-    summary["final_mean"] = None
+    baseline_replies = draft_replies(Served.of(baseline), pairs, base_model) if compare else None
+    clouds = None
     if teacher is not None:
         # Several requests in flight: a cloud answers them side by side, the local server is never
         # idle between two (labels/min ~3.5× one at a time here); the service caps the number.
         with ThreadPoolExecutor(max_workers=TEACHER_CONCURRENCY) as pool:
             clouds = list(pool.map(lambda p: teacher.ask(as_turns(p.context)).reply, pairs))
-        items = [ScoreItem(c, r, t) for c, r, t in zip(contexts, replies, clouds, strict=True)]
-        mean, half = mean_ci95([s.final for s in scorer.score_many(items)])
-        summary["final_mean"], summary["final_ci95"] = round(mean, 4), round(half, 4)
+    scores = _item_scores(pairs, replies, scorer, clouds)
+    summary: dict[str, Any] = {"n": len(pairs), "adapter": adapter.version if adapter else None}
+    summary.update(_summarise(scores))
+    summary.setdefault("final_mean", None)
+    if clouds is not None:
         # How close the teacher itself comes to the human agent, beside the end model.
         teacher_similarity = scorer.similarity_model.similarity(clouds, [p.reply for p in pairs])
-        mean, half = mean_ci95([float(s) for s in teacher_similarity])
-        summary["teacher_similarity_to_reference_mean"] = round(mean, 4)
-        summary["teacher_similarity_to_reference_ci95"] = round(half, 4)
+        values = [float(s) for s in teacher_similarity]
+        summary.update(_summarise({"teacher_similarity_to_reference": values}))
+    if baseline_replies is not None:
+        baseline_scores = _item_scores(pairs, baseline_replies, scorer, clouds)
+        summary["baseline"] = {
+            "adapter": baseline.version if baseline else None,
+            **_summarise(baseline_scores),
+        }
+        summary.update(paired_deltas(scores, baseline_scores))
     summary["examples"] = [
         {"context": p.context[-1], "reference": p.reply, "reply": r}
         for p, r in list(zip(pairs, replies, strict=True))[:5]
     ]
+    for example, reply in zip(summary["examples"], baseline_replies or [], strict=False):
+        example["baseline_reply"] = reply
     return summary

@@ -36,7 +36,7 @@ from app import paths
 from app.engine import models
 from app.engine.backend import GenerationConfig
 from app.evolve.config import METHODS, Method, TrainConfig
-from app.evolve.data import Example, as_turns, read_examples, write_examples
+from app.evolve.data import MIN_REPLY_CHARS, Example, as_turns, read_examples, write_examples
 from app.store import AdapterVersion, Rating, Score, Store, TeacherReply, TrainingRun
 from app.store.models import RunStatus
 
@@ -67,6 +67,10 @@ class EvolutionSettings:
     replay: int = field(default=20, metadata={"help": "earlier labels and corpus pairs mixed in"})
     corpus: str | None = field(default=None, metadata={"help": "JSONL pairs for replay"})
     holdback: int = field(default=5, metadata={"help": "recent labels kept out of training"})
+    min_label_chars: int = field(
+        default=MIN_REPLY_CHARS,
+        metadata={"help": "teacher labels shorter than this are kept but not trained on"},
+    )
     margin: float = field(default=0.01, metadata={"help": "mean Final gain needed to promote"})
     tolerance: float = field(default=0.15, metadata={"help": "largest drop allowed on one probe"})
     auto_every: int | None = field(default=None, metadata={"help": "evolve after K new labels"})
@@ -81,8 +85,8 @@ class EvolutionSettings:
             raise ValueError(f"Unknown objective {self.objective!r}: use sft or kto")
         if self.objective == "kto" and self.method != "lora":
             raise ValueError("KTO preference training is offered for the lora method")
-        if self.holdback < 0 or self.replay < 0:
-            raise ValueError("holdback and replay must be >= 0")
+        if min(self.holdback, self.replay, self.min_label_chars) < 0:
+            raise ValueError("holdback, replay and min_label_chars must be >= 0")
 
     @staticmethod
     def path() -> Path:
@@ -321,8 +325,10 @@ class Evolution:
         hold = labels[-self.settings.holdback :] if self.settings.holdback else []
         held_ids = {lab[0] for lab in hold}
         new_ids = {lab[0] for lab in self._new_labels(labels)} - held_ids
-        new = [lab[2] for lab in labels if lab[0] in new_ids]
-        earlier = [lab[2] for lab in labels if lab[0] not in new_ids | held_ids]
+        new = [lab[2] for lab in labels if lab[0] in new_ids and self._learnable(lab[2])]
+        earlier = [
+            lab[2] for lab in labels if lab[0] not in new_ids | held_ids and self._learnable(lab[2])
+        ]
         replay = rng.sample(earlier, min(len(earlier), self.settings.replay))
         if self.settings.corpus:
             pairs = read_examples(Path(self.settings.corpus))
@@ -330,6 +336,11 @@ class Evolution:
         if self.settings.objective == "kto":
             replay += self.preference_examples()
         return new + replay, [lab[2] for lab in hold]
+
+    def _learnable(self, label: Example) -> bool:
+        """A teacher's curt reply ("好的") is not learned: a few teach the model to answer
+        everything that way. The agent's own text is always learned."""
+        return label.source != "teacher" or len(label.reply) >= self.settings.min_label_chars
 
     def preference_examples(self) -> list[Example]:
         """Drafts rated 👍 or 👎 and sent unedited (or not sent): KTO's desirable/undesirable."""

@@ -127,9 +127,16 @@ def test_the_whole_loop_end_to_end(
     from app.evolve import EvolutionSettings
 
     # A short round: a few training steps, one probe; the gate's own judgement is tested in the
-    # evolution engine's tests, so here it lets any candidate through and the UI's part is checked.
+    # evolution engine's tests, so here it lets any candidate through and the UI's part is checked;
+    # the 1.5B teacher's label is learned however short it comes out.
     EvolutionSettings(
-        steps=3, holdback=0, replay=0, margin=-1.0, tolerance=1.0, probes=["可以选择快递吗？"]
+        steps=3,
+        holdback=0,
+        replay=0,
+        margin=-1.0,
+        tolerance=1.0,
+        min_label_chars=0,
+        probes=["可以选择快递吗？"],
     ).save()
     settings = UiSettings(max_tokens=32, temperature=0.0, label_weak_drafts=True)
     w = real_window(qtbot, store, settings)

@@ -181,6 +181,17 @@ def test_a_curt_teacher_label_is_kept_but_not_learned(store: Store) -> None:
         EvolutionSettings(min_label_chars=-1)
 
 
+def test_a_round_with_only_curt_labels_says_why_it_learns_nothing(store: Store) -> None:
+    rate(store, add_draft(store, "在吗", "嗯"), False)
+    teacher = EchoTeacher(template="好的")
+    evo = Evolution(store, EvolutionSettings(holdback=0), teacher=service(store, teacher))
+    events: list[dict] = []
+    assert evo.run_round(events.append) == {"version": None, "promoted": False}
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert warnings == ["1 teacher label(s) shorter than 12 characters kept but not learned"]
+    assert events[-1]["reason"] == "no new labels to learn from (all too short)"
+
+
 def make_adapter(store: Store, root: Path, version: str, status: str = "candidate") -> Path:
     run = root / version
     run.mkdir(parents=True)

@@ -599,16 +599,17 @@ class Evolution:
         emit({"event": "candidates", "count": len(found)})
         stage("fetch_labels")
         emit({"event": "labels", **self.fetch_labels(found, progress)})
+        curt = sum(not self._learnable(lab[2]) for lab in self._new_labels())
+        if curt:
+            message = (
+                f"{curt} teacher label(s) shorter than {self.settings.min_label_chars} "
+                "characters kept but not learned"
+            )
+            emit({"event": "warning", "message": message})
         examples, held = self.training_set()
         if not examples:
-            emit(
-                {
-                    "event": "done",
-                    "version": None,
-                    "promoted": False,
-                    "reason": "no new labels to learn from",
-                }
-            )
+            reason = "no new labels to learn from" + (" (all too short)" if curt else "")
+            emit({"event": "done", "version": None, "promoted": False, "reason": reason})
             return {"version": None, "promoted": False}
         stage("train")
         version = self.train(examples, progress, cancel)

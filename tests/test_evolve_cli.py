@@ -59,7 +59,8 @@ def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, 
     held_out = ["--pairs", str(ENC), str(DEC), "--offset", "3", "--limit", "2"]
     teacher = ["--teacher", "--examples", str(ENC), "--k", "2"]  # shown 2 past dialogues
     compare = ["--adapter", "lora-cli", "--compare", "none", "--compact"]
-    evaluated = xiaoer(["eval", *held_out, *teacher, *compare], env)
+    items_file = tmp_path / "items.jsonl"
+    evaluated = xiaoer(["eval", *held_out, *teacher, *compare, "--items", str(items_file)], env)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout)
     assert result["n"] == 2 and result["adapter"] == "lora-cli"
@@ -72,6 +73,15 @@ def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, 
         difference = result[f"{key}_mean"] - baseline[f"{key}_mean"]
         assert result[f"delta_{key}_mean"] == pytest.approx(difference, abs=2e-4), key
     assert all(example["baseline_reply"].strip() for example in result["examples"])
+    items = [json.loads(line) for line in items_file.read_text("utf-8").splitlines()]
+    assert len(items) == 2 and "items" not in result  # every context in the file, not on stdout
+    assert [i["reply"] for i in items] == [e["reply"] for e in result["examples"]]
+    assert all(i["teacher_reply"].strip() for i in items)
+    mean_final = sum(i["final"] for i in items) / 2
+    assert mean_final == pytest.approx(result["final_mean"], abs=2e-4)
+    assert sum(i["baseline_final"] for i in items) / 2 == pytest.approx(
+        baseline["final_mean"], abs=2e-4
+    )
 
     out = tmp_path / "report"
     probes = ["--probe", "你好", "--probe", "能便宜点吗？"]

@@ -261,6 +261,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             compare=bool(args.compare),
             baseline=baseline,
         )
+    items = summary.pop("items")
+    if args.items:
+        with open(args.items, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
     print(json.dumps(summary, ensure_ascii=False, indent=None if args.compact else 2))
     return 0
 
@@ -375,6 +379,9 @@ def add_parsers(sub: Any) -> None:
         "--compare",
         metavar="VERSION",
         help="also evaluate VERSION (or none: the base model) and report paired differences",
+    )
+    ev.add_argument(
+        "--items", metavar="FILE", help="also every context's replies and scores (JSONL)"
     )
     ev.add_argument("--compact", action="store_true", help="one line of JSON")
     _example_args(ev)

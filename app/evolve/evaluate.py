@@ -97,7 +97,8 @@ def evaluate(
     its match with the context, and — with a teacher — its Final Score against the teacher's reply.
 
     With ``compare``, ``baseline`` (None: the base model) answers the same contexts too, and the
-    summary adds its means and the paired differences (``delta_*``).
+    summary adds its means and the paired differences (``delta_*``). ``items`` holds one row per
+    context; ``examples`` the first five, shortened.
     """
     if not pairs:
         raise ValueError("No pairs to evaluate")
@@ -118,6 +119,7 @@ def evaluate(
         teacher_similarity = scorer.similarity_model.similarity(clouds, [p.reply for p in pairs])
         values = [float(s) for s in teacher_similarity]
         summary.update(_summarise({"teacher_similarity_to_reference": values}))
+    baseline_scores = None
     if baseline_replies is not None:
         baseline_scores = _item_scores(pairs, baseline_replies, scorer, clouds)
         summary["baseline"] = {
@@ -125,10 +127,35 @@ def evaluate(
             **_summarise(baseline_scores),
         }
         summary.update(paired_deltas(scores, baseline_scores))
+    items = _items(pairs, replies, scores, clouds, baseline_replies, baseline_scores)
     summary["examples"] = [
-        {"context": p.context[-1], "reference": p.reply, "reply": r}
-        for p, r in list(zip(pairs, replies, strict=True))[:5]
+        {k: item[k] for k in ("context", "reference", "reply", "baseline_reply") if k in item}
+        for item in items[:5]
     ]
-    for example, reply in zip(summary["examples"], baseline_replies or [], strict=False):
-        example["baseline_reply"] = reply
+    summary["items"] = items
     return summary
+
+
+def _items(
+    pairs: Sequence[Example],
+    replies: Sequence[str],
+    scores: dict[str, list[float]],
+    clouds: Sequence[str] | None,
+    baseline_replies: Sequence[str] | None,
+    baseline_scores: dict[str, list[float]] | None,
+) -> list[dict[str, Any]]:
+    """One row per context: the replies, the teacher's, and every score (``xiaoer eval --items``)."""
+    items = []
+    for i, pair in enumerate(pairs):
+        item: dict[str, Any] = {"context": pair.context[-1], "reference": pair.reply}
+        item["reply"] = replies[i]
+        item.update({key: round(values[i], 4) for key, values in scores.items()})
+        if clouds is not None:
+            item["teacher_reply"] = clouds[i]
+        if baseline_replies is not None and baseline_scores is not None:
+            item["baseline_reply"] = baseline_replies[i]
+            item.update(
+                {f"baseline_{key}": round(values[i], 4) for key, values in baseline_scores.items()}
+            )
+        items.append(item)
+    return items

@@ -153,15 +153,19 @@ def test_training_set_holds_back_recent_labels_and_replays_earlier_ones(store, t
     assert [ex.reply for ex in held] == ["回答5", "回答6", "回答7"]
     assert sorted(ex.reply for ex in train) == [f"回答{i}" for i in range(5)]
     corpus = tmp_path / "corpus.jsonl"
+    replies = [f"旧答{i}：这边已经为您登记好了哦#E-s[数字x]" for i in range(10)] + ["好的"] * 10
     corpus.write_text(
         "\n".join(
-            json.dumps({"context": [f"旧{i}"], "reply": f"旧答{i}"}, ensure_ascii=False)
-            for i in range(10)
+            json.dumps({"context": [f"旧{i}"], "reply": reply}, ensure_ascii=False)
+            for i, reply in enumerate(replies)
         )
     )
     evo.settings.corpus = str(corpus)
+    evo.settings.replay = 12
     train, _ = evo.training_set()
-    assert sum(ex.reply.startswith("旧答") for ex in train) == 2
+    replayed = [ex.reply for ex in train if ex.context[0].startswith("旧")]
+    # Cleaned as `xiaoer train` cleans a corpus: no curt replies, no JD emoticon codes.
+    assert len(replayed) == 10 and all(r.endswith("登记好了哦") for r in replayed), replayed
 
 
 def test_a_curt_teacher_label_is_kept_but_not_learned(store: Store) -> None:

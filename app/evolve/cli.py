@@ -328,7 +328,9 @@ def add_parsers(sub: Any) -> None:
     evolve.add_argument("--margin", type=float, help="mean Final gain the gate asks for")
     evolve.add_argument("--tolerance", type=float, help="largest drop allowed on one probe")
     evolve.add_argument(
-        "--min-label-chars", type=int, help="teacher labels shorter than this are not learned"
+        "--min-label-chars",
+        type=int,
+        help="teacher labels and corpus replies shorter than this are not learned",
     )
     evolve.add_argument("--corpus", help="JSONL pairs mixed in as replay")
     evolve.add_argument("--save", action="store_true", help="keep these settings")

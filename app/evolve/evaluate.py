@@ -147,8 +147,11 @@ def _items(
     """One row per context: the replies, the teacher's, and every score (``xiaoer eval --items``)."""
     items = []
     for i, pair in enumerate(pairs):
-        item: dict[str, Any] = {"context": pair.context[-1], "reference": pair.reply}
-        item["reply"] = replies[i]
+        item: dict[str, Any] = {
+            "context": pair.context[-1],
+            "reference": pair.reply,
+            "reply": replies[i],
+        }
         item.update({key: round(values[i], 4) for key, values in scores.items()})
         if clouds is not None:
             item["teacher_reply"] = clouds[i]

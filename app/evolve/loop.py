@@ -325,9 +325,12 @@ class Evolution:
 
     # --- 3. training -----------------------------------------------------------------------------
 
-    def training_set(self) -> tuple[list[Example], list[Example]]:
-        """(training examples, held-back gate examples) for the next round."""
-        labels = self.labels()
+    def training_set(
+        self, labels: list[tuple[int, datetime, Example]] | None = None
+    ) -> tuple[list[Example], list[Example]]:
+        """(training examples, held-back gate examples) for the next round (``labels``: the
+        store's, when the caller has just read them)."""
+        labels = self.labels() if labels is None else labels
         rng = random.Random(len(labels))  # the same store state gives the same sample
         hold = labels[-self.settings.holdback :] if self.settings.holdback else []
         held_ids = {lab[0] for lab in hold}
@@ -611,14 +614,15 @@ class Evolution:
         emit({"event": "candidates", "count": len(found)})
         stage("fetch_labels")
         emit({"event": "labels", **self.fetch_labels(found, progress)})
-        curt = sum(not self._learnable(lab[2]) for lab in self._new_labels())
+        labels = self.labels()
+        curt = sum(not self._learnable(lab[2]) for lab in self._new_labels(labels))
         if curt:
             message = (
                 f"{curt} teacher label(s) shorter than {self.settings.min_label_chars} "
                 "characters kept but not learned"
             )
             emit({"event": "warning", "message": message})
-        examples, held = self.training_set()
+        examples, held = self.training_set(labels)
         if not examples:
             reason = "no new labels to learn from" + (" (all too short)" if curt else "")
             emit({"event": "done", "version": None, "promoted": False, "reason": reason})

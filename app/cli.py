@@ -427,7 +427,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     service = _teacher_service(args)
     report = label_corpus(service, tasks, Path(args.out), args.concurrency, args.rate)
     print(json.dumps({**asdict(report), "labels_per_min": round(report.per_minute, 2)}))
-    return 0 if report.failed == 0 else 1
+    return 0 if report.failed == 0 and report.stopped is None else 1
 
 
 def _teacher_args(parser: argparse.ArgumentParser) -> None:

@@ -192,8 +192,26 @@ def test_a_round_with_only_curt_labels_says_why_it_learns_nothing(store: Store) 
     events: list[dict] = []
     assert evo.run_round(events.append) == {"version": None, "promoted": False}
     warnings = [e["message"] for e in events if e["event"] == "warning"]
-    assert warnings == ["1 teacher label(s) shorter than 12 characters kept but not learned"]
-    assert events[-1]["reason"] == "no new labels to learn from (all too short)"
+    assert warnings == [
+        "1 teacher label(s) shorter than 12 characters or only repeating the customer kept but "
+        "not learned"
+    ]
+    assert events[-1]["reason"] == (
+        "no new labels to learn from (all too short or repeating the customer)"
+    )
+
+
+def test_a_teacher_label_repeating_the_customer_is_kept_but_not_learned(store: Store) -> None:
+    query = "那我只能拒收了或者等拦截成功了？"
+    rate(store, add_draft(store, query, "嗯"), False)
+    rate(store, add_draft(store, "有货吗？", "有"), False)
+    teacher = EchoTeacher(template="{}")  # "有货吗" is too short to count as an echo
+    evo = Evolution(
+        store, EvolutionSettings(holdback=0, min_label_chars=0), teacher=service(store, teacher)
+    )
+    assert evo.fetch_labels()["teacher"] == 2
+    assert sorted(ex.reply for _, _, ex in evo.labels()) == sorted([query, "有货吗？"])
+    assert [ex.reply for ex in evo.training_set()[0]] == ["有货吗？"]
 
 
 def make_adapter(store: Store, root: Path, version: str, status: str = "candidate") -> Path:

@@ -273,6 +273,9 @@ def test_corpus_hygiene_drops_emoticons_and_caps_stock_phrases() -> None:
     assert cleaned[0].context == ("问0",)
     # Curt replies are left out when asked (counted after the emoticons are gone).
     assert [ex.reply for ex in clean_examples(raw, min_chars=11)] == [stock, stock]
+    # So is a reply that only repeats the customer's message.
+    echo = Example(("在吗", "您好", "快递员已经把我忽略了"), "快递员已经把我忽略了。")
+    assert clean_examples([echo, raw[-1]]) == [cleaned[-1]]
 
 
 def test_ptuning_v2_starts_as_the_base_model_with_real_text_before(tiny_qwen_dir: Path) -> None:

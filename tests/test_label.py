@@ -51,8 +51,10 @@ def test_labeling_resumes_after_a_kill(tmp_path: Path) -> None:
     tasks = read_tasks(write_jsonl(tmp_path / "c.jsonl", 6), "jsonl")
     out = tmp_path / "labels.jsonl"
     teacher = ScriptedTeacher([f"回复{i}" for i in range(3)] + [TeacherUnavailable("down")] * 10)
-    first = label_corpus(service(teacher), tasks, out, concurrency=1, progress=lambda s: None)
-    assert first.labeled == 3 and first.failed == 4
+    first = label_corpus(
+        service(teacher), tasks, out, concurrency=1, progress=lambda s: None, sleep=lambda s: None
+    )
+    assert (first.labeled, first.failed) == (3, 0) and "run the same command" in first.stopped
     # A kill in the middle of writing leaves half a line behind.
     with out.open("ab") as fh:
         fh.write(b'{"id": "q5", "teacher_re')
@@ -88,34 +90,85 @@ def test_scripted_queued_requests_are_answered_by_the_next_run_never_lost(tmp_pa
             breaker=CircuitBreaker(threshold=100),
             sleep=lambda s: None,
         )
-        return label_corpus(svc, tasks, out, progress=lambda s: None)
+        # No pause: the run stops at the outage (the next test covers pausing).
+        return label_corpus(svc, tasks, out, progress=lambda s: None, max_pauses=0)
 
+    # One worker, two requests in flight: q0 answered, q1 refused, q2 answered, then the stop.
     down = ScriptedTeacher(["回复0", TeacherUnavailable("connection refused")] * 3)
     first = run(down)
-    assert (first.labeled, first.failed, first.outbox_pending) == (3, 2, 2)
-    queued = down.requests[1::2]
+    assert (first.labeled, first.failed, first.outbox_pending) == (2, 0, 1)
+    assert first.stopped and "connection refused" in first.stopped
+    queued = down.requests[1]
     with store.session() as s:
         items = s.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
-        assert [i.status for i in items] == ["pending", "pending"]
-        assert [i.request["turns"][-1][1] for i in items] == [
-            tasks[1].turns[-1].text,
-            tasks[3].turns[-1].text,
-        ]
+        assert [i.status for i in items] == ["pending"]
+        assert items[0].request["turns"][-1][1] == tasks[1].turns[-1].text
 
-    back = ScriptedTeacher(["补回复1", "补回复3"])
+    back = ScriptedTeacher(["补回复1"])
     second = run(back)
-    assert back.requests[:2] == queued, "the outbox sends the requests exactly as first built"
-    assert len(back.requests) == 2, "the tasks are then labeled from the recorded answers"
-    assert (second.outbox_done, second.outbox_pending) == (2, 0)
-    assert (second.skipped, second.labeled, second.failed) == (3, 2, 0)
+    assert back.requests[0] == queued, "the outbox sends the request exactly as first built"
+    assert len(back.requests) == 1 + 2, "q1 is then labeled from the recorded answer"
+    assert (second.outbox_done, second.outbox_pending, second.stopped) == (1, 0, None)
+    assert (second.skipped, second.labeled, second.failed) == (2, 3, 0)
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
-    by_id = {r["id"]: r["teacher_reply"] for r in records}
-    assert (by_id[tasks[1].id], by_id[tasks[3].id]) == ("补回复1", "补回复3")
+    assert {r["id"]: r["teacher_reply"] for r in records}[tasks[1].id] == "补回复1"
     with store.session() as s:
-        assert [i.status for i in s.scalars(select(OutboxItem))] == ["done", "done"]
+        assert [i.status for i in s.scalars(select(OutboxItem))] == ["done"]
         assert len(s.scalars(select(TeacherReply)).all()) == len(tasks), "one answer per task"
     store.close()
+
+
+def outage_service(teacher: ScriptedTeacher, now: list[float]) -> TeacherService:
+    """A breaker that opens after 2 failures in a row and reads a clock the test moves."""
+    breaker = CircuitBreaker(threshold=2, cooldown_s=60.0, clock=lambda: now[0])
+    return TeacherService(
+        teacher, retry=RetryPolicy(attempts=1), breaker=breaker, sleep=lambda s: None
+    )
+
+
+def test_an_outage_pauses_the_run_which_goes_on_when_the_teacher_is_back(tmp_path: Path) -> None:
+    """Before, an open circuit breaker failed every remaining task within a second."""
+    tasks = read_tasks(write_jsonl(tmp_path / "c.jsonl", 6), "jsonl")
+    now, waits, lines = [0.0], [], []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    # q0 is answered, then three calls are refused: the breaker opens after two, so the run
+    # pauses two or three times (how the refusals fall between pauses depends on thread timing).
+    teacher = ScriptedTeacher(["回复0"] + [TeacherUnavailable("timed out")] * 3)
+    report = label_corpus(
+        outage_service(teacher, now),
+        tasks,
+        tmp_path / "l.jsonl",
+        progress=lines.append,
+        sleep=sleep,
+    )
+    assert (report.labeled, report.failed, report.stopped) == (len(tasks), 0, None)
+    assert waits in ([60.0] * 2, [60.0] * 3), waits
+    assert sum("trying again in 60 s" in line for line in lines) == len(waits)
+    assert len(done_ids(tmp_path / "l.jsonl")) == len(tasks)
+
+
+def test_a_teacher_that_stays_down_stops_the_run_with_a_reason(tmp_path: Path) -> None:
+    tasks = read_tasks(write_jsonl(tmp_path / "c.jsonl", 3), "jsonl")
+    now, waits = [0.0], []
+    teacher = ScriptedTeacher([TeacherUnavailable("connection refused")] * 100)
+    report = label_corpus(
+        outage_service(teacher, now),
+        tasks,
+        tmp_path / "l.jsonl",
+        progress=lambda s: None,
+        sleep=lambda s: (waits.append(s), now.__setitem__(0, now[0] + s)),
+    )
+    assert (report.labeled, report.failed) == (0, 0)
+    assert report.stopped is not None
+    assert report.stopped.startswith("the teacher stayed unavailable (the teacher failed")
+    assert report.stopped.endswith("; 4 tasks left: run the same command again to resume")
+    assert waits == [60.0] * 3
+    assert len(teacher.requests) < 20, "an open breaker fails fast; it does not call"
 
 
 def test_progress_line_has_eta() -> None:

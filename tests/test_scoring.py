@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from app.scoring.echo import repeats_customer
 from app.scoring.formula import final_score
 from app.scoring.scorers import E5Matching, ReplyScorer, ScoreItem, USESimilarity
 
@@ -101,6 +102,47 @@ def test_batch_scores_equal_single_scores(scorer: ReplyScorer) -> None:
     for b, s in zip(batch, single, strict=True):
         assert b.final == pytest.approx(s.final, abs=1e-5)
         assert b.mode == s.mode
+
+
+# Real JDDC-style cases: the customer's message, the reply, and whether it only repeats it.
+ECHO_CASES = [
+    ("快递员已经把我忽略了", "快递员已经把我忽略了。", True),
+    ("那我只能拒收了或者等拦截成功了?", "那我只能拒收了或者等拦截成功了？", True),
+    ("先确认收货然后申请售后?", "先确认收货，然后申请售后", True),
+    (
+        "意思就是退货上门取件不用给我任何东西直接把东西拿走?",
+        "是的，退货上门取件不需要我任何东西直接把东西拿走。",
+        True,
+    ),
+    ("好的", "好的", False),  # too short to tell
+    ("要红色还是蓝色？红色的有货吗", "红色的有货哦", False),  # covers little of the message
+    ("可以选择快递吗？", "可以选择快递的，下单时备注想要的快递公司就可以了", False),
+    ("#E-s[数字x]", "#E-s[数字x]", False),  # JD's emoticon codes are no words
+    ("订单[ORDERID_10005629]到哪了", "[ORDERID_10005629]", False),
+    ("", "快递员已经把我忽略了", False),
+]
+
+
+@pytest.mark.parametrize(("query", "reply", "echo"), ECHO_CASES)
+def test_a_reply_only_repeating_the_customer_is_recognised(
+    query: str, reply: str, echo: bool
+) -> None:
+    assert repeats_customer(query, reply) is echo
+
+
+def test_a_draft_repeating_the_customer_matches_zero_and_looks_weak(scorer: ReplyScorer) -> None:
+    """e5 alone scores the echo as a near-perfect match, above a real answer."""
+    query = "那我只能拒收了或者等拦截成功了?"
+    echo, answer = "那我只能拒收了或者等拦截成功了？", "是的亲，拦截成功后款项会原路退回的"
+    raw = scorer.matching_model.matching([[query], [query]], [echo, answer])
+    assert raw[0] > raw[1]
+    first = scorer.score(["你好", "您好", query], echo)  # before the teacher is asked
+    assert first.mode == "match_only" and first.matching == 0.0 and first.final == 0.0
+    assert scorer.score(query, answer).final == pytest.approx(raw[1], abs=1e-6)
+    full = scorer.score(query, echo, answer)
+    assert full.final == pytest.approx(0.8 * full.similarity, abs=1e-6)
+    # A teacher that only repeats the customer is judged unreliable: similarity alone decides.
+    assert scorer.score(query, answer, echo).mode == "fallback"
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,13 @@ from typing import Any, Literal
 
 from app.cloud.prompt import Example, ExampleBank
 from app.cloud.service import TeacherService, outbox_counts
-from app.cloud.teacher import TeacherError
+from app.cloud.teacher import TeacherError, TeacherUnavailable
 from app.engine.conversation import Turn
 from app.scoring import corpus
 
 CorpusFormat = Literal["jddc2018", "jddc2019", "ecd", "jsonl"]
+MAX_PAUSES = 3
+"""Pauses in a row (each the circuit breaker's cooldown) before a labeling run gives up."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,9 @@ class LabelReport:
     """Queued requests (of this or an earlier run) answered before labeling began."""
     outbox_pending: int = 0
     """Requests still queued after the run: the teacher was unavailable for them."""
+    stopped: str | None = None
+    """Why the run stopped before the end (the teacher stayed unavailable); run it again to
+    resume."""
 
     @property
     def per_minute(self) -> float:
@@ -178,21 +183,31 @@ def label_corpus(
     concurrency: int = 1,
     per_minute: float | None = None,
     progress: Callable[[str], None] | None = None,
+    max_pauses: int = MAX_PAUSES,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> LabelReport:
     """Label every task not yet in ``out``; appends one JSON line per labeled task.
 
     First the outbox is drained: requests that found the teacher unavailable before (in an earlier
     run, or in the app) are sent again, so their answers are recorded and a task among them is
     labeled from the cache instead of being asked twice.
+
+    When the teacher becomes unavailable (its retries spent, the circuit breaker open), the run
+    pauses for the breaker's cooldown and tries the same tasks again, rather than failing every
+    remaining task at once; after ``max_pauses`` pauses in a row without a label it stops, and
+    says so in ``stopped``.
     """
     report = progress or (lambda line: print("\r" + line, end="", file=sys.stderr, flush=True))
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    queued = outbox_counts(service.store)["pending"] if service.store is not None else 0
+    if queued:
+        say(f"outbox: sending {queued} queued requests first, one at a time")
     drained = service.drain_outbox()
     if drained["done"] or drained["failed"]:
-        note = (
+        say(
             f"outbox: {drained['done']} queued requests answered, {drained['failed']} refused, "
             f"{drained['pending']} still queued"
         )
-        (progress or (lambda line: print(line, file=sys.stderr, flush=True)))(note)
     started = time.monotonic()
     already = done_ids(out)
     todo = [t for t in tasks if t.id not in already]
@@ -215,18 +230,32 @@ def label_corpus(
             "prompt_hash": result.prompt_hash,
         }
 
+    queue = iter(todo)
+    again: list[LabelTask] = []  # tasks the teacher was unavailable for, to try after a pause
+    outage: TeacherUnavailable | None = None
+    pauses = 0
+    stopped = None
     with out.open("ab") as sink, ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        pending: set[Future[dict[str, Any]]] = set()
-        queue = iter(todo)
-        for task in queue:
-            pending.add(pool.submit(work, task))
-            if len(pending) >= concurrency * 2:
-                break
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        running: dict[Future[dict[str, Any]], LabelTask] = {}
+
+        def submit_more() -> None:
+            while len(running) < concurrency * 2:
+                task = again.pop(0) if again else next(queue, None)
+                if task is None:
+                    return
+                running[pool.submit(work, task)] = task
+
+        submit_more()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
+                task = running.pop(fut)
                 try:
                     record = fut.result()
+                except TeacherUnavailable as exc:
+                    outage = exc
+                    again.append(task)
+                    continue
                 except (TeacherError, ValueError) as exc:
                     failed += 1
                     report(f"label: a record failed: {exc}")
@@ -237,10 +266,25 @@ def label_corpus(
                         sink.flush()
                         os.fsync(sink.fileno())
                     labeled += 1
+                    pauses = 0
                 report(progress_line(labeled + failed, len(todo), started))
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(work, nxt))
+            if outage is None:
+                submit_more()
+            elif not running:  # every call in flight has come back: pause, then try again
+                if pauses == max_pauses:
+                    stopped = (
+                        f"the teacher stayed unavailable ({outage}); {len(todo) - labeled - failed}"
+                        " tasks left: run the same command again to resume"
+                    )
+                    break
+                pauses += 1
+                wait_s = service.breaker.cooldown_s
+                say(f"label: the teacher is unavailable ({outage}); trying again in {wait_s:.0f} s")
+                sleep(wait_s)
+                outage = None
+                submit_more()
+    if stopped:
+        say(f"label: stopped: {stopped}")
     if progress is None:
         print(file=sys.stderr)
     still_queued = outbox_counts(service.store)["pending"] if service.store is not None else 0
@@ -252,4 +296,5 @@ def label_corpus(
         time.monotonic() - started,
         drained["done"],
         still_queued,
+        stopped,
     )

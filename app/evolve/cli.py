@@ -180,8 +180,8 @@ def _examples_from(args: argparse.Namespace) -> list[Example]:
     kept = clean_examples(examples, min_chars=args.min_reply_chars)
     if not kept:
         raise ValueError(
-            f"All {len(examples)} replies are repeats or shorter than --min-reply-chars "
-            f"{args.min_reply_chars}: nothing to train on"
+            f"All {len(examples)} replies are repeats, copies of the customer's message or "
+            f"shorter than --min-reply-chars {args.min_reply_chars}: nothing to train on"
         )
     return kept
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.conversation import FORMATTERS, Turn, fit_messages, system_prompt, to_messages
+from app.scoring.echo import repeats_customer
 
 IGNORE_INDEX = -100
 REPLY_KEYS = ("reply", "label", "teacher_reply")
@@ -82,14 +83,20 @@ def clean_examples(
     examples: Iterable[Example], max_same_reply: int = 2, min_chars: int = 0
 ) -> list[Example]:
     """Corpus hygiene before training: JD's masked emoticons (``#E-s[数字x]``) are removed, replies
-    left empty or shorter than ``min_chars`` are dropped, and one reply text is kept at most
-    ``max_same_reply`` times — the corpus's stock phrases ("请问还有其他还可以帮到您的吗?") would
-    otherwise teach the model to answer everything with them."""
+    left empty, shorter than ``min_chars`` or only repeating the customer are dropped, and one
+    reply text is kept at most ``max_same_reply`` times — the corpus's stock phrases
+    ("请问还有其他还可以帮到您的吗?") would otherwise teach the model to answer everything with
+    them."""
     seen: dict[str, int] = {}
     out = []
     for ex in examples:
         reply = JD_EMOTICON.sub("", ex.reply).strip(" ,，")
-        if not reply or len(reply) < min_chars or seen.get(reply, 0) >= max_same_reply:
+        if (
+            not reply
+            or len(reply) < min_chars
+            or seen.get(reply, 0) >= max_same_reply
+            or (ex.context and repeats_customer(ex.context[-1], reply))
+        ):
             continue
         seen[reply] = seen.get(reply, 0) + 1
         out.append(Example(ex.context, reply, ex.source, ex.desirable))

@@ -75,7 +75,7 @@ def _item_scores(
         "similarity_to_reference": [
             float(s) for s in scorer.similarity_model.similarity(replies, references)
         ],
-        "matching": [float(m) for m in scorer.matching_model.matching(contexts, replies)],
+        "matching": [float(m) for m in scorer.matching(contexts, replies)],
     }
     if clouds is not None:
         items = [ScoreItem(c, r, t) for c, r, t in zip(contexts, replies, clouds, strict=True)]

@@ -44,6 +44,7 @@ from app.evolve.data import (
     read_examples,
     write_examples,
 )
+from app.scoring.echo import repeats_customer
 from app.store import AdapterVersion, Rating, Score, Store, TeacherReply, TrainingRun
 from app.store.models import RunStatus
 
@@ -354,8 +355,13 @@ class Evolution:
 
     def _learnable(self, label: Example) -> bool:
         """A teacher's curt reply ("好的") is not learned: a few teach the model to answer
-        everything that way. The agent's own text is always learned."""
-        return label.source != "teacher" or len(label.reply) >= self.settings.min_label_chars
+        everything that way; nor one that only repeats the customer. The agent's own text is
+        always learned."""
+        if label.source != "teacher":
+            return True
+        return len(label.reply) >= self.settings.min_label_chars and not (
+            label.context and repeats_customer(label.context[-1], label.reply)
+        )
 
     def preference_examples(self) -> list[Example]:
         """Drafts rated 👍 or 👎 and sent unedited (or not sent): KTO's desirable/undesirable."""
@@ -619,12 +625,14 @@ class Evolution:
         if curt:
             message = (
                 f"{curt} teacher label(s) shorter than {self.settings.min_label_chars} "
-                "characters kept but not learned"
+                "characters or only repeating the customer kept but not learned"
             )
             emit({"event": "warning", "message": message})
         examples, held = self.training_set(labels)
         if not examples:
-            reason = "no new labels to learn from" + (" (all too short)" if curt else "")
+            reason = "no new labels to learn from" + (
+                " (all too short or repeating the customer)" if curt else ""
+            )
             emit({"event": "done", "version": None, "promoted": False, "reason": reason})
             return {"version": None, "promoted": False}
         stage("train")

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from app.engine.conversation import clean_text
 from app.errors import XiaoerError
+from app.scoring.echo import repeats_customer
 from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA, ScoreResult, final_score
 from app.scoring.indomain import CachedEncoder, SentenceEncoder
 
@@ -367,6 +368,15 @@ class ReplyScorer:
             "matching": self.matching_model.version,
         }
 
+    def matching(self, contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> Scores:
+        """The matching model's scores, except that a reply which only repeats the customer's
+        last message gets 0 (see `echo`)."""
+        scores = np.array(self.matching_model.matching(contexts, replies), dtype=np.float64)
+        for i, (context, reply) in enumerate(zip(contexts, replies, strict=True)):
+            if context and repeats_customer(context[-1], reply):
+                scores[i] = 0.0
+        return scores
+
     def score(
         self,
         query_or_context: str | Sequence[str],
@@ -388,7 +398,7 @@ class ReplyScorer:
         contexts = [it.context for it in items] + [items[i].context for i in with_cloud]
         replies = [it.reply for it in items] + [str(items[i].cloud_reply) for i in with_cloud]
         with scorer_threads():
-            matches = self.matching_model.matching(contexts, replies)
+            matches = self.matching(contexts, replies)
             sims = self.similarity_model.similarity(
                 [items[i].reply for i in with_cloud],
                 [str(items[i].cloud_reply) for i in with_cloud],

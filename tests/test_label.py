@@ -93,10 +93,12 @@ def test_scripted_queued_requests_are_answered_by_the_next_run_never_lost(tmp_pa
         # No pause: the run stops at the outage (the next test covers pausing).
         return label_corpus(svc, tasks, out, progress=lambda s: None, max_pauses=0)
 
-    # One worker, two requests in flight: q0 answered, q1 refused, q2 answered, then the stop.
+    # One worker, two requests in flight: q0 answered, q1 refused, then the stop; q2 is asked in
+    # between (and answered) only if q0's answer is seen before q1's refusal (thread timing).
     down = ScriptedTeacher(["回复0", TeacherUnavailable("connection refused")] * 3)
     first = run(down)
-    assert (first.labeled, first.failed, first.outbox_pending) == (2, 0, 1)
+    done = first.labeled
+    assert done in (1, 2) and (first.failed, first.outbox_pending) == (0, 1)
     assert first.stopped and "connection refused" in first.stopped
     queued = down.requests[1]
     with store.session() as s:
@@ -107,9 +109,10 @@ def test_scripted_queued_requests_are_answered_by_the_next_run_never_lost(tmp_pa
     back = ScriptedTeacher(["补回复1"])
     second = run(back)
     assert back.requests[0] == queued, "the outbox sends the request exactly as first built"
-    assert len(back.requests) == 1 + 2, "q1 is then labeled from the recorded answer"
+    left = len(tasks) - done
+    assert len(back.requests) == 1 + (left - 1), "q1 is then labeled from the recorded answer"
     assert (second.outbox_done, second.outbox_pending, second.stopped) == (1, 0, None)
-    assert (second.skipped, second.labeled, second.failed) == (2, 3, 0)
+    assert (second.skipped, second.labeled, second.failed) == (done, left, 0)
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
     assert {r["id"]: r["teacher_reply"] for r in records}[tasks[1].id] == "补回复1"
@@ -165,7 +168,8 @@ def test_a_teacher_that_stays_down_stops_the_run_with_a_reason(tmp_path: Path) -
     )
     assert (report.labeled, report.failed) == (0, 0)
     assert report.stopped is not None
-    assert report.stopped.startswith("the teacher stayed unavailable (the teacher failed")
+    # The last refusal named: "connection refused" or the open breaker's (thread timing).
+    assert report.stopped.startswith("the teacher stayed unavailable (")
     assert report.stopped.endswith("; 4 tasks left: run the same command again to resume")
     assert waits == [60.0] * 3
     assert len(teacher.requests) < 20, "an open breaker fails fast; it does not call"

@@ -74,12 +74,15 @@ def _item_scores(
     scores = {
         "similarity_to_reference": [
             float(s) for s in scorer.similarity_model.similarity(replies, references)
-        ],
-        "matching": [float(m) for m in scorer.matching(contexts, replies)],
+        ]
     }
-    if clouds is not None:
+    if clouds is None:
+        scores["matching"] = [float(m) for m in scorer.matching(contexts, replies)]
+    else:  # the Final Score's own matching: the matcher runs once per reply
         items = [ScoreItem(c, r, t) for c, r, t in zip(contexts, replies, clouds, strict=True)]
-        scores["final"] = [s.final for s in scorer.score_many(items)]
+        results = scorer.score_many(items)
+        scores["matching"] = [s.matching for s in results]
+        scores["final"] = [s.final for s in results]
     return scores
 
 

@@ -57,6 +57,24 @@ def test_to_messages_maps_roles_and_rejects_empty() -> None:
         to_messages([Turn("customer", "hi"), Turn("agent", "hello")], "SYS")
 
 
+def test_shots_come_first_as_earlier_exchanges_and_are_left_out_first() -> None:
+    conversation = [Turn("customer", "可以选择快递吗？")]
+    shots = [("发什么快递", "默认中通哦"), ("  ", "空的不要"), ("能开发票吗", "可以开电子发票")]
+    msgs = to_messages(conversation, "SYS", shots)
+    assert msgs == [
+        ("system", "SYS"),
+        ("user", "发什么快递"),
+        ("assistant", "默认中通哦"),
+        ("user", "能开发票吗"),
+        ("assistant", "可以开电子发票"),
+        ("user", "可以选择快递吗？"),
+    ]
+    # Short of room, the first shot goes before anything of the conversation.
+    budget = count_chars(plain(msgs)) - 1
+    kept, report = fit_messages(msgs, plain, count_chars, budget=budget)
+    assert kept == [msgs[0], *msgs[3:]] and report.dropped_turns == 2
+
+
 def test_chat_formats() -> None:
     msgs = [("system", "S"), ("user", "U")]
     assert format_chatml(msgs) == (

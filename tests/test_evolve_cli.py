@@ -97,3 +97,33 @@ def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, 
     assert [r[0] for r in rows[1:]] == ["你好", "能便宜点吗？"]
     assert all(0.0 <= float(v) <= 1.0 for r in rows[1:] for v in r[1:])
     assert (out / "heatmap.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_shots_need_the_past_dialogues_to_choose_from(models_dir, data_home) -> None:
+    held_out = ["--pairs", str(ENC), str(DEC), "--limit", "1", "--shots", "2"]
+    refused = xiaoer(["eval", *held_out], cli_env(models_dir, data_home))
+    assert refused.returncode == 1 and "--shots needs --examples" in refused.stderr
+
+
+@pytest.mark.slow
+def test_training_and_drafting_with_past_dialogues_shown(
+    embedded_model_path, models_dir, data_home
+) -> None:
+    env = cli_env(models_dir, data_home)
+    shots = ["--examples", str(ENC), "--shots", "2"]
+    trained = xiaoer(["train", "--corpus", str(ENC), *shots, "--steps", "1", "--name", "s"], env)
+    assert trained.returncode == 0, trained.stderr
+    run_dir = Path(json.loads(trained.stdout.splitlines()[-1])["output_dir"])
+    records = [
+        json.loads(line) for line in (run_dir / "data.jsonl").read_text("utf-8").split("\n") if line
+    ]
+    assert records and all(len(r["shots"]) == 2 for r in records)
+    # A training pair is never shown its own dialogue: it would learn to copy.
+    assert all(r["context"][-1] not in [q for q, _ in r["shots"]] for r in records)
+    assert json.loads((run_dir / "run.json").read_text())["max_input"] > 160  # room for them
+
+    held_out = ["--pairs", str(ENC), str(DEC), "--offset", "4", "--limit", "2"]
+    evaluated = xiaoer(["eval", *held_out, *shots, "--adapter", "lora-s", "--compact"], env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["n"] == 2 and all(e["reply"].strip() for e in result["examples"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,31 @@ def test_examples_are_prompted_like_drafts_and_only_the_reply_is_learned(tiny_qw
         [i for i, lab in zip(ids, labels, strict=True) if lab == IGNORE_INDEX]
     )
     assert "最后的问题？" in prompt and len(ids) - labels.count(IGNORE_INDEX) <= 8
+
+
+def test_shown_dialogues_are_in_the_training_prompt_as_in_the_draft(
+    tiny_qwen_dir, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    shots = (("发什么快递", "默认中通哦"), ("能开发票吗", "可以开电子发票"))
+    example = Example(("可以选择快递吗？",), "亲，默认京东快递哦", "corpus", None, shots)
+    path = tmp_path / "data.jsonl"
+    write_examples([example], path)
+    assert read_examples(path) == [example]  # the shots travel to the child process
+    ids, labels = encode(example, tokenizer, max_input=512, max_output=64)
+    n_prompt = labels.count(IGNORE_INDEX)
+    turns = [Turn("customer", "可以选择快递吗？")]
+    assert tokenizer.decode(ids[:n_prompt]) == format_chatml(
+        to_messages(turns, system_prompt("zh"), shots)
+    )
+    # Too long a prompt sheds the shots before the customer's message.
+    _, plain_labels = encode(replace(example, shots=()), tokenizer, max_input=512, max_output=8)
+    room = plain_labels.count(IGNORE_INDEX) + 4
+    ids, labels = encode(example, tokenizer, max_input=room, max_output=8)
+    prompt = tokenizer.decode(ids[: labels.count(IGNORE_INDEX)])
+    assert "可以选择快递吗？" in prompt and "发什么快递" not in prompt
 
 
 def test_training_files_are_read_with_clear_errors(tmp_path: Path) -> None:

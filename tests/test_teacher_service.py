@@ -257,6 +257,8 @@ def test_retrieved_examples_are_the_most_similar(tmp_path: Path) -> None:
     )
     top = bank.retrieve("我想指定快递公司可以吗", k=2)
     assert {e.query for e in top} == {"可以选择快递吗？", "发什么快递"}
+    assert bank.retrieve("发什么快递", k=1)[0].query == "发什么快递"
+    assert bank.retrieve("发什么快递", k=1, leave_out_same=True)[0].query == "可以选择快递吗？"
     assert list(tmp_path.glob("examples-*.npy")), "embeddings are cached"
     assert len(bank.fixed(2)) == 2 and bank.fixed(2) == bank.fixed(2)
     with pytest.raises(ValueError):

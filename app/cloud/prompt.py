@@ -76,12 +76,15 @@ class ExampleBank:
                     np.save(path, self._vectors)
         return self._vectors
 
-    def retrieve(self, query: str, k: int) -> list[Example]:
-        """The k examples whose queries are most similar to ``query``, best first."""
+    def retrieve(self, query: str, k: int, leave_out_same: bool = False) -> list[Example]:
+        """The k examples whose queries are most similar to ``query``, best first;
+        ``leave_out_same``: none whose query is ``query`` itself."""
         vector = np.asarray(self._encoder.encode([query[:500]]), dtype=np.float32)[0]
         sims = self._matrix() @ vector
+        if leave_out_same:
+            sims[[i for i, ex in enumerate(self.examples) if ex.query == query]] = -np.inf
         top = np.argsort(-sims, kind="stable")[:k]
-        return [self.examples[int(i)] for i in top]
+        return [self.examples[int(i)] for i in top if sims[i] > -np.inf]
 
     def fixed(self, n: int, seed: int = 0) -> list[Example]:
         """The paper's mode: the same n examples for every query."""

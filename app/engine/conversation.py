@@ -55,8 +55,18 @@ def system_prompt(lang: str = "zh") -> str:
     )
 
 
-def to_messages(conversation: Sequence[Turn], system: str) -> list[Message]:
-    """Customer turns become `user`, agent turns `assistant`; the last turn must be the customer's."""
+Shot = tuple[str, str]
+"""A past customer message and the agent's reply to it, shown to the model as an example."""
+
+
+def to_messages(
+    conversation: Sequence[Turn], system: str, shots: Sequence[Shot] = ()
+) -> list[Message]:
+    """Customer turns become `user`, agent turns `assistant`; the last turn must be the customer's.
+
+    ``shots`` (the shop's past dialogues most like this one) come first, as earlier exchanges:
+    the oldest turns, so they are the first left out when the context window is short.
+    """
     if not conversation:
         raise EmptyMessageError(
             "The conversation is empty: there is no customer message to reply to"
@@ -65,6 +75,10 @@ def to_messages(conversation: Sequence[Turn], system: str) -> list[Message]:
     if last.role != "customer":
         raise ValueError("The last turn must be the customer's message")
     messages: list[Message] = [("system", system)]
+    for query, reply in shots:
+        query, reply = clean_text(query), clean_text(reply)
+        if query and reply:
+            messages += [("user", query), ("assistant", reply)]
     for turn in conversation:
         text = clean_text(turn.text)
         if not text:

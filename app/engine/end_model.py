@@ -15,7 +15,14 @@ from typing import Literal
 
 from app.engine import models
 from app.engine.backend import Backend, GenerationConfig
-from app.engine.conversation import FitReport, Turn, fit_messages, system_prompt, to_messages
+from app.engine.conversation import (
+    FitReport,
+    Shot,
+    Turn,
+    fit_messages,
+    system_prompt,
+    to_messages,
+)
 
 BackendName = Literal["llamacpp", "transformers"]
 
@@ -81,10 +88,13 @@ class EndModel:
         return cls(load_backend(config), system_prompt(config.lang), generation)
 
     def prepare(
-        self, conversation: Sequence[Turn], max_tokens: int | None = None
+        self,
+        conversation: Sequence[Turn],
+        max_tokens: int | None = None,
+        shots: Sequence[Shot] = (),
     ) -> tuple[str, FitReport]:
         """The exact prompt the model will see, and what had to be left out to fit."""
-        messages = to_messages(conversation, self.system)
+        messages = to_messages(conversation, self.system, shots)
         reserve = max_tokens or self.generation.max_tokens
         budget = self.backend.n_ctx - reserve
         if budget < 64:
@@ -102,14 +112,16 @@ class EndModel:
         conversation: Sequence[Turn],
         cancel: threading.Event | None = None,
         generation: GenerationConfig | None = None,
+        shots: Sequence[Shot] = (),
     ) -> Iterator[str]:
         """Stream the agent's next reply to the customer's latest message.
 
         Raises EmptyMessageError (before generating anything) for an empty message. Setting
         ``cancel`` stops between tokens. ``last_fit`` tells what was left out of the context.
+        ``shots``: past dialogues like this one, shown as examples (``to_messages``).
         """
         generation = generation or self.generation
-        prompt, report = self.prepare(conversation, generation.max_tokens)  # raises eagerly
+        prompt, report = self.prepare(conversation, generation.max_tokens, shots)  # raises eagerly
         return self._generate(prompt, report, generation, cancel)
 
     def _generate(
@@ -124,9 +136,12 @@ class EndModel:
             yield from self.backend.stream(prompt, generation, cancel)
 
     def reply(
-        self, conversation: Sequence[Turn], generation: GenerationConfig | None = None
+        self,
+        conversation: Sequence[Turn],
+        generation: GenerationConfig | None = None,
+        shots: Sequence[Shot] = (),
     ) -> str:
-        return "".join(self.stream_reply(conversation, generation=generation)).strip()
+        return "".join(self.stream_reply(conversation, generation=generation, shots=shots)).strip()
 
     # --- adapters ------------------------------------------------------------------------------
 

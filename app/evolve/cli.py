@@ -11,17 +11,21 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.evolve.config import METHODS, PRESETS, TrainConfig
+from app.evolve.config import METHODS, PRESETS, SHOTS_MAX_INPUT, TrainConfig
 from app.evolve.data import (
     MIN_REPLY_CHARS,
     Example,
     clean_examples,
     read_examples,
+    with_shots,
     write_examples,
 )
 from app.evolve.loop import Evolution, EvolutionSettings, Progress, adapters_dir, run_training
+
+if TYPE_CHECKING:
+    from app.cloud.prompt import ExampleBank
 
 
 def _store() -> Any:
@@ -177,6 +181,8 @@ def _examples_from(args: argparse.Namespace) -> list[Example]:
         examples += read_examples(Path(args.labels))
     if not examples:
         raise ValueError("Give --corpus and/or --labels with at least one context → reply pair")
+    if args.shots:
+        examples = with_shots(examples, _shot_bank(args), args.shots)
     kept = clean_examples(examples, min_chars=args.min_reply_chars)
     if not kept:
         raise ValueError(
@@ -201,6 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         snapshot_every=args.snapshot_every,
         seed=args.seed,
+        max_input=args.max_input or (SHOTS_MAX_INPUT if args.shots else None),
     )
     config.save(out / "run.json")
     status, result = run_training(out / "run.json", _printer(args.jsonl), _cancel_on_signals())
@@ -247,10 +254,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     adapter = _adapter_named(store, args.adapter)
     baseline = _adapter_named(store, args.compare) if args.compare else None
     scorer = load_scorer(store=store)
+    examples = _shot_bank(args) if args.shots else _example_bank(args)
+    if examples is not None and args.shots:
+        pairs = with_shots(pairs, examples, args.shots, leave_out_same=False)
     with contextlib.ExitStack() as stack:
         teacher = None
         if args.teacher:
-            examples = _example_bank(args)
             teacher = stack.enter_context(teacher_service(store, examples=examples, k=args.k))
         summary = evaluate(
             pairs,
@@ -284,20 +293,41 @@ def _adapter_named(store: Any, name: str) -> Any | None:
     return adapter
 
 
-def _example_bank(args: argparse.Namespace) -> Any | None:
+def _example_bank(args: argparse.Namespace) -> ExampleBank | None:
     from app.cloud.label import example_bank
 
     return example_bank(Path(args.examples), args.examples_format) if args.examples else None
 
 
-def _example_args(parser: Any) -> None:
+def _shot_bank(args: argparse.Namespace) -> ExampleBank:
+    """The past dialogues ``--shots`` are chosen from."""
+    bank = _example_bank(args)
+    if bank is None:
+        raise ValueError("--shots needs --examples: the past dialogues to choose them from")
+    return bank
+
+
+def _example_args(parser: Any, teacher: bool = True) -> None:
     parser.add_argument(
-        "--examples", help="past dialogues the teacher is shown (as `xiaoer label`)"
+        "--examples",
+        help="the shop's past dialogues (a corpus), for --shots"
+        + (" and shown to the teacher (as `xiaoer label`)" if teacher else ""),
     )
     parser.add_argument(
         "--examples-format", default="jddc2018", choices=["jddc2018", "jddc2019", "ecd", "jsonl"]
     )
-    parser.add_argument("--k", type=int, default=8, help="retrieved examples per query")
+    if teacher:
+        parser.add_argument("--k", type=int, default=8, help="retrieved examples per query")
+
+
+def _shots_arg(parser: Any) -> None:
+    parser.add_argument(
+        "--shots",
+        type=int,
+        default=0,
+        metavar="K",
+        help="show the end model the K past dialogues of --examples most like each context",
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -364,11 +394,14 @@ def add_parsers(sub: Any) -> None:
     train.add_argument("--steps", type=int, default=None)
     train.add_argument("--lr", type=float, default=None)
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--max-input", type=int, default=None, help="prompt tokens kept")
     train.add_argument("--snapshot-every", type=int, default=None, help="keep step checkpoints")
     train.add_argument("--name", default=None, help="version name suffix")
     train.add_argument("--out", default=None, help="output dir (default: data dir/adapters)")
     train.add_argument("--no-register", action="store_true", help="don't add it to the store")
     train.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout")
+    _example_args(train, teacher=False)
+    _shots_arg(train)
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="held-out replies vs the human agent's (JSON)")
@@ -387,6 +420,7 @@ def add_parsers(sub: Any) -> None:
     )
     ev.add_argument("--compact", action="store_true", help="one line of JSON")
     _example_args(ev)
+    _shots_arg(ev)
     ev.set_defaults(func=cmd_eval)
 
     report = sub.add_parser("report", help="the paper's Table VI, Fig. 3 heatmap and loss curves")

@@ -33,6 +33,8 @@ QUICK_PRESET: dict[str, Any] = {
     "warmup_steps": 4,
     "lora_top_layers": 8,
 }
+# Prompts that hold past dialogues (``--shots``) need room for them: about 110 tokens each in JDDC.
+SHOTS_MAX_INPUT = 640
 QUICK_LR: dict[Method, float] = {"lora": 3e-4, "prefix": 1e-3, "ptuning-v2": 2e-3}
 PRESETS = {"paper": PAPER_PRESET, "quick": QUICK_PRESET}
 

@@ -10,12 +10,22 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.engine.conversation import FORMATTERS, Turn, fit_messages, system_prompt, to_messages
+from app.engine.conversation import (
+    FORMATTERS,
+    Shot,
+    Turn,
+    fit_messages,
+    system_prompt,
+    to_messages,
+)
 from app.scoring.echo import repeats_customer
+
+if TYPE_CHECKING:
+    from app.cloud.prompt import ExampleBank
 
 IGNORE_INDEX = -100
 REPLY_KEYS = ("reply", "label", "teacher_reply")
@@ -29,6 +39,8 @@ class Example:
     source: str = "corpus"
     desirable: bool | None = None
     """For preference training (KTO): a 👍 (True) or 👎 (False) reply; None for plain labels."""
+    shots: tuple[Shot, ...] = ()
+    """Past dialogues shown before the context, as the engine shows them when drafting."""
 
 
 def as_turns(context: Sequence[str]) -> list[Turn]:
@@ -56,6 +68,7 @@ def read_examples(path: Path) -> list[Example]:
                 context = record.get("context") or [record["query"]]
                 if not all(isinstance(t, str) for t in context):
                     raise TypeError("context turns must be strings")
+                shots = tuple((str(q), str(r)) for q, r in record.get("shots") or ())
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ValueError(f"{path}:{number}: not a training record ({exc})") from exc
             reply = next((record[k] for k in REPLY_KEYS if isinstance(record.get(k), str)), "")
@@ -64,7 +77,7 @@ def read_examples(path: Path) -> list[Example]:
                 desirable = None
             if reply.strip() and context[-1].strip():
                 source = str(record.get("source", "file"))
-                examples.append(Example(tuple(context), reply.strip(), source, desirable))
+                examples.append(Example(tuple(context), reply.strip(), source, desirable, shots))
     if not examples:
         raise ValueError(f"{path}: no training examples (lines need a context and a reply)")
     return examples
@@ -99,7 +112,24 @@ def clean_examples(
         ):
             continue
         seen[reply] = seen.get(reply, 0) + 1
-        out.append(Example(ex.context, reply, ex.source, ex.desirable))
+        out.append(replace(ex, reply=reply))
+    return out
+
+
+def with_shots(
+    examples: Iterable[Example], bank: ExampleBank, k: int, leave_out_same: bool = True
+) -> list[Example]:
+    """Each example with the ``k`` past dialogues of ``bank`` most like its customer message, as
+    the engine is shown them when it drafts.
+
+    ``leave_out_same``: when the examples come from the bank's own corpus, dialogues with the same
+    customer message are left out; shown its own reply, the model would learn to copy what it is
+    shown rather than to write a reply.
+    """
+    out = []
+    for ex in examples:
+        found = bank.retrieve(ex.context[-1], k, leave_out_same=leave_out_same)
+        out.append(replace(ex, shots=tuple((f.query, f.reply) for f in found)))
     return out
 
 
@@ -114,6 +144,8 @@ def write_examples(examples: Iterable[Example], path: Path) -> int:
             }
             if ex.desirable is not None:
                 record["desirable"] = ex.desirable
+            if ex.shots:
+                record["shots"] = [list(shot) for shot in ex.shots]
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1
     return n
@@ -123,7 +155,7 @@ def encode(
     example: Example, tokenizer: Any, max_input: int, max_output: int, lang: str = "zh"
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels): the prompt's labels are IGNORE_INDEX; the oldest turns are dropped."""
-    messages = to_messages(as_turns(example.context), system_prompt(lang))
+    messages = to_messages(as_turns(example.context), system_prompt(lang), example.shots)
     if "<|im_start|>" in tokenizer.get_vocab():
         render, end = FORMATTERS["chatml"], "<|im_end|>"
     else:

@@ -730,7 +730,8 @@ def draft_replies(
     base_model: str,
     generation: GenerationConfig = GATE_GENERATION,
 ) -> list[str]:
-    """Greedy replies for ``items`` from the base model with ``adapter`` (None: no adapter)."""
+    """Greedy replies for ``items`` (shown their ``shots``) from the base model with ``adapter``
+    (None: no adapter)."""
     from app.engine.end_model import EndModel, EngineConfig
     from app.evolve.base import trainable_dir
 
@@ -743,7 +744,7 @@ def draft_replies(
         if adapter is not None:
             model.load_adapter(adapter.name, adapter.path)
             model.set_adapter(adapter.name)
-        return [model.reply(as_turns(ex.context)) for ex in items]
+        return [model.reply(as_turns(ex.context), shots=ex.shots) for ex in items]
     finally:
         model.close()
 

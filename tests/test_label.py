@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.cloud.label import done_ids, label_corpus, progress_line, read_tasks
+from app.cloud.label import corpus_format, done_ids, label_corpus, progress_line, read_tasks
 from app.cloud.prompt import Example
 from app.cloud.service import CircuitBreaker, RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherUnavailable
@@ -185,3 +185,13 @@ def test_jddc_readers_give_tasks_ending_with_the_customer() -> None:
     t19 = read_tasks(SHARED / "jddc2019" / "chat_0.1per.txt", "jddc2019", limit=50)
     assert len(t18) == 50 and len(t19) == 50
     assert all(t.turns[-1].role == "customer" and t.reference for t in t18 + t19)
+
+
+def test_corpus_format_is_told_by_the_path(tmp_path: Path) -> None:
+    (tmp_path / "jddc").mkdir()
+    assert corpus_format(tmp_path / "jddc") == "jddc2018"
+    assert corpus_format(tmp_path / "train.enc") == "jddc2018"
+    assert corpus_format(tmp_path / "pairs.jsonl") == "jsonl"
+    assert corpus_format(tmp_path / "PAIRS.JSONL") == "jsonl"
+    assert corpus_format(tmp_path / "chat_0.1per.txt") == "jddc2019"
+    assert corpus_format(tmp_path / "chat") == "jddc2019"  # not a directory: a chat file

@@ -83,6 +83,17 @@ def read_tasks(path: Path, fmt: CorpusFormat, limit: int | None = None) -> list[
     return out
 
 
+def corpus_format(path: Path) -> CorpusFormat:
+    """The format of a corpus told by its path alone: a directory or an ``.enc`` file is JDDC 2018
+    (its ``.dec`` beside it), a ``.jsonl`` file holds JSON lines, anything else is taken for a
+    JDDC 2019 chat file. ECD is never guessed: name it."""
+    if path.is_dir() or path.suffix.lower() == ".enc":
+        return "jddc2018"
+    if path.suffix.lower() == ".jsonl":
+        return "jsonl"
+    return "jddc2019"
+
+
 def example_bank(path: Path, fmt: CorpusFormat) -> ExampleBank:
     """The shop's past customer → agent pairs as the teacher's example dialogues (``--examples``);
     their query embeddings are cached in the data dir."""

@@ -359,7 +359,7 @@ class ConversationView(QWidget):
         turns = self._turns()
         self._reset_draft()
         self.reply_to_id = reply_to
-        self.job_id = self.services.model.draft(turns)
+        self.job_id = self.services.model.draft(turns, self.services.shots_for)
         self.panel.status.setText(self.tr("queued…"))
         self._update_buttons()
 
@@ -406,6 +406,8 @@ class ConversationView(QWidget):
         self.job_id = None
         self.panel.editor.setPlainText(outcome.text)
         status = self.tr("stopped") if outcome.cancelled else self.tr("ready")
+        if outcome.shots:
+            status += " · " + self.tr("past dialogues shown: {0}").format(outcome.shots)
         if outcome.notes:
             status += " · " + "; ".join(outcome.notes)
         self.panel.status.setText(status)

@@ -37,6 +37,8 @@ DEFAULT_QUICK_PHRASES = [
     "感谢您的耐心等待，还有其他可以帮您的吗？",
     "亲，祝您生活愉快，再见！",
 ]
+MAX_SHOTS = 8
+"""More past dialogues than this crowd the conversation itself out of a small context window."""
 
 
 class SettingsError(XiaoerError):
@@ -90,6 +92,16 @@ class UiSettings:
     replay_interval_s: float = field(
         default=15.0, metadata={"help": "seconds between new replay customers"}
     )
+    past_dialogues: str = field(
+        default="",
+        metadata={
+            "help": "the shop's past dialogues (a JDDC 2018 .enc file or dir, a JDDC 2019 chat "
+            "file or JSONL pairs); the end model and the teacher are shown the most similar ones"
+        },
+    )
+    shots: int = field(
+        default=4, metadata={"help": "past dialogues shown to the end model per draft; 0 = none"}
+    )
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -115,6 +127,8 @@ class UiSettings:
             raise SettingsError("evolve_min_labels must be at least 1")
         if self.replay_interval_s <= 0:
             raise SettingsError("replay_interval_s must be positive")
+        if not 0 <= self.shots <= MAX_SHOTS:
+            raise SettingsError(f"shots must lie in [0, {MAX_SHOTS}], got {self.shots}")
         if not all(isinstance(p, str) for p in self.quick_phrases):
             raise SettingsError("quick_phrases must be a list of texts")
         # The engine's own dataclasses validate the rest (n_ctx, temperature, top_p, max_tokens).

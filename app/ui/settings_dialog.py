@@ -27,7 +27,7 @@ from app.cloud import providers, secrets
 from app.cloud.redact import redact_for_cloud
 from app.engine import models
 from app.errors import XiaoerError
-from app.ui.settings import UiSettings
+from app.ui.settings import MAX_SHOTS, UiSettings
 
 WARNING_STYLE = "QLabel { background: #fff3cd; color: #856404; padding: 6px; border-radius: 4px; }"
 
@@ -227,6 +227,27 @@ class SettingsDialog(QDialog):
         self.replay_interval = _spin(1.0, 3600.0, 5.0, 0)
         self.replay_interval.setValue(s.replay_interval_s)
         form.addRow(self.tr("Seconds between replay customers"), self.replay_interval)
+        past_row = QHBoxLayout()
+        self.past_dialogues = QLineEdit(s.past_dialogues)
+        self.past_dialogues.setPlaceholderText(
+            self.tr("a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs")
+        )
+        self.past_dialogues.setToolTip(
+            self.tr(
+                "The shop's past dialogues: the end model and the teacher are shown the ones "
+                "most similar to the customer's message"
+            )
+        )
+        past_browse = QPushButton(self.tr("Browse…"))
+        past_browse.clicked.connect(self._browse_past_dialogues)
+        past_row.addWidget(self.past_dialogues, 1)
+        past_row.addWidget(past_browse)
+        form.addRow(self.tr("Past dialogues"), past_row)
+        self.shots = QSpinBox()
+        self.shots.setRange(0, MAX_SHOTS)
+        self.shots.setValue(s.shots)
+        self.shots.setToolTip(self.tr("0 shows none"))
+        form.addRow(self.tr("Past dialogues shown per draft"), self.shots)
         self.tabs.addTab(page, self.tr("Workspace"))
 
         # --- privacy ---
@@ -278,6 +299,16 @@ class SettingsDialog(QDialog):
         path, _ = QFileDialog.getOpenFileName(self, self.tr("Replay corpus"), "", "*.txt;;*")
         if path:
             self.replay_corpus.setText(path)
+
+    def _browse_past_dialogues(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            self.tr("Past dialogues"),
+            "",
+            self.tr("Dialogues (*.enc *.txt *.jsonl);;All files (*)"),
+        )
+        if path:
+            self.past_dialogues.setText(path)
 
     def _provider_changed(self, provider: str) -> None:
         needs_key = provider != "local"
@@ -347,6 +378,8 @@ class SettingsDialog(QDialog):
             quick_phrases=phrases,
             replay_corpus=self.replay_corpus.text().strip(),
             replay_interval_s=self.replay_interval.value(),
+            past_dialogues=self.past_dialogues.text().strip(),
+            shots=self.shots.value(),
         )
         teacher = providers.TeacherConfig(
             provider=self.provider.currentText(),  # type: ignore[arg-type]

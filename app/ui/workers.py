@@ -21,7 +21,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from app.engine.conversation import Turn
+from app.engine.conversation import Shot, Turn
 from app.engine.end_model import EndModel
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ THROTTLE_S = 0.05
 """At most one update of a streaming draft per 50 ms reaches the window."""
 
 ProgressFn = Callable[[int, int], None]
+ShotsFn = Callable[[Sequence[Turn]], Sequence[Shot]]
+"""The past dialogues to show the model with a draft of a reply to these turns."""
 
 
 class Runner(QObject):
@@ -99,6 +101,8 @@ class DraftOutcome:
     adapter: str | None
     notes: tuple[str, ...]
     """What had to be left out of the conversation to fit the context window."""
+    shots: int = 0
+    """Past dialogues shown to the model as examples."""
 
 
 class ModelWorker(QObject):
@@ -159,8 +163,12 @@ class ModelWorker(QObject):
 
         self._runner.submit(job, done, error)
 
-    def draft(self, turns: Sequence[Turn]) -> int:
-        """Queue a draft of the agent's reply to the conversation's last customer message."""
+    def draft(self, turns: Sequence[Turn], shots: ShotsFn | None = None) -> int:
+        """Queue a draft of the agent's reply to the conversation's last customer message.
+
+        ``shots`` picks the past dialogues shown to the model; it runs in the job, on the worker
+        thread (retrieval encodes text).
+        """
         job_id = next(self._ids)
         cancel = threading.Event()
         self._cancels[job_id] = cancel
@@ -172,10 +180,11 @@ class ModelWorker(QObject):
                 raise RuntimeError("the end model is not loaded yet")
             self.draft_started.emit(job_id)
             start = time.perf_counter()
+            examples = list(shots(turns)) if shots is not None else []
             first: float | None = None
             text = ""
             last_emit = 0.0
-            for piece in model.stream_reply(turns, cancel):
+            for piece in model.stream_reply(turns, cancel, shots=examples):
                 now = time.perf_counter()
                 if first is None:
                     first = now
@@ -194,6 +203,7 @@ class ModelWorker(QObject):
                 cancelled=cancel.is_set(),
                 adapter=model.active_adapter,
                 notes=tuple(model.last_fit.notes),
+                shots=len(examples),
             )
 
         def done(outcome: DraftOutcome) -> None:

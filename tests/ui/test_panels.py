@@ -3,8 +3,10 @@ closing during work, restoring open chats, replay, first-start provisioning."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ def test_settings_dialog_saves_settings_teacher_and_key_only_in_the_keyring(
         dialog.base_url.setText("https://api.example.com/v1")
         dialog.teacher_model.setText("deepseek-chat")
         dialog.api_key.setText("sk-secret-123")
+        dialog.past_dialogues.setText(" /shop/past.jsonl ")
+        dialog.shots.setValue(2)
         dialog.accept()
         return int(QDialog.DialogCode.Accepted)
 
@@ -51,6 +55,7 @@ def test_settings_dialog_saves_settings_teacher_and_key_only_in_the_keyring(
     saved = ui_settings.load_settings()
     assert (saved.alpha, saved.low_score_threshold, saved.temperature) == (0.6, 0.35, 0.3)
     assert saved.quick_phrases == ["您好", "再见"]
+    assert (saved.past_dialogues, saved.shots) == ("/shop/past.jsonl", 2)
     assert window.services.settings.alpha == 0.6
     teacher = providers.load_config()
     assert (teacher.provider, teacher.base_url, teacher.model) == (
@@ -112,9 +117,20 @@ def test_settings_file_round_trip_and_validation(data_home: Path) -> None:
         ui_settings.UiSettings(alpha=1.5)
     with pytest.raises(ui_settings.SettingsError, match="top_p"):
         ui_settings.UiSettings(top_p=0.0)
+    for shots in (-1, 9):
+        with pytest.raises(ui_settings.SettingsError, match="shots"):
+            ui_settings.UiSettings(shots=shots)
     ui_settings.settings_path().write_text("{not json", encoding="utf-8")
     with pytest.raises(ui_settings.SettingsError, match="unreadable"):
         ui_settings.load_settings()
+
+
+def test_settings_saved_before_past_dialogues_still_load(data_home: Path) -> None:
+    old = asdict(ui_settings.UiSettings(alpha=0.5))
+    del old["past_dialogues"], old["shots"]
+    ui_settings.settings_path().write_text(json.dumps(old), encoding="utf-8")
+    loaded = ui_settings.load_settings()
+    assert (loaded.alpha, loaded.past_dialogues, loaded.shots) == (0.5, "", 4)
 
 
 # --- evolution --------------------------------------------------------------------------------

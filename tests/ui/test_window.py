@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from app.cloud.teacher import TeacherUnavailable
+from app.engine.conversation import Turn
 from app.engine.models import ModelError
 from app.store import Draft, Message, Rating, Score, Store, TeacherReply
 from app.ui.channels import Incoming
@@ -319,3 +321,76 @@ def test_requests_after_closing_are_dropped_quietly(qtbot, window) -> None:
     view.request_draft()  # e.g. a queued timer firing while the window closes
     view.ask_cloud()
     assert window.services.model.model is None
+
+
+# --- the shop's past dialogues ---------------------------------------------------------------
+
+PAST = [
+    ("这个什么时候发货？", "亲，今天下单今天发货哦。"),
+    ("可以开发票吗？", "亲，可以开具电子发票的，下单时填写抬头即可。"),
+    ("怎么申请退货？", "亲，在订单页面点击申请售后就可以退货了。"),
+    ("快递能改地址吗？", "亲，还没发货的话可以帮您修改地址。"),
+]
+
+
+def past_dialogues(path: Path) -> Path:
+    """A JSONL corpus of the shop's past customer messages and the agents' replies."""
+    lines = [json.dumps({"query": q, "reference": r}, ensure_ascii=False) for q, r in PAST]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def use_past_dialogues(window: Any, path: Path | str, shots: int = 2) -> None:
+    settings = replace(window.services.settings, past_dialogues=str(path), shots=shots)
+    window.services.apply_settings(settings, teacher_changed=False)
+
+
+def test_past_dialogues_most_similar_to_the_customer_come_first(window, tmp_path: Path) -> None:
+    services = window.services
+    turns = [Turn("customer", "在吗"), Turn("agent", "在的亲"), Turn("customer", "我想开个发票")]
+    assert services.shots_for(turns) == []  # none configured
+    use_past_dialogues(window, past_dialogues(tmp_path / "past.jsonl"), shots=2)
+    shots = services.shots_for(turns)
+    assert len(shots) == 2 and shots[0] == PAST[1]
+    assert services.shots_for([Turn("customer", "改一下收货地址")])[0] == PAST[3]
+    use_past_dialogues(window, tmp_path / "past.jsonl", shots=0)
+    assert services.shots_for(turns) == []
+
+
+def test_a_draft_shows_the_model_and_the_teacher_the_past_dialogues(
+    qtbot, window, parts: Parts, tmp_path: Path
+) -> None:
+    use_past_dialogues(window, past_dialogues(tmp_path / "past.jsonl"), shots=2)
+    view = open_and_draft(qtbot, window, "我想开个发票")
+    prompt = parts.backend.prompts[-1]
+    assert f"user\n{PAST[1][0]}<|im_end|>\n<|im_start|>assistant\n{PAST[1][1]}" in prompt
+    assert prompt.index(PAST[1][1]) < prompt.index("我想开个发票")  # shown as earlier exchanges
+    assert "past dialogues shown: 2" in view.panel.status.text()
+    view.ask_cloud()
+    qtbot.waitUntil(lambda: bool(parts.teacher.requests))
+    sent = [text for _, text in parts.teacher.requests[-1].messages]
+    assert PAST[1][0] in sent and PAST[1][1] in sent
+
+
+def test_unreadable_past_dialogues_are_reported_once_and_drafting_goes_on(
+    qtbot, window, parts: Parts, tmp_path: Path
+) -> None:
+    errors: list[tuple[str, str]] = []
+    window.services.error.connect(lambda where, message: errors.append((where, message)))
+    use_past_dialogues(window, tmp_path / "missing.jsonl")
+    view = open_and_draft(qtbot, window, "我想开个发票")
+    assert view.panel.editor.toPlainText() == DEFAULT_REPLY
+    assert "past dialogues shown" not in view.panel.status.text()
+    assert PAST[1][0] not in parts.backend.prompts[-1]
+    view.request_draft()
+    qtbot.waitUntil(lambda: view.draft_id is not None and len(parts.backend.prompts) == 2)
+    qtbot.waitUntil(lambda: bool(errors))
+    assert len(errors) == 1
+    assert errors[0][0] == "Past dialogues" and "missing.jsonl" in errors[0][1]
+    assert window.banner.isVisible() and "missing.jsonl" in window.banner.label.text()
+    # Another setting (a corpus without any agent reply) is tried, and its failure said, anew.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"query": "在吗"}) + "\n", encoding="utf-8")
+    use_past_dialogues(window, empty)
+    assert window.services.shots_for([Turn("customer", "我想开个发票")]) == []
+    assert len(errors) == 2 and "is empty" in errors[1][1]

@@ -87,57 +87,62 @@
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="439"/>
+        <location filename="../conversation_view.py" line="410"/>
+        <source>past dialogues shown: {0}</source>
+        <translation>参考了 {0} 段历史对话</translation>
+    </message>
+    <message>
+        <location filename="../conversation_view.py" line="441"/>
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="468"/>
+        <location filename="../conversation_view.py" line="470"/>
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="480"/>
+        <location filename="../conversation_view.py" line="482"/>
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="501"/>
+        <location filename="../conversation_view.py" line="503"/>
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="516"/>
+        <location filename="../conversation_view.py" line="518"/>
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="523"/>
+        <location filename="../conversation_view.py" line="525"/>
         <source>Teacher&apos;s reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="524"/>
+        <location filename="../conversation_view.py" line="526"/>
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="531"/>
+        <location filename="../conversation_view.py" line="533"/>
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="534"/>
+        <location filename="../conversation_view.py" line="536"/>
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="560"/>
+        <location filename="../conversation_view.py" line="562"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="565"/>
+        <location filename="../conversation_view.py" line="567"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -694,6 +699,14 @@
     </message>
 </context>
 <context>
+    <name>Services</name>
+    <message>
+        <location filename="../services.py" line="135"/>
+        <source>Past dialogues</source>
+        <translation>历史对话</translation>
+    </message>
+</context>
+<context>
     <name>SettingsDialog</name>
     <message>
         <location filename="../settings_dialog.py" line="64"/>
@@ -708,6 +721,7 @@
     <message>
         <location filename="../settings_dialog.py" line="93"/>
         <location filename="../settings_dialog.py" line="222"/>
+        <location filename="../settings_dialog.py" line="241"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
@@ -899,7 +913,7 @@
     </message>
     <message>
         <location filename="../settings_dialog.py" line="226"/>
-        <location filename="../settings_dialog.py" line="278"/>
+        <location filename="../settings_dialog.py" line="299"/>
         <source>Replay corpus</source>
         <translation>回放语料</translation>
     </message>
@@ -909,52 +923,83 @@
         <translation>回放顾客间隔（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="230"/>
+        <location filename="../settings_dialog.py" line="233"/>
+        <source>a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs</source>
+        <translation>JDDC 2018 .enc 文件、JDDC 2019 聊天文件或 JSONL 问答对</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="237"/>
+        <source>The shop&apos;s past dialogues: the end model and the teacher are shown the ones most similar to the customer&apos;s message</source>
+        <translation>本店的历史对话：端侧模型和教师会参考其中与顾客消息最相似的几段</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="245"/>
+        <location filename="../settings_dialog.py" line="306"/>
+        <source>Past dialogues</source>
+        <translation>历史对话</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="249"/>
+        <source>0 shows none</source>
+        <translation>0 表示不参考</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="250"/>
+        <source>Past dialogues shown per draft</source>
+        <translation>每次草稿参考的历史对话数</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="251"/>
         <source>Workspace</source>
         <translation>工作台</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="237"/>
+        <location filename="../settings_dialog.py" line="258"/>
         <source>What a cloud teacher would receive (the local teacher gets the original):</source>
         <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="243"/>
+        <location filename="../settings_dialog.py" line="264"/>
         <source>Type a customer message with a phone number, an address…</source>
         <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="251"/>
+        <location filename="../settings_dialog.py" line="272"/>
         <source>Privacy</source>
         <translation>隐私</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="270"/>
+        <location filename="../settings_dialog.py" line="291"/>
         <source>End model (GGUF)</source>
         <translation>端侧模型（GGUF）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="273"/>
+        <location filename="../settings_dialog.py" line="294"/>
         <source>Hugging Face model directory</source>
         <translation>Hugging Face 模型目录</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="291"/>
+        <location filename="../settings_dialog.py" line="308"/>
+        <source>Dialogues (*.enc *.txt *.jsonl);;All files (*)</source>
+        <translation>对话文件 (*.enc *.txt *.jsonl);;所有文件 (*)</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="322"/>
         <source>The local teacher needs no key.</source>
         <translation>本地教师模型无需密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="299"/>
+        <location filename="../settings_dialog.py" line="330"/>
         <source>A key is saved for {0}.</source>
         <translation>已为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="301"/>
+        <location filename="../settings_dialog.py" line="332"/>
         <source>No key saved for {0} yet.</source>
         <translation>尚未为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="317"/>
+        <location filename="../settings_dialog.py" line="348"/>
         <source>The key for {0} is saved in the OS keyring.</source>
         <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
     </message>

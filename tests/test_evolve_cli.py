@@ -105,9 +105,26 @@ def test_shots_need_the_past_dialogues_to_choose_from(models_dir, data_home) -> 
     assert refused.returncode == 1 and "--shots needs --examples" in refused.stderr
 
 
+def test_paired_differences_from_an_earlier_run_need_the_same_contexts(tmp_path) -> None:
+    from app.evolve.cli import deltas_against
+
+    def row(context: str, similarity: float) -> dict[str, object]:
+        return {"context": context, "reference": "r", "similarity_to_reference": similarity}
+
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("\n".join(json.dumps(row(c, 0.2)) for c in "ab") + "\n", "utf-8")
+    result = deltas_against([row("a", 0.3), row("b", 0.4)], earlier)
+    assert result["delta_similarity_to_reference_mean"] == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="not this run's"):
+        deltas_against([row("a", 0.3), row("c", 0.4)], earlier)
+    earlier.write_bytes(b"\xff not json\n")
+    with pytest.raises(ValueError, match="not an items file"):
+        deltas_against([row("a", 0.3)], earlier)
+
+
 @pytest.mark.slow
 def test_training_and_drafting_with_past_dialogues_shown(
-    embedded_model_path, models_dir, data_home
+    embedded_model_path, models_dir, data_home, tmp_path
 ) -> None:
     env = cli_env(models_dir, data_home)
     shots = ["--examples", str(ENC), "--shots", "2"]
@@ -122,8 +139,13 @@ def test_training_and_drafting_with_past_dialogues_shown(
     assert all(r["context"][-1] not in [q for q, _ in r["shots"]] for r in records)
     assert json.loads((run_dir / "run.json").read_text())["max_input"] > 160  # room for them
 
-    held_out = ["--pairs", str(ENC), str(DEC), "--offset", "4", "--limit", "2"]
-    evaluated = xiaoer(["eval", *held_out, *shots, "--adapter", "lora-s", "--compact"], env)
+    held_out = ["--pairs", str(ENC), str(DEC), "--offset", "4", "--limit", "2", "--compact"]
+    plain = xiaoer(["eval", *held_out, "--adapter", "none", "--items", str(tmp_path / "a")], env)
+    assert plain.returncode == 0, plain.stderr
+    against = ["--against", str(tmp_path / "a")]
+    evaluated = xiaoer(["eval", *held_out, *shots, "--adapter", "lora-s", *against], env)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout)
     assert result["n"] == 2 and all(e["reply"].strip() for e in result["examples"])
+    difference = result["matching_mean"] - json.loads(plain.stdout)["matching_mean"]
+    assert result["against"]["delta_matching_mean"] == pytest.approx(difference, abs=2e-4)

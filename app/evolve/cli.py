@@ -271,11 +271,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
             baseline=baseline,
         )
     items = summary.pop("items")
+    if args.against:
+        summary["against"] = {"items": args.against, **deltas_against(items, Path(args.against))}
     if args.items:
         with open(args.items, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
     print(json.dumps(summary, ensure_ascii=False, indent=None if args.compact else 2))
     return 0
+
+
+def deltas_against(items: list[dict[str, Any]], earlier: Path) -> dict[str, float]:
+    """Paired differences from an earlier run's ``--items`` file on the same contexts (another
+    adapter, other settings such as ``--shots``)."""
+    from app.evolve.evaluate import paired_deltas
+
+    try:
+        with earlier.open(encoding="utf-8") as fh:
+            before = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{earlier}: not an items file from `xiaoer eval --items` ({exc})"
+        ) from exc
+    same = len(before) == len(items) and all(
+        (a.get("context"), a.get("reference")) == (b["context"], b["reference"])
+        for a, b in zip(before, items, strict=False)
+    )
+    if not same:
+        raise ValueError(
+            f"{earlier}: its contexts are not this run's (same --pairs, --offset, --limit?)"
+        )
+    keys = [
+        k
+        for k in ("similarity_to_reference", "matching", "final")
+        if k in items[0] and k in before[0]
+    ]
+    return paired_deltas(
+        {k: [i[k] for i in items] for k in keys}, {k: [b[k] for b in before] for k in keys}
+    )
 
 
 def _adapter_named(store: Any, name: str) -> Any | None:
@@ -417,6 +449,11 @@ def add_parsers(sub: Any) -> None:
     )
     ev.add_argument(
         "--items", metavar="FILE", help="also every context's replies and scores (JSONL)"
+    )
+    ev.add_argument(
+        "--against",
+        metavar="ITEMS",
+        help="also the paired differences from an earlier run's --items file (same contexts)",
     )
     ev.add_argument("--compact", action="store_true", help="one line of JSON")
     _example_args(ev)

@@ -16,6 +16,7 @@ import pytest
 
 from app.cloud.service import RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherAnswer, TeacherRequest, TeacherUnavailable, Usage
+from app.evolve.data import Example
 from app.evolve.loop import Evolution, EvolutionSettings, sha256_of
 from app.store import AdapterVersion, OutboxItem, Store, TeacherReply, open_store
 
@@ -327,6 +328,27 @@ def test_a_killed_training_registers_nothing_and_loses_no_label(
         from app.store import TrainingRun
 
         assert [r.status for r in session.query(TrainingRun)] == ["failed"]
+
+
+def test_training_prompts_and_gate_drafts_hold_the_past_dialogues_the_app_shows(
+    store: Store, tmp_path: Path
+) -> None:
+    past = tmp_path / "past.jsonl"
+    pairs = [
+        ("可以开发票吗？", "亲，可以开电子发票的。"),
+        ("什么时候发货？", "亲，今天下单今天发货。"),
+    ]
+    lines = [json.dumps({"query": q, "reference": r}, ensure_ascii=False) for q, r in pairs]
+    past.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="shots needs examples"):
+        EvolutionSettings(shots=2)
+    evo = Evolution(store, EvolutionSettings(examples=str(past), shots=1))
+    label = Example(("我想开个发票",), "亲，下单时填写发票抬头就可以了。", "teacher")
+    assert evo.shown([label], leave_out_same=False)[0].shots == (pairs[0],)
+    # Training on a pair of the shop's own dialogues never shows it its own reply.
+    own = Example(("可以开发票吗？",), "亲，可以开电子发票的。", "corpus")
+    assert evo.shown([own], leave_out_same=True)[0].shots == (pairs[1],)
+    assert Evolution(store, EvolutionSettings(examples=str(past))).shown([label], True) == [label]
 
 
 def test_settings_round_trip_and_validate(tmp_path: Path) -> None:

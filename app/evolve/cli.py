@@ -114,6 +114,8 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             "tolerance",
             "min_label_chars",
             "corpus",
+            "examples",
+            "shots",
         )
         if getattr(args, key, None) is not None
     }
@@ -138,8 +140,9 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         return 0
     show = _printer(args.jsonl)
     cancel = _cancel_on_signals()
-    with teacher_service(store) as service:
-        evo = Evolution(store, settings, teacher=service)
+    evo = Evolution(store, settings)
+    with teacher_service(store, examples=evo.past_dialogues()) as service:
+        evo.teacher = service
         try:
             result = evo.run_round(show, cancel)
         except (RuntimeError, ValueError, LookupError) as exc:
@@ -395,6 +398,12 @@ def add_parsers(sub: Any) -> None:
         help="teacher labels and corpus replies shorter than this are not learned",
     )
     evolve.add_argument("--corpus", help="JSONL pairs mixed in as replay")
+    evolve.add_argument(
+        "--examples", help="the shop's past dialogues (a corpus): the teacher is shown 8"
+    )
+    evolve.add_argument(
+        "--shots", type=int, help="and each training prompt and gate draft this many of them"
+    )
     evolve.add_argument("--save", action="store_true", help="keep these settings")
     evolve.set_defaults(func=cmd_evolve)
 

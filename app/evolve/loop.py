@@ -35,13 +35,14 @@ from sqlalchemy import func, select
 from app import paths
 from app.engine import models
 from app.engine.backend import GenerationConfig
-from app.evolve.config import METHODS, Method, TrainConfig
+from app.evolve.config import METHODS, SHOTS_MAX_INPUT, Method, TrainConfig
 from app.evolve.data import (
     MIN_REPLY_CHARS,
     Example,
     as_turns,
     clean_examples,
     read_examples,
+    with_shots,
     write_examples,
 )
 from app.scoring.echo import repeats_customer
@@ -74,6 +75,14 @@ class EvolutionSettings:
     steps: int | None = field(default=None, metadata={"help": "override the preset's steps"})
     replay: int = field(default=20, metadata={"help": "earlier labels and corpus pairs mixed in"})
     corpus: str | None = field(default=None, metadata={"help": "JSONL pairs for replay"})
+    examples: str | None = field(
+        default=None,
+        metadata={"help": "the shop's past dialogues (a corpus file): shown to the teacher"},
+    )
+    shots: int = field(
+        default=0,
+        metadata={"help": "past dialogues of `examples` in each training prompt and gate draft"},
+    )
     holdback: int = field(default=5, metadata={"help": "recent labels kept out of training"})
     min_label_chars: int = field(
         default=MIN_REPLY_CHARS,
@@ -93,8 +102,10 @@ class EvolutionSettings:
             raise ValueError(f"Unknown objective {self.objective!r}: use sft or kto")
         if self.objective == "kto" and self.method != "lora":
             raise ValueError("KTO preference training is offered for the lora method")
-        if min(self.holdback, self.replay, self.min_label_chars) < 0:
-            raise ValueError("holdback, replay and min_label_chars must be >= 0")
+        if min(self.holdback, self.replay, self.min_label_chars, self.shots) < 0:
+            raise ValueError("holdback, replay, min_label_chars and shots must be >= 0")
+        if self.shots and not self.examples:
+            raise ValueError("shots needs examples: the past dialogues to choose them from")
 
     @staticmethod
     def path() -> Path:
@@ -185,6 +196,24 @@ class Evolution:
         self.teacher = teacher
         self._scorer = scorer
         self.base_model = base_model
+        self._bank: Any | None = None
+
+    def past_dialogues(self) -> Any | None:
+        """The shop's past dialogues (``settings.examples``), read on first use; None if unset."""
+        if self._bank is None and self.settings.examples:
+            from app.cloud.label import corpus_format, example_bank
+
+            path = Path(self.settings.examples)
+            self._bank = example_bank(path, corpus_format(path))
+        return self._bank
+
+    def shown(self, examples: Sequence[Example], leave_out_same: bool) -> list[Example]:
+        """``examples`` with the ``settings.shots`` past dialogues the engine shows when it drafts,
+        so training prompts and gate drafts are what the app serves."""
+        bank = self.past_dialogues() if self.settings.shots else None
+        if bank is None:
+            return list(examples)
+        return with_shots(examples, bank, self.settings.shots, leave_out_same=leave_out_same)
 
     @property
     def scorer(self) -> Any:
@@ -398,7 +427,7 @@ class Evolution:
         version = f"{method}-{datetime.now():%Y%m%d-%H%M%S}"
         run_dir = adapters_dir() / version
         run_dir.mkdir(parents=True)
-        write_examples(examples, run_dir / "data.jsonl")
+        write_examples(self.shown(examples, leave_out_same=True), run_dir / "data.jsonl")
         with self.store.session() as session:
             active = self.store.active_adapter(session)
             parent = active.version if active is not None else None
@@ -414,6 +443,7 @@ class Evolution:
             init_adapter=init,
             steps=self.settings.steps,
             objective=self.settings.objective,
+            max_input=SHOTS_MAX_INPUT if self.settings.shots else None,
         )
         config.save(run_dir / "run.json")
         with self.store.session() as session:
@@ -478,6 +508,7 @@ class Evolution:
 
         items = [Example((p,), "", "probe") for p in self.settings.probes] + list(held_back)
         references = [ex.reply or self._teacher_reference(ex) for ex in items]
+        items = self.shown(items, leave_out_same=False)
         with self.store.session() as session:
             candidate = self._row(session, version)
             active = self.store.active_adapter(session)

@@ -17,6 +17,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -161,12 +162,17 @@ def should_evolve(store: Store, policy: str, min_labels: int, now: datetime | No
     raise ValueError(f"Unknown evolution policy {policy!r}")
 
 
-def sync_evolution_settings(low_score: float, policy: str, min_labels: int) -> None:
-    """Carry the settings dialog's threshold and policy into the evolution engine's own settings
-    (``evolution.json``), keeping everything else it holds."""
+def sync_evolution_settings(
+    low_score: float, policy: str, min_labels: int, past_dialogues: str = "", shots: int = 0
+) -> None:
+    """Carry the settings dialog's threshold, policy and past dialogues into the evolution
+    engine's own settings (``evolution.json``), keeping everything else it holds: adapters are
+    trained and gated on the prompts the app drafts with."""
     from app.evolve import EvolutionSettings
 
     current = EvolutionSettings.load()
     current.low_score = low_score
     current.auto_every = min_labels if policy == "after_labels" else None
+    current.examples = str(Path(past_dialogues).expanduser().resolve()) if past_dialogues else None
+    current.shots = shots if past_dialogues else 0
     current.save()

@@ -745,7 +745,11 @@ class MainWindow(QMainWindow):
             save_settings(settings)
             providers.save_config(teacher)
             sync_evolution_settings(
-                settings.low_score_threshold, settings.evolve_policy, settings.evolve_min_labels
+                settings.low_score_threshold,
+                settings.evolve_policy,
+                settings.evolve_min_labels,
+                settings.past_dialogues,
+                settings.shots,
             )
         except Exception as exc:
             self.services.report(self.tr("Saving the settings"), exc)

@@ -176,3 +176,10 @@ def test_settings_dialog_values_reach_the_evolution_engine(data_home: Path) -> N
     assert (saved.low_score, saved.auto_every, saved.margin) == (0.35, 12, 0.05)
     evolution.sync_evolution_settings(0.4, "daily", 12)
     assert EvolutionSettings.load().auto_every is None
+    # Adapters are trained and gated on the prompts the app drafts with.
+    past = data_home / "past.jsonl"
+    evolution.sync_evolution_settings(0.4, "daily", 12, str(past), 4)
+    saved = EvolutionSettings.load()
+    assert (saved.examples, saved.shots) == (str(past.resolve()), 4)
+    evolution.sync_evolution_settings(0.4, "daily", 12, "", 4)
+    assert (EvolutionSettings.load().examples, EvolutionSettings.load().shots) == (None, 0)

@@ -65,7 +65,10 @@ def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
 
     model, tokenizer = load_for_training(config.base_model, device, config.quantization)
     if config.quantization == "4bit":
-        model = prepare_model_for_kbit_training(model)
+        # Non-reentrant checkpointing: the reentrant default is deprecated in torch 2.11.
+        model = prepare_model_for_kbit_training(
+            model, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     if config.init_adapter:
         model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
         method = {"LORA": "lora"}.get(model.peft_config["default"].peft_type.value, "prefix")

@@ -139,7 +139,7 @@ def test_training_and_drafting_with_past_dialogues_shown(
     assert all(r["context"][-1] not in [q for q, _ in r["shots"]] for r in records)
     assert json.loads((run_dir / "run.json").read_text())["max_input"] > 160  # room for them
 
-    held_out = ["--pairs", str(ENC), str(DEC), "--offset", "4", "--limit", "2", "--compact"]
+    held_out = ["--pairs", str(ENC), str(DEC), "--offset", "3", "--limit", "2", "--compact"]
     plain = xiaoer(["eval", *held_out, "--adapter", "none", "--items", str(tmp_path / "a")], env)
     assert plain.returncode == 0, plain.stderr
     against = ["--against", str(tmp_path / "a")]

@@ -149,3 +149,12 @@ def test_training_and_drafting_with_past_dialogues_shown(
     assert result["n"] == 2 and all(e["reply"].strip() for e in result["examples"])
     difference = result["matching_mean"] - json.loads(plain.stdout)["matching_mean"]
     assert result["against"]["delta_matching_mean"] == pytest.approx(difference, abs=2e-4)
+
+
+def test_a_round_with_unreadable_past_dialogues_says_so(models_dir, data_home, tmp_path) -> None:
+    missing = tmp_path / "missing.jsonl"
+    args = ["evolve", "--now", "--jsonl", "--examples", str(missing), "--shots", "2"]
+    refused = xiaoer(args, cli_env(models_dir, data_home))
+    assert refused.returncode == 1
+    event = json.loads(refused.stdout.splitlines()[-1])
+    assert event["event"] == "error" and "missing.jsonl" in event["message"]

@@ -141,7 +141,12 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     show = _printer(args.jsonl)
     cancel = _cancel_on_signals()
     evo = Evolution(store, settings)
-    with teacher_service(store, examples=evo.past_dialogues()) as service:
+    try:
+        past = evo.past_dialogues()
+    except (OSError, ValueError) as exc:
+        show({"event": "error", "message": f"past dialogues {settings.examples}: {exc}"})
+        return 1
+    with teacher_service(store, examples=past) as service:
         evo.teacher = service
         try:
             result = evo.run_round(show, cancel)

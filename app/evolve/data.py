@@ -126,6 +126,8 @@ def with_shots(
     customer message are left out; shown its own reply, the model would learn to copy what it is
     shown rather than to write a reply.
     """
+    if k < 1:
+        raise ValueError(f"The number of past dialogues shown must be at least 1, not {k}")
     out = []
     for ex in examples:
         found = bank.retrieve(ex.context[-1], k, leave_out_same=leave_out_same)

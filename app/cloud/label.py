@@ -94,12 +94,13 @@ def corpus_format(path: Path) -> CorpusFormat:
     return "jddc2019"
 
 
-def example_bank(path: Path, fmt: CorpusFormat) -> ExampleBank:
-    """The shop's past customer → agent pairs as the teacher's example dialogues (``--examples``);
-    their query embeddings are cached in the data dir."""
+def example_bank(path: Path, fmt: CorpusFormat | None = None) -> ExampleBank:
+    """The shop's past customer → agent pairs as the teacher's example dialogues (``--examples``)
+    and the end model's shots; ``fmt`` None: told by the path (``corpus_format``). Their query
+    embeddings are cached in the data dir."""
     from app.paths import data_dir
 
-    tasks = read_tasks(path, fmt)
+    tasks = read_tasks(path, fmt or corpus_format(path))
     pairs = [Example(t.turns[-1].text, t.reference) for t in tasks if t.reference]
     return ExampleBank(pairs, cache_dir=data_dir() / "cache")
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -48,6 +48,9 @@ from app.evolve.data import (
 from app.scoring.echo import repeats_customer
 from app.store import AdapterVersion, Rating, Score, Store, TeacherReply, TrainingRun
 from app.store.models import RunStatus
+
+if TYPE_CHECKING:
+    from app.cloud.prompt import ExampleBank
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -196,15 +199,14 @@ class Evolution:
         self.teacher = teacher
         self._scorer = scorer
         self.base_model = base_model
-        self._bank: Any | None = None
+        self._bank: ExampleBank | None = None
 
-    def past_dialogues(self) -> Any | None:
+    def past_dialogues(self) -> ExampleBank | None:
         """The shop's past dialogues (``settings.examples``), read on first use; None if unset."""
         if self._bank is None and self.settings.examples:
-            from app.cloud.label import corpus_format, example_bank
+            from app.cloud.label import example_bank
 
-            path = Path(self.settings.examples)
-            self._bank = example_bank(path, corpus_format(path))
+            self._bank = example_bank(Path(self.settings.examples))
         return self._bank
 
     def shown(self, examples: Sequence[Example], leave_out_same: bool) -> list[Example]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.cloud.label import corpus_format, example_bank
+from app.cloud.label import example_bank
 from app.cloud.prompt import ExampleBank
 from app.cloud.service import TeacherService
 from app.engine import models
@@ -127,7 +127,7 @@ class Services(QObject):
                     return None
                 path = Path(source).expanduser()
                 try:
-                    bank = example_bank(path, corpus_format(path))
+                    bank = example_bank(path)
                     # Encode the corpus now, under the lock, so no two threads encode it at once.
                     bank.retrieve(bank.examples[0].query, 1)
                     self._bank = bank

@@ -12,6 +12,7 @@ from app.engine.conversation import (
     Turn,
     clean_text,
     fit_messages,
+    shot_messages,
     format_chatglm3,
     format_chatml,
     system_prompt,
@@ -71,8 +72,16 @@ def test_shots_come_first_as_earlier_exchanges_and_are_left_out_first() -> None:
     ]
     # Short of room, the first shot goes before anything of the conversation.
     budget = count_chars(plain(msgs)) - 1
-    kept, report = fit_messages(msgs, plain, count_chars, budget=budget)
-    assert kept == [msgs[0], *msgs[3:]] and report.dropped_turns == 2
+    kept, report = fit_messages(msgs, plain, count_chars, budget, shots=len(shot_messages(shots)))
+    assert kept == [msgs[0], *msgs[3:]]
+    assert (report.shots_shown, report.dropped_shots, report.dropped_turns) == (1, 1, 0)
+    assert report.notes == ["left out 1 past dialogue(s) to fit the context window"]
+    # A conversation too long for its own window leaves out every past dialogue and its turns.
+    long_talk = [Turn("customer", "a" * 30), Turn("agent", "b" * 30), *conversation]
+    msgs = to_messages(long_talk, "SYS", shots)
+    kept, report = fit_messages(msgs, plain, count_chars, budget=40, shots=4)
+    assert kept == [msgs[0], msgs[-1]]
+    assert (report.shots_shown, report.dropped_shots, report.dropped_turns) == (0, 2, 2)
 
 
 def test_chat_formats() -> None:

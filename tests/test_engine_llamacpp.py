@@ -100,6 +100,14 @@ def test_long_history_drops_oldest_turns(end_model) -> None:
     prompt, report = end_model.prepare(conv)
     assert report.dropped_turns > 0 and not report.truncated_latest
     assert "最后一个问题" in prompt and "第0个问题" not in prompt
+    # Past dialogues are the oldest turns: all of them go first, and are counted apart.
+    shots = [("发什么快递", "默认中通哦"), ("能开发票吗", "可以开电子发票")]
+    prompt, with_shots = end_model.prepare(conv, shots=shots)
+    assert (with_shots.shots_shown, with_shots.dropped_shots) == (0, 2)
+    assert with_shots.dropped_turns == report.dropped_turns and "默认中通哦" not in prompt
+    prompt, short = end_model.prepare(conv[-3:], shots=shots)
+    assert (short.shots_shown, short.dropped_shots, short.dropped_turns) == (2, 0, 0)
+    assert prompt.index("默认中通哦") < prompt.index("最后一个问题")
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,16 @@ Shot = tuple[str, str]
 """A past customer message and the agent's reply to it, shown to the model as an example."""
 
 
+def shot_messages(shots: Sequence[Shot]) -> list[Message]:
+    """Past dialogues as user/assistant pairs; one with an empty side is left out."""
+    messages: list[Message] = []
+    for query, reply in shots:
+        query, reply = clean_text(query), clean_text(reply)
+        if query and reply:
+            messages += [("user", query), ("assistant", reply)]
+    return messages
+
+
 def to_messages(
     conversation: Sequence[Turn], system: str, shots: Sequence[Shot] = ()
 ) -> list[Message]:
@@ -74,11 +84,7 @@ def to_messages(
     last = conversation[-1]
     if last.role != "customer":
         raise ValueError("The last turn must be the customer's message")
-    messages: list[Message] = [("system", system)]
-    for query, reply in shots:
-        query, reply = clean_text(query), clean_text(reply)
-        if query and reply:
-            messages += [("user", query), ("assistant", reply)]
+    messages: list[Message] = [("system", system), *shot_messages(shots)]
     for turn in conversation:
         text = clean_text(turn.text)
         if not text:
@@ -122,6 +128,8 @@ class FitReport:
     """What had to be left out so the conversation fits the context window."""
 
     dropped_turns: int = 0
+    shots_shown: int = 0
+    dropped_shots: int = 0
     truncated_latest: bool = False
     removed_chars: int = 0
     prompt_tokens: int = 0
@@ -140,14 +148,23 @@ def fit_messages(
     render: Callable[[Sequence[Message]], str],
     count_tokens: TokenCounter,
     budget: int,
+    shots: int = 0,
 ) -> tuple[list[Message], FitReport]:
     """Drop the oldest turns until the prompt fits ``budget`` tokens.
 
     The system prompt and the customer's latest message are always kept. If the latest message
     alone does not fit, its middle is replaced by a visible marker, and the report says so.
+    ``shots``: how many of the first history messages are past dialogues (``shot_messages``);
+    the report counts those apart from the conversation's own turns.
     """
     report = FitReport()
     system, history, latest = messages[0], list(messages[1:-1]), messages[-1]
+    shots = min(shots, len(history))
+
+    def left_out(drop: int) -> None:
+        report.dropped_shots = min(drop, shots) // 2
+        report.shots_shown = shots // 2 - report.dropped_shots
+        report.dropped_turns = max(drop - shots, 0)
 
     def size(msgs: Sequence[Message]) -> int:
         return count_tokens(render(msgs))
@@ -166,9 +183,15 @@ def fit_messages(
     while drop < len(history) and history[drop][0] != "user":
         drop += 1
     kept = [system, *history[drop:], latest]
-    report.dropped_turns = drop
-    if drop:
-        report.notes.append(f"dropped {drop} oldest turn(s) to fit the context window")
+    left_out(drop)
+    if report.dropped_shots:
+        report.notes.append(
+            f"left out {report.dropped_shots} past dialogue(s) to fit the context window"
+        )
+    if report.dropped_turns:
+        report.notes.append(
+            f"dropped {report.dropped_turns} oldest turn(s) to fit the context window"
+        )
 
     if size(kept) > budget:
         text = latest[1]
@@ -186,7 +209,7 @@ def fit_messages(
         kept = [system, (latest[0], cut)]
         report.truncated_latest = True
         report.removed_chars = len(text) - lo_c
-        report.dropped_turns = len(history)
+        left_out(len(history))
         report.notes.append(
             f"the customer's message is too long for the context window: "
             f"{report.removed_chars} characters in its middle were left out"

@@ -20,6 +20,7 @@ from app.engine.conversation import (
     Shot,
     Turn,
     fit_messages,
+    shot_messages,
     system_prompt,
     to_messages,
 )
@@ -103,7 +104,11 @@ class EndModel:
                 f"context"
             )
         kept, report = fit_messages(
-            messages, self.backend.render, self.backend.count_tokens, budget
+            messages,
+            self.backend.render,
+            self.backend.count_tokens,
+            budget,
+            shots=len(shot_messages(shots)),
         )
         return self.backend.render(kept), report
 

@@ -203,7 +203,7 @@ class ModelWorker(QObject):
                 cancelled=cancel.is_set(),
                 adapter=model.active_adapter,
                 notes=tuple(model.last_fit.notes),
-                shots=len(examples),
+                shots=model.last_fit.shots_shown,
             )
 
         def done(outcome: DraftOutcome) -> None:

@@ -12,9 +12,9 @@ from app.engine.conversation import (
     Turn,
     clean_text,
     fit_messages,
-    shot_messages,
     format_chatglm3,
     format_chatml,
+    shot_messages,
     system_prompt,
     to_messages,
 )

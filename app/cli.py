@@ -17,6 +17,8 @@ from app.engine.backend import GenerationConfig
 from app.engine.conversation import EmptyMessageError, Turn, clean_text
 from app.engine.end_model import EndModel, EngineConfig
 from app.errors import XiaoerError
+from app.evolve import cli as evolve_cli
+from app.evolve.cli import example_args, example_bank_of
 
 EXIT_USAGE = 2
 
@@ -311,13 +313,12 @@ def cmd_eval_matcher(args: argparse.Namespace) -> int:
 
 
 def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
-    from app.cloud.label import example_bank
     from app.cloud.providers import load_config, make_teacher
     from app.cloud.service import TeacherService
     from app.store import open_store
 
     teacher = make_teacher(load_config())
-    examples = example_bank(Path(args.examples), args.examples_format) if args.examples else None
+    examples = example_bank_of(args)
     store = open_store() if use_store else None
     cost = getattr(teacher, "cost", None)
     return TeacherService(
@@ -437,11 +438,7 @@ def _teacher_args(parser: argparse.ArgumentParser) -> None:
         choices=["retrieved", "fixed"],
         help="example dialogues: the k most similar, or the paper's fixed N",
     )
-    parser.add_argument("--k", type=int, default=8, help="retrieved examples per query")
-    parser.add_argument("--examples", default=None, help="corpus of example pairs for the prompt")
-    parser.add_argument(
-        "--examples-format", default="jddc2018", choices=["jddc2018", "jddc2019", "ecd", "jsonl"]
-    )
+    example_args(parser, "shown to the teacher")
     parser.add_argument("--lang", default="zh", choices=["zh", "en"])
     parser.add_argument(
         "--max-tokens", type=int, default=256, help="longest teacher reply, in tokens"
@@ -624,9 +621,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--labels-evolve", type=int, default=50, help="evolve: labels per round")
     bench.add_argument("--steps", type=int, default=None, help="evolve: training steps")
     bench.set_defaults(func=cmd_bench)
-
-    from app.evolve import cli as evolve_cli
-
     evolve_cli.add_parsers(sub)
     return parser
 

@@ -262,7 +262,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     adapter = _adapter_named(store, args.adapter)
     baseline = _adapter_named(store, args.compare) if args.compare else None
     scorer = load_scorer(store=store)
-    examples = _shot_bank(args) if args.shots else _example_bank(args)
+    examples = _shot_bank(args) if args.shots else example_bank_of(args)
     if examples is not None and args.shots:
         pairs = with_shots(pairs, examples, args.shots, leave_out_same=False)
     with contextlib.ExitStack() as stack:
@@ -333,7 +333,8 @@ def _adapter_named(store: Any, name: str) -> Any | None:
     return adapter
 
 
-def _example_bank(args: argparse.Namespace) -> ExampleBank | None:
+def example_bank_of(args: argparse.Namespace) -> ExampleBank | None:
+    """The bank of ``--examples``, or None without them."""
     from app.cloud.label import example_bank
 
     return example_bank(Path(args.examples), args.examples_format) if args.examples else None
@@ -341,23 +342,22 @@ def _example_bank(args: argparse.Namespace) -> ExampleBank | None:
 
 def _shot_bank(args: argparse.Namespace) -> ExampleBank:
     """The past dialogues ``--shots`` are chosen from."""
-    bank = _example_bank(args)
+    bank = example_bank_of(args)
     if bank is None:
         raise ValueError("--shots needs --examples: the past dialogues to choose them from")
     return bank
 
 
-def _example_args(parser: Any, teacher: bool = True) -> None:
+def example_args(parser: Any, use: str, k: bool = True) -> None:
+    """``--examples`` (the shop's past dialogues, for ``use``), their format, and ``--k``."""
+    parser.add_argument("--examples", help=f"the shop's past dialogues (a corpus), {use}")
     parser.add_argument(
-        "--examples",
-        help="the shop's past dialogues (a corpus), for --shots"
-        + (" and shown to the teacher (as `xiaoer label`)" if teacher else ""),
+        "--examples-format",
+        choices=["jddc2018", "jddc2019", "ecd", "jsonl"],
+        help="default: told by the path (a folder or .enc: jddc2018, .jsonl: jsonl, else jddc2019)",
     )
-    parser.add_argument(
-        "--examples-format", default="jddc2018", choices=["jddc2018", "jddc2019", "ecd", "jsonl"]
-    )
-    if teacher:
-        parser.add_argument("--k", type=int, default=8, help="retrieved examples per query")
+    if k:
+        parser.add_argument("--k", type=int, default=8, help="past dialogues shown to the teacher")
 
 
 def _shots_arg(parser: Any) -> None:
@@ -374,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from app.evolve.report import write_report
 
     store = _store()
-    examples = _example_bank(args)
+    examples = example_bank_of(args)
     with teacher_service(store, not args.no_teacher, examples, args.k) as service:
         written = write_report(
             [Path(r) for r in args.runs], Path(args.out), teacher=service, probes=args.probe
@@ -446,7 +446,7 @@ def add_parsers(sub: Any) -> None:
     train.add_argument("--out", default=None, help="output dir (default: data dir/adapters)")
     train.add_argument("--no-register", action="store_true", help="don't add it to the store")
     train.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout")
-    _example_args(train, teacher=False)
+    example_args(train, "for --shots", k=False)
     _shots_arg(train)
     train.set_defaults(func=cmd_train)
 
@@ -470,7 +470,7 @@ def add_parsers(sub: Any) -> None:
         help="also the paired differences from an earlier run's --items file (same contexts)",
     )
     ev.add_argument("--compact", action="store_true", help="one line of JSON")
-    _example_args(ev)
+    example_args(ev, "for --shots and shown to the teacher (as `xiaoer label`)")
     _shots_arg(ev)
     ev.set_defaults(func=cmd_eval)
 
@@ -479,5 +479,5 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--out", required=True)
     report.add_argument("--probe", action="append", default=None, help="probe input (repeat)")
     report.add_argument("--no-teacher", action="store_true", help="match-only scores")
-    _example_args(report)
+    example_args(report, "shown to the teacher")
     report.set_defaults(func=cmd_report)

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from app.cloud.label import corpus_format, done_ids, label_corpus, progress_line, read_tasks
 from app.cloud.prompt import Example
-from app.cloud.service import CircuitBreaker, RetryPolicy, TeacherService
+from app.cloud.service import CircuitBreaker, RetryPolicy, TeacherService, outbox_counts
 from app.cloud.teacher import TeacherUnavailable
-from app.store import OutboxItem, TeacherReply, open_store
+from app.store import OutboxItem, Store, TeacherReply, open_store
 from tests.test_teacher_service import ScriptedTeacher
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -122,11 +122,13 @@ def test_scripted_queued_requests_are_answered_by_the_next_run_never_lost(tmp_pa
     store.close()
 
 
-def outage_service(teacher: ScriptedTeacher, now: list[float]) -> TeacherService:
+def outage_service(
+    teacher: ScriptedTeacher, now: list[float], store: Store | None = None
+) -> TeacherService:
     """A breaker that opens after 2 failures in a row and reads a clock the test moves."""
     breaker = CircuitBreaker(threshold=2, cooldown_s=60.0, clock=lambda: now[0])
     return TeacherService(
-        teacher, retry=RetryPolicy(attempts=1), breaker=breaker, sleep=lambda s: None
+        teacher, store, retry=RetryPolicy(attempts=1), breaker=breaker, sleep=lambda s: None
     )
 
 
@@ -142,8 +144,9 @@ def test_an_outage_pauses_the_run_which_goes_on_when_the_teacher_is_back(tmp_pat
     # q0 is answered, then three calls are refused: the breaker opens after two, so the run
     # pauses two or three times (how the refusals fall between pauses depends on thread timing).
     teacher = ScriptedTeacher(["回复0"] + [TeacherUnavailable("timed out")] * 3)
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     report = label_corpus(
-        outage_service(teacher, now),
+        outage_service(teacher, now, store),
         tasks,
         tmp_path / "l.jsonl",
         progress=lines.append,
@@ -153,6 +156,9 @@ def test_an_outage_pauses_the_run_which_goes_on_when_the_teacher_is_back(tmp_pat
     assert waits in ([60.0] * 2, [60.0] * 3), waits
     assert sum("trying again in 60 s" in line for line in lines) == len(waits)
     assert len(done_ids(tmp_path / "l.jsonl")) == len(tasks)
+    # The refused requests were queued, and answered after the pause: none is left pending (it
+    # would be sent again at the next drain).
+    assert report.outbox_pending == 0 and outbox_counts(store)["done"] >= 1
 
 
 def test_a_teacher_that_stays_down_stops_the_run_with_a_reason(tmp_path: Path) -> None:

@@ -188,8 +188,10 @@ class TeacherService:
         examples = self.examples_for(conversation)
         request, redactor = self.prepare(conversation, examples)
         digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
+        payload = self._payload(conversation, examples)
         cached = self._cached(digest)
         if cached is not None:
+            self._settle(payload, message_id, draft_id)
             return TeacherResult(
                 redactor.restore(cached.reply_text),
                 _answer(cached),
@@ -201,11 +203,12 @@ class TeacherService:
         try:
             answer = self._call(request)
         except TeacherUnavailable as exc:
-            self._enqueue(conversation, examples, message_id, draft_id, str(exc))
+            self._enqueue(payload, message_id, draft_id, str(exc))
             raise
         reply = clean_reply(answer.text)
         cost = self._cost_fn(answer.usage)
         self._record(request, digest, answer, reply, cost, message_id, draft_id)
+        self._settle(payload, message_id, draft_id)
         return TeacherResult(redactor.restore(reply), answer, request, digest, False, cost)
 
     def _call(self, request: TeacherRequest) -> TeacherAnswer:
@@ -277,38 +280,41 @@ class TeacherService:
                 )
             )
 
-    def _enqueue(
-        self,
-        conversation: Sequence[Turn],
-        examples: Sequence[Example],
-        message_id: int | None,
-        draft_id: int | None,
-        error: str,
-    ) -> None:
-        if self.store is None:
-            return
-        # What it takes to send the same prompt again: the conversation and examples as they are
-        # on the device (redaction happens at send time, for whichever teacher it goes to then).
-        payload: dict[str, Any] = {
+    def _payload(self, conversation: Sequence[Turn], examples: Sequence[Example]) -> dict[str, Any]:
+        """What it takes to send the same prompt again: the conversation and examples as they are
+        on the device (redaction happens at send time, for whichever teacher it goes to then)."""
+        return {
             "turns": [[t.role, t.text] for t in conversation],
             "examples": [[e.query, e.reply] for e in examples],
             "lang": self.lang,
             "max_tokens": self.max_tokens,
         }
+
+    def _twins(
+        self, session: Any, payload: dict[str, Any], message_id: int | None, draft_id: int | None
+    ) -> list[OutboxItem]:
+        """The pending outbox items holding this same request."""
+        pending = session.scalars(
+            select(OutboxItem)
+            .where(OutboxItem.status == "pending")
+            .where(_same(OutboxItem.message_id, message_id))
+            .where(_same(OutboxItem.draft_id, draft_id))
+        )
+        return [item for item in pending if item.request == payload]
+
+    def _enqueue(
+        self, payload: dict[str, Any], message_id: int | None, draft_id: int | None, error: str
+    ) -> None:
+        if self.store is None:
+            return
         retry_at = datetime.now(UTC) + timedelta(seconds=self.retry.max_s)
         with self.store.session() as session:
             # The same request failing again (a relabeling run, a second click) is one item.
-            for item in session.scalars(
-                select(OutboxItem)
-                .where(OutboxItem.status == "pending")
-                .where(_same(OutboxItem.message_id, message_id))
-                .where(_same(OutboxItem.draft_id, draft_id))
-            ):
-                if item.request == payload:
-                    item.attempts += 1
-                    item.last_error = error
-                    item.next_attempt_at = retry_at
-                    return
+            for item in self._twins(session, payload, message_id, draft_id):
+                item.attempts += 1
+                item.last_error = error
+                item.next_attempt_at = retry_at
+                return
             session.add(
                 OutboxItem(
                     message_id=message_id,
@@ -319,6 +325,17 @@ class TeacherService:
                     next_attempt_at=retry_at,
                 )
             )
+
+    def _settle(
+        self, payload: dict[str, Any], message_id: int | None, draft_id: int | None
+    ) -> None:
+        """A request answered after all (a second try, a later run) is no longer queued."""
+        if self.store is None:
+            return
+        with self.store.session() as session:
+            for item in self._twins(session, payload, message_id, draft_id):
+                item.status = "done"
+                item.last_error = None
 
     def _replay(self, payload: dict[str, Any]) -> tuple[TeacherRequest, str]:
         """The queued request rebuilt as first built (older items hold only the turns)."""

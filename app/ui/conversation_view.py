@@ -151,7 +151,12 @@ class DraftPanel(QFrame):
         self.similarity_badge.setToolTip(
             self.tr("Similarity to the teacher's reply; – until the teacher has answered")
         )
-        self.match_badge.setToolTip(self.tr("How well the draft answers the customer (matcher)"))
+        self.match_badge.setToolTip(
+            self.tr(
+                "How well the draft answers the customer (matcher); a draft that only repeats "
+                "the customer's message scores 0"
+            )
+        )
         self.final_badge.setToolTip(
             self.tr("Final = α·similarity + (1−α)·match (α {0:.2f}, Θ {1:.2f})").format(
                 result.alpha, result.theta

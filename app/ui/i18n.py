@@ -57,7 +57,10 @@ def build(update: bool = True) -> None:
     ts = here / "i18n" / "xiaoer_zh_CN.ts"
     if update:
         sources = sorted(str(p) for p in here.glob("*.py"))
-        subprocess.run([_tool("pyside6-lupdate"), *sources, "-ts", str(ts)], check=True)
+        # Strings no longer in the sources are dropped, not kept as "vanished".
+        subprocess.run(
+            [_tool("pyside6-lupdate"), *sources, "-no-obsolete", "-ts", str(ts)], check=True
+        )
     subprocess.run(
         [_tool("pyside6-lrelease"), str(ts), "-qm", str(ts.with_suffix(".qm"))], check=True
     )

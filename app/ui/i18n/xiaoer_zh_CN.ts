@@ -22,127 +22,127 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="218"/>
+        <location filename="../conversation_view.py" line="223"/>
         <source>Paste or type the customer&apos;s message and press Enter</source>
         <translation>粘贴或输入顾客消息后按回车</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="220"/>
+        <location filename="../conversation_view.py" line="225"/>
         <source>Add customer message</source>
         <translation>添加顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="306"/>
+        <location filename="../conversation_view.py" line="311"/>
         <source>Customer</source>
         <translation>顾客</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="308"/>
+        <location filename="../conversation_view.py" line="313"/>
         <source>Shop</source>
         <translation>店铺</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="310"/>
+        <location filename="../conversation_view.py" line="315"/>
         <source>System</source>
         <translation>系统</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="327"/>
+        <location filename="../conversation_view.py" line="332"/>
         <source>The real agent answered: {0}</source>
         <translation>真实客服的回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="339"/>
+        <location filename="../conversation_view.py" line="344"/>
         <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="363"/>
+        <location filename="../conversation_view.py" line="368"/>
         <source>queued…</source>
         <translation>排队中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="387"/>
+        <location filename="../conversation_view.py" line="392"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="399"/>
+        <location filename="../conversation_view.py" line="404"/>
         <source>no draft</source>
         <translation>无草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="400"/>
+        <location filename="../conversation_view.py" line="405"/>
         <source>Drafting a reply</source>
         <translation>生成回复草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="408"/>
+        <location filename="../conversation_view.py" line="413"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="408"/>
+        <location filename="../conversation_view.py" line="413"/>
         <source>ready</source>
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="410"/>
+        <location filename="../conversation_view.py" line="415"/>
         <source>past dialogues shown: {0}</source>
         <translation>参考了 {0} 段历史对话</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="441"/>
+        <location filename="../conversation_view.py" line="446"/>
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="470"/>
+        <location filename="../conversation_view.py" line="475"/>
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="482"/>
+        <location filename="../conversation_view.py" line="487"/>
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="503"/>
+        <location filename="../conversation_view.py" line="508"/>
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="518"/>
+        <location filename="../conversation_view.py" line="523"/>
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="525"/>
+        <location filename="../conversation_view.py" line="530"/>
         <source>Teacher&apos;s reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="526"/>
+        <location filename="../conversation_view.py" line="531"/>
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="533"/>
+        <location filename="../conversation_view.py" line="538"/>
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="536"/>
+        <location filename="../conversation_view.py" line="541"/>
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="562"/>
+        <location filename="../conversation_view.py" line="567"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="567"/>
+        <location filename="../conversation_view.py" line="572"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -225,32 +225,32 @@
         <translation>与教师回复的相似度；教师回复前显示 –</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="154"/>
-        <source>How well the draft answers the customer (matcher)</source>
-        <translation>草稿对顾客问题的回答程度（匹配模型）</translation>
+        <location filename="../conversation_view.py" line="156"/>
+        <source>How well the draft answers the customer (matcher); a draft that only repeats the customer&apos;s message scores 0</source>
+        <translation>草稿对顾客问题的回答程度（匹配模型）；只重复顾客原话的草稿记 0 分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="156"/>
+        <location filename="../conversation_view.py" line="161"/>
         <source>Final = α·similarity + (1−α)·match (α {0:.2f}, Θ {1:.2f})</source>
         <translation>Final = α·相似度 + (1−α)·匹配度（α {0:.2f}，Θ {1:.2f}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="161"/>
+        <location filename="../conversation_view.py" line="166"/>
         <source>fallback: similarity only</source>
         <translation>回退：仅用相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="163"/>
+        <location filename="../conversation_view.py" line="168"/>
         <source>The teacher&apos;s own match was below Θ, so Final = similarity</source>
         <translation>教师回复自身的匹配度低于 Θ，因此 Final = 相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="166"/>
+        <location filename="../conversation_view.py" line="171"/>
         <source>match only</source>
         <translation>仅匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="167"/>
+        <location filename="../conversation_view.py" line="172"/>
         <source>No teacher reply yet: Final = match</source>
         <translation>尚无教师回复：Final = 匹配度</translation>
     </message>
@@ -507,7 +507,7 @@
     </message>
     <message>
         <location filename="../main_window.py" line="320"/>
-        <location filename="../main_window.py" line="755"/>
+        <location filename="../main_window.py" line="759"/>
         <source>loading the end model…</source>
         <translation>正在加载端侧模型…</translation>
     </message>
@@ -660,32 +660,32 @@
         <translation>已导出到 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="751"/>
+        <location filename="../main_window.py" line="755"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="799"/>
+        <location filename="../main_window.py" line="803"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="801"/>
+        <location filename="../main_window.py" line="805"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="817"/>
+        <location filename="../main_window.py" line="821"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="819"/>
+        <location filename="../main_window.py" line="823"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="820"/>
+        <location filename="../main_window.py" line="824"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from app.cloud.prompt import Example, ExampleBank
 from app.scoring.echo import repeats_customer
 from app.scoring.formula import final_score
 from app.scoring.scorers import E5Matching, ReplyScorer, ScoreItem, USESimilarity
@@ -75,6 +76,15 @@ def test_use_similarity_separates_related_from_unrelated(scorer: ReplyScorer) ->
     sims = scorer.similarity_model.similarity([GOOD, GOOD], [close, BAD])
     assert sims[0] > sims[1] + 0.2
     assert np.all((sims >= 0) & (sims <= 1))
+
+
+def test_the_past_dialogues_share_the_scorers_use_model(scorer: ReplyScorer) -> None:
+    """One ~115 MB model per process, not one per user of it; their caches stay their own."""
+    bank = ExampleBank([Example("发什么快递", "默认中通"), Example("能开发票吗", "可以")])
+    assert isinstance(scorer.similarity_model, USESimilarity)
+    assert bank.retrieve("可以开发票吗", 1)[0].reply == "可以"
+    assert bank._encoder._use is scorer.similarity_model._use
+    assert bank._encoder.cached is not scorer.similarity_model.cached
 
 
 def test_e5_matching_is_calibrated_and_prefers_the_relevant_reply(scorer: ReplyScorer) -> None:

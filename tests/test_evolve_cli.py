@@ -122,6 +122,61 @@ def test_paired_differences_from_an_earlier_run_need_the_same_contexts(tmp_path)
         deltas_against([row("a", 0.3)], earlier)
 
 
+def _items_file(path: Path, contexts: str, similarity: list[float]) -> Path:
+    """A small ``xiaoer eval --items`` file: one row per context (one character each)."""
+    rows = [
+        {"context": c, "reference": "r", "similarity_to_reference": s, "matching": 0.5}
+        for c, s in zip(contexts, similarity, strict=True)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    return path
+
+
+def test_runs_compared_with_the_base_over_two_splits_and_averaged_over_seeds(
+    tmp_path, models_dir, data_home
+) -> None:
+    def items(name: str, contexts: str, similarity: list[float]) -> Path:
+        return _items_file(tmp_path / f"{name}.jsonl", contexts, similarity)
+
+    base = [items("base-a", "ab", [0.2, 0.2]), items("base-b", "c", [0.4])]
+    seed1 = [items("s1-a", "ab", [0.3, 0.5]), items("s1-b", "c", [0.4])]
+    seed2 = [items("s2-a", "ab", [0.1, 0.3]), items("s2-b", "c", [0.7])]
+    args = ["compare", "--base", *map(str, base), "--run", *map(str, seed1)]
+    done = xiaoer([*args, "--run", *map(str, seed2)], cli_env(models_dir, data_home))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["n"] == 3
+    first, second = summary["runs"]
+    assert first["delta_similarity_to_reference_mean"] == pytest.approx(0.4 / 3, abs=1e-4)
+    assert second["delta_similarity_to_reference_mean"] == pytest.approx(0.3 / 3, abs=1e-4)
+    # Averaged context by context: (0.0, +0.2, +0.15) → mean 0.35 / 3, a narrower interval.
+    averaged = summary["averaged"]
+    assert averaged["delta_similarity_to_reference_mean"] == pytest.approx(0.35 / 3, abs=1e-4)
+    assert averaged["delta_matching_mean"] == 0.0
+    assert "delta_final_mean" not in averaged
+
+
+def test_compared_runs_must_hold_the_base_contexts_in_order(tmp_path) -> None:
+    from app.evolve.evaluate import compare_items
+
+    def items(name: str, contexts: str) -> Path:
+        return _items_file(tmp_path / f"{name}.jsonl", contexts, [0.2] * len(contexts))
+
+    base = [items("base-a", "ab"), items("base-b", "c")]
+    with pytest.raises(ValueError, match="not the base's contexts"):
+        compare_items(base, [[items("run-b", "c"), items("run-a", "ab")]])  # splits swapped
+    with pytest.raises(ValueError, match="needs 2 items file"):
+        compare_items(base, [[items("run-a", "ab")]])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(ValueError, match=r"broken\.jsonl: not an items file"):
+        compare_items(base, [[items("run-a", "ab"), broken]])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", "utf-8")
+    with pytest.raises(ValueError, match="no scored rows"):
+        compare_items([empty], [[empty]])
+
+
 @pytest.mark.slow
 def test_training_and_drafting_with_past_dialogues_shown(
     embedded_model_path, models_dir, data_home, tmp_path

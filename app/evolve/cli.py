@@ -1,4 +1,5 @@
-"""Command-line front of the evolution engine: ``xiaoer evolve|adapters|train|eval|report``."""
+"""Command-line front of the evolution engine:
+``xiaoer evolve|adapters|train|eval|compare|report``."""
 
 from __future__ import annotations
 
@@ -291,31 +292,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def deltas_against(items: list[dict[str, Any]], earlier: Path) -> dict[str, float]:
     """Paired differences from an earlier run's ``--items`` file on the same contexts (another
     adapter, other settings such as ``--shots``)."""
-    from app.evolve.evaluate import paired_deltas
+    from app.evolve.evaluate import item_deltas, read_items
 
-    try:
-        with earlier.open(encoding="utf-8") as fh:
-            before = [json.loads(line) for line in fh if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"{earlier}: not an items file from `xiaoer eval --items` ({exc})"
-        ) from exc
-    same = len(before) == len(items) and all(
-        (a.get("context"), a.get("reference")) == (b["context"], b["reference"])
-        for a, b in zip(before, items, strict=False)
-    )
-    if not same:
-        raise ValueError(
-            f"{earlier}: its contexts are not this run's (same --pairs, --offset, --limit?)"
-        )
-    keys = [
-        k
-        for k in ("similarity_to_reference", "matching", "final")
-        if k in items[0] and k in before[0]
-    ]
-    return paired_deltas(
-        {k: [i[k] for i in items] for k in keys}, {k: [b[k] for b in before] for k in keys}
-    )
+    mismatch = f"{earlier}: its contexts are not this run's (same --pairs, --offset, --limit?)"
+    return item_deltas(items, read_items(earlier), mismatch)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from app.evolve.evaluate import compare_items
+
+    runs = [[Path(p) for p in files] for files in args.run]
+    summary = compare_items([Path(p) for p in args.base], runs)
+    print(json.dumps(summary, ensure_ascii=False, indent=None if args.compact else 2))
+    return 0
 
 
 def _adapter_named(store: Any, name: str) -> Any | None:
@@ -473,6 +462,23 @@ def add_parsers(sub: Any) -> None:
     example_args(ev, "for --shots and shown to the teacher (as `xiaoer label`)")
     _shots_arg(ev)
     ev.set_defaults(func=cmd_eval)
+
+    compare = sub.add_parser(
+        "compare", help="paired differences of `xiaoer eval --items` files over splits and seeds"
+    )
+    compare.add_argument(
+        "--base", nargs="+", required=True, metavar="ITEMS", help="one file per held-out split"
+    )
+    compare.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="ITEMS",
+        help="one run's files, split by split as --base (repeat for each run, e.g. each seed)",
+    )
+    compare.add_argument("--compact", action="store_true", help="one line of JSON")
+    compare.set_defaults(func=cmd_compare)
 
     report = sub.add_parser("report", help="the paper's Table VI, Fig. 3 heatmap and loss curves")
     report.add_argument("--runs", nargs="+", required=True, help="training output dirs")

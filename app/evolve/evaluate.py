@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from app.evolve.loop import Served, draft_replies
 from app.store import AdapterVersion
 
 TEACHER_CONCURRENCY = 4
+SCORE_KEYS = ("similarity_to_reference", "matching", "final")
 
 
 def read_pairs(enc: Path, dec: Path, offset: int = 0, limit: int | None = None) -> list[Example]:
@@ -57,6 +59,70 @@ def paired_deltas(
         for key, values in scores.items()
     }
     return _summarise(deltas, prefix="delta_")
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    """The rows of an items file (``xiaoer eval --items``): one context's replies and scores each."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not an items file from `xiaoer eval --items` ({exc})") from exc
+    if not rows or not all(isinstance(r, dict) and SCORE_KEYS[0] in r for r in rows):
+        raise ValueError(f"{path}: not an items file from `xiaoer eval --items` (no scored rows)")
+    return rows
+
+
+def item_deltas(
+    rows: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]], mismatch: str
+) -> dict[str, float]:
+    """Paired differences ``rows`` − ``base`` of two items files' scores; ``mismatch`` is the
+    error when they don't hold the same contexts in the same order."""
+    same = len(rows) == len(base) and all(
+        (a.get("context"), a.get("reference")) == (b.get("context"), b.get("reference"))
+        for a, b in zip(rows, base, strict=True)
+    )
+    if not same:
+        raise ValueError(mismatch)
+    keys = [k for k in SCORE_KEYS if k in rows[0] and k in base[0]]
+    return paired_deltas(
+        {k: [r[k] for r in rows] for k in keys}, {k: [b[k] for b in base] for k in keys}
+    )
+
+
+def compare_items(base: Sequence[Path], runs: Sequence[Sequence[Path]]) -> dict[str, Any]:
+    """Runs against a base over one or more held-out splits (``xiaoer compare``).
+
+    ``base`` has one items file per split; each run the same number, split by split. Each side's
+    files are put end to end, then each run's paired differences from the base are summarised;
+    with several runs (seeds, say), also those of their scores averaged context by context.
+    """
+    base_rows = [row for path in base for row in read_items(path)]
+    summary: dict[str, Any] = {"n": len(base_rows), "base": [str(p) for p in base], "runs": []}
+    all_rows = []
+    for files in runs:
+        if len(files) != len(base):
+            raise ValueError(
+                f"each run needs {len(base)} items file(s), one per base file and in the same"
+                f" order; got {len(files)}: {' '.join(map(str, files))}"
+            )
+        rows = [row for path in files for row in read_items(path)]
+        names = " ".join(map(str, files))
+        mismatch = (
+            f"{names}: not the base's contexts (the same --pairs/--offset/--limit, in order?)"
+        )
+        summary["runs"].append(
+            {"items": [str(p) for p in files], **item_deltas(rows, base_rows, mismatch)}
+        )
+        all_rows.append(rows)
+    if len(all_rows) > 1:
+        keys = [k for k in SCORE_KEYS if all(k in rows[0] for rows in all_rows)]
+        averaged = [
+            {**row, **{k: sum(rows[i][k] for rows in all_rows) / len(all_rows) for k in keys}}
+            for i, row in enumerate(all_rows[0])
+        ]
+        summary["averaged"] = item_deltas(averaged, base_rows, "")
+    return summary
 
 
 def _item_scores(

@@ -101,13 +101,13 @@ def compare_items(base: Sequence[Path], runs: Sequence[Sequence[Path]]) -> dict[
     summary: dict[str, Any] = {"n": len(base_rows), "base": [str(p) for p in base], "runs": []}
     all_rows = []
     for files in runs:
+        names = " ".join(map(str, files))
         if len(files) != len(base):
             raise ValueError(
                 f"each run needs {len(base)} items file(s), one per base file and in the same"
-                f" order; got {len(files)}: {' '.join(map(str, files))}"
+                f" order; got {len(files)}: {names}"
             )
         rows = [row for path in files for row in read_items(path)]
-        names = " ".join(map(str, files))
         mismatch = (
             f"{names}: not the base's contexts (the same --pairs/--offset/--limit, in order?)"
         )
@@ -121,7 +121,9 @@ def compare_items(base: Sequence[Path], runs: Sequence[Sequence[Path]]) -> dict[
             {**row, **{k: sum(rows[i][k] for rows in all_rows) / len(all_rows) for k in keys}}
             for i, row in enumerate(all_rows[0])
         ]
-        summary["averaged"] = item_deltas(averaged, base_rows, "")
+        summary["averaged"] = item_deltas(
+            averaged, base_rows, "the averaged runs: not the base's contexts"
+        )
     return summary
 
 

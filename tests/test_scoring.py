@@ -151,8 +151,13 @@ def test_a_draft_repeating_the_customer_matches_zero_and_looks_weak(scorer: Repl
     assert scorer.score(query, answer).final == pytest.approx(raw[1], abs=1e-6)
     full = scorer.score(query, echo, answer)
     assert full.final == pytest.approx(0.8 * full.similarity, abs=1e-6)
-    # A teacher that only repeats the customer is judged unreliable: similarity alone decides.
-    assert scorer.score(query, answer, echo).mode == "fallback"
+    # A teacher that only repeats the customer gave no answer to compare with: match alone
+    # decides, as before the teacher is asked. (The fallback, similarity alone, gave the draft
+    # that repeats the customer too a Final near 1.)
+    answered = scorer.score(query, answer, echo)
+    assert answered.mode == "match_only" and answered.final == pytest.approx(raw[1], abs=1e-6)
+    both_echo = scorer.score(query, echo, echo)
+    assert both_echo.similarity > 0.9 and both_echo.final == 0.0
 
 
 @pytest.mark.parametrize(

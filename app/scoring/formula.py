@@ -2,7 +2,11 @@
 
 Final = α · similarity(end reply, cloud reply) + (1 − α) · matching(query, end reply),
 except when the cloud reply's own matching score is below Θ: then the matcher is judged unreliable
-for this query and Final = similarity alone. Without a cloud reply, Final = matching alone.
+for this query and Final = similarity alone. Without a cloud reply, Final = matching alone; so too
+when the cloud reply only repeats the customer's message (``cloud_repeats``). Such a reply is no
+answer to compare with: its matching is 0 by the echo rule (``app.scoring.echo``), so the fallback
+would judge the draft by its similarity to the echo alone and give a draft that repeats the customer
+too a Final near 1.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def final_score(
     cloud_matching: float | None = None,
     alpha: float = DEFAULT_ALPHA,
     theta: float = DEFAULT_THETA,
+    cloud_repeats: bool = False,
 ) -> ScoreResult:
     alpha = _unit("alpha", alpha)
     theta = _unit("theta", theta)
@@ -56,6 +61,10 @@ def final_score(
     if cloud_matching is None:
         raise ValueError("cloud_matching is needed whenever a cloud reply was scored")
     cloud_matching = _unit("cloud_matching", cloud_matching)
+    if cloud_repeats:
+        return ScoreResult(
+            similarity, matching, cloud_matching, matching, False, "match_only", alpha, theta
+        )
     if cloud_matching < theta:
         return ScoreResult(
             similarity, matching, cloud_matching, similarity, True, "fallback", alpha, theta

@@ -418,7 +418,12 @@ class ReplyScorer:
             i: (float(sims[k]), float(matches[len(items) + k])) for k, i in enumerate(with_cloud)
         }
         results = []
-        for i in range(len(items)):
+        for i, item in enumerate(items):
             sim, cloud_match = cloud.get(i, (None, None))
-            results.append(final_score(float(matches[i]), sim, cloud_match, alpha, theta))
+            echo = bool(
+                item.cloud_reply is not None
+                and item.context
+                and repeats_customer(item.context[-1], item.cloud_reply)
+            )
+            results.append(final_score(float(matches[i]), sim, cloud_match, alpha, theta, echo))
         return results

@@ -212,7 +212,8 @@ class Score(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
     similarity: Mapped[float | None]
-    """Similarity to the reference reply; None when there was none (mode "match_only")."""
+    """Similarity to the reference reply; None when there was none (mode "match_only", which is
+    also the mode when the reference only repeats the customer)."""
     matching: Mapped[float | None]
     """The matcher's score; None when the matcher was unavailable."""
     final: Mapped[float]

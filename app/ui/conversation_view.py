@@ -169,7 +169,9 @@ class DraftPanel(QFrame):
             )
         elif result.mode == "match_only":
             self.fallback_badge.setText(self.tr("match only"))
-            self.fallback_badge.setToolTip(self.tr("No teacher reply yet: Final = match"))
+            self.fallback_badge.setToolTip(
+                self.tr("No teacher reply yet, or it only repeats the customer: Final = match")
+            )
         else:
             self.fallback_badge.setText("")
 

@@ -22,127 +22,127 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="223"/>
+        <location filename="../conversation_view.py" line="225"/>
         <source>Paste or type the customer&apos;s message and press Enter</source>
         <translation>粘贴或输入顾客消息后按回车</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="225"/>
+        <location filename="../conversation_view.py" line="227"/>
         <source>Add customer message</source>
         <translation>添加顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="311"/>
+        <location filename="../conversation_view.py" line="313"/>
         <source>Customer</source>
         <translation>顾客</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="313"/>
+        <location filename="../conversation_view.py" line="315"/>
         <source>Shop</source>
         <translation>店铺</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="315"/>
+        <location filename="../conversation_view.py" line="317"/>
         <source>System</source>
         <translation>系统</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="332"/>
+        <location filename="../conversation_view.py" line="334"/>
         <source>The real agent answered: {0}</source>
         <translation>真实客服的回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="344"/>
+        <location filename="../conversation_view.py" line="346"/>
         <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="368"/>
+        <location filename="../conversation_view.py" line="370"/>
         <source>queued…</source>
         <translation>排队中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="392"/>
+        <location filename="../conversation_view.py" line="394"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="404"/>
+        <location filename="../conversation_view.py" line="406"/>
         <source>no draft</source>
         <translation>无草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="405"/>
+        <location filename="../conversation_view.py" line="407"/>
         <source>Drafting a reply</source>
         <translation>生成回复草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="413"/>
+        <location filename="../conversation_view.py" line="415"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="413"/>
+        <location filename="../conversation_view.py" line="415"/>
         <source>ready</source>
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="415"/>
+        <location filename="../conversation_view.py" line="417"/>
         <source>past dialogues shown: {0}</source>
         <translation>参考了 {0} 段历史对话</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="446"/>
+        <location filename="../conversation_view.py" line="448"/>
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="475"/>
+        <location filename="../conversation_view.py" line="477"/>
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="487"/>
+        <location filename="../conversation_view.py" line="489"/>
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="508"/>
+        <location filename="../conversation_view.py" line="510"/>
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="523"/>
+        <location filename="../conversation_view.py" line="525"/>
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="530"/>
+        <location filename="../conversation_view.py" line="532"/>
         <source>Teacher&apos;s reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="531"/>
+        <location filename="../conversation_view.py" line="533"/>
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="538"/>
+        <location filename="../conversation_view.py" line="540"/>
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="541"/>
+        <location filename="../conversation_view.py" line="543"/>
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="567"/>
+        <location filename="../conversation_view.py" line="569"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="572"/>
+        <location filename="../conversation_view.py" line="574"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -250,9 +250,9 @@
         <translation>仅匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="172"/>
-        <source>No teacher reply yet: Final = match</source>
-        <translation>尚无教师回复：Final = 匹配度</translation>
+        <location filename="../conversation_view.py" line="173"/>
+        <source>No teacher reply yet, or it only repeats the customer: Final = match</source>
+        <translation>尚无教师回复，或教师回复只是重复顾客的话：Final = 匹配度</translation>
     </message>
 </context>
 <context>

@@ -351,6 +351,14 @@ class ScoreItem:
     cloud_reply: str | None = None
 
 
+def _echoes(contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> list[bool]:
+    """Which replies only repeat the customer's last message (see `echo`)."""
+    return [
+        bool(context) and repeats_customer(context[-1], reply)
+        for context, reply in zip(contexts, replies, strict=True)
+    ]
+
+
 def as_context(query_or_context: str | Sequence[str]) -> list[str]:
     if isinstance(query_or_context, str):
         return [query_or_context]
@@ -382,9 +390,14 @@ class ReplyScorer:
     def matching(self, contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> Scores:
         """The matching model's scores, except that a reply which only repeats the customer's
         last message gets 0 (see `echo`)."""
+        return self._matching(contexts, replies, _echoes(contexts, replies))
+
+    def _matching(
+        self, contexts: Sequence[Sequence[str]], replies: Sequence[str], echoes: Sequence[bool]
+    ) -> Scores:
         scores = np.array(self.matching_model.matching(contexts, replies), dtype=np.float64)
-        for i, (context, reply) in enumerate(zip(contexts, replies, strict=True)):
-            if context and repeats_customer(context[-1], reply):
+        for i, echo in enumerate(echoes):
+            if echo:
                 scores[i] = 0.0
         return scores
 
@@ -408,22 +421,21 @@ class ReplyScorer:
         with_cloud = [i for i, it in enumerate(items) if it.cloud_reply is not None]
         contexts = [it.context for it in items] + [items[i].context for i in with_cloud]
         replies = [it.reply for it in items] + [str(items[i].cloud_reply) for i in with_cloud]
+        echoes = _echoes(contexts, replies)  # a cloud reply that echoes is no reference either
         with scorer_threads():
-            matches = self.matching(contexts, replies)
+            matches = self._matching(contexts, replies, echoes)
             sims = self.similarity_model.similarity(
                 [items[i].reply for i in with_cloud],
                 [str(items[i].cloud_reply) for i in with_cloud],
             )
         cloud = {
-            i: (float(sims[k]), float(matches[len(items) + k])) for k, i in enumerate(with_cloud)
+            i: (float(sims[k]), float(matches[len(items) + k]), echoes[len(items) + k])
+            for k, i in enumerate(with_cloud)
         }
         results = []
-        for i, item in enumerate(items):
-            sim, cloud_match = cloud.get(i, (None, None))
-            echo = bool(
-                item.cloud_reply is not None
-                and item.context
-                and repeats_customer(item.context[-1], item.cloud_reply)
+        for i in range(len(items)):
+            sim, cloud_match, cloud_echo = cloud.get(i, (None, None, False))
+            results.append(
+                final_score(float(matches[i]), sim, cloud_match, alpha, theta, cloud_echo)
             )
-            results.append(final_score(float(matches[i]), sim, cloud_match, alpha, theta, echo))
         return results

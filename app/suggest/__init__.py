@@ -1,0 +1,1 @@
+"""Suggestions: candidates for a reply, their ranking and the guard against invented commitments."""

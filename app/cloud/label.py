@@ -168,6 +168,9 @@ class LabelReport:
     labeled: int
     failed: int
     seconds: float
+    unusable: int = 0
+    """Answered, but not usable as labels (a placeholder not from the task's conversation):
+    written with ``teacher_reply`` null and the reason in ``unusable``."""
     outbox_done: int = 0
     """Queued requests (of this or an earlier run) answered before labeling began."""
     outbox_pending: int = 0
@@ -225,22 +228,27 @@ def label_corpus(
     todo = [t for t in tasks if t.id not in already]
     limiter = RateLimiter(per_minute)
     lock = threading.Lock()
-    labeled = failed = 0
+    labeled = failed = unusable = 0
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def work(task: LabelTask) -> dict[str, Any]:
         limiter.wait()
         result = service.ask(task.turns)
-        return {
+        record = {
             "id": task.id,
             "context": [t.text for t in task.turns],
             "query": task.turns[-1].text,
-            "teacher_reply": result.reply,
+            # None when the reply holds a placeholder not from this conversation: the task is
+            # done (kept, with the reason) but `xiaoer train` finds no label in it.
+            "teacher_reply": result.label,
             "reference": task.reference,
             "provider": service.teacher.provider,
             "model": service.teacher.model,
             "prompt_hash": result.prompt_hash,
         }
+        if result.unusable:
+            record["unusable"] = result.unusable
+        return record
 
     queue = iter(todo)
     again: list[LabelTask] = []  # tasks the teacher was unavailable for, to try after a pause
@@ -277,15 +285,20 @@ def label_corpus(
                         sink.write(line)
                         sink.flush()
                         os.fsync(sink.fileno())
-                    labeled += 1
+                    if record["teacher_reply"] is None:
+                        unusable += 1
+                        report(f"label: {task.id} is not a usable label: {record['unusable']}")
+                    else:
+                        labeled += 1
                     pauses = 0
-                report(progress_line(labeled + failed, len(todo), started))
+                report(progress_line(labeled + unusable + failed, len(todo), started))
             if outage is None:
                 submit_more()
             elif not running:  # every call in flight has come back: pause, then try again
                 if pauses == max_pauses:
                     stopped = (
-                        f"the teacher stayed unavailable ({outage}); {len(todo) - labeled - failed}"
+                        f"the teacher stayed unavailable ({outage}); "
+                        f"{len(todo) - labeled - unusable - failed}"
                         " tasks left: run the same command again to resume"
                     )
                     break
@@ -306,6 +319,7 @@ def label_corpus(
         labeled,
         failed,
         time.monotonic() - started,
+        unusable,
         drained["done"],
         still_queued,
         stopped,

@@ -4,15 +4,22 @@ Providers only speak their API; everything that must hold for every provider hap
 nothing personal leaves for a non-local teacher, a failed request is kept in the outbox until it
 succeeds, a malformed answer is never used as a label, and every answer is recorded with exactly
 what was sent, its tokens and its cost.
+
+Placeholders in the teacher's reply are restored here, once, from the conversation's own turns
+only: the example dialogues in the prompt share the placeholder numbering, and a teacher that
+copies an example's ``[ADDRESS_2]`` must not put another customer's address in front of the agent
+or into a label. Such a reply is kept and flagged (``unusable``), never learned; the label stored
+with it is exactly the text the agent was shown.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.cloud.prompt import Example, ExampleBank, ExampleMode, build_request, prompt_hash
-from app.cloud.redact import PLACEHOLDER, Redactor
+from app.cloud.redact import PLACEHOLDER, Redaction, Redactor
 from app.cloud.teacher import (
     CloudTeacher,
     TeacherAnswer,
@@ -98,15 +105,71 @@ def clean_reply(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Restored:
+    """A teacher's reply with the conversation's own values put back."""
+
+    text: str
+    foreign: tuple[str, ...]
+    """Placeholders the conversation's turns do not hold (copied from an example, or made up):
+    left as they are, and they make the reply unusable as a label."""
+
+    @property
+    def unusable(self) -> str | None:
+        """Why the reply must not be learned, or None when it may be."""
+        if not self.foreign:
+            return None
+        return (
+            f"the teacher used placeholders that are not in this conversation "
+            f"({', '.join(self.foreign)}): copied from an example dialogue or made up"
+        )
+
+
+def restore_reply(reply: str, own: Mapping[str, str]) -> Restored:
+    """Put back the values of ``own`` (placeholder → real value of this conversation's turns);
+    every other placeholder stays as it is and is listed in ``foreign``."""
+    foreign: list[str] = []
+
+    def put_back(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        if tag in own:
+            return own[tag]
+        if tag not in foreign:
+            foreign.append(tag)
+        return tag
+
+    return Restored(PLACEHOLDER.sub(put_back, reply), tuple(foreign))
+
+
+def own_placeholders(redactions: Sequence[Redaction]) -> dict[str, str]:
+    """placeholder → real value for the placeholders that occur in these redacted turns."""
+    own: dict[str, str] = {}
+    for redaction in redactions:
+        for match in PLACEHOLDER.finditer(redaction.redacted):
+            tag = match.group(0)
+            if tag in redaction.mapping:
+                own[tag] = redaction.mapping[tag]
+    return own
+
+
+@dataclass(frozen=True)
 class TeacherResult:
     reply: str
-    """With the real values restored where the teacher echoed a placeholder."""
+    """What the agent is shown: the conversation's own values restored where the teacher echoed
+    its placeholders; any other placeholder left as it is."""
     answer: TeacherAnswer
     sent: TeacherRequest
     """Exactly what went to the provider."""
     prompt_hash: str
     cached: bool
     cost: float
+    unusable: str | None = None
+    """Why this reply must not be learned (it holds a placeholder not from this conversation);
+    None when it is a usable label."""
+
+    @property
+    def label(self) -> str | None:
+        """The reply as a training label (the very text shown), or None when it is unusable."""
+        return None if self.unusable else self.reply
 
 
 class TeacherService:
@@ -152,8 +215,9 @@ class TeacherService:
 
     def prepare(
         self, conversation: Sequence[Turn], examples: Sequence[Example] | None = None
-    ) -> tuple[TeacherRequest, Redactor]:
-        """The request as it will be sent, and the redactor that can restore the reply.
+    ) -> tuple[TeacherRequest, dict[str, str]]:
+        """The request as it will be sent, and the conversation's own placeholders (placeholder →
+        real value) that may be restored in the reply.
 
         ``examples`` defaults to ``examples_for(conversation)``; the outbox passes the ones the
         first attempt chose, so a retry sends the same prompt.
@@ -163,19 +227,24 @@ class TeacherService:
 
     def _build(
         self, conversation: Sequence[Turn], examples: Sequence[Example], lang: str, max_tokens: int
-    ) -> tuple[TeacherRequest, Redactor]:
+    ) -> tuple[TeacherRequest, dict[str, str]]:
         turns = [Turn(t.role, clean_text(t.text)) for t in conversation if clean_text(t.text)]
         if not turns or turns[-1].role != "customer":
             raise ValueError("The teacher needs a conversation that ends with a customer message")
         chosen = list(examples)
-        redactor = Redactor()
+        own: dict[str, str] = {}
         if not self.teacher.is_local:
-            turns = [Turn(t.role, redactor.redact(t.text).redacted) for t in turns]
+            # One redactor for turns and examples: a value in both gets one placeholder. Only the
+            # placeholders in the turns are this conversation's to restore.
+            redactor = Redactor()
+            redacted = [redactor.redact(t.text) for t in turns]
+            own = own_placeholders(redacted)
+            turns = [Turn(t.role, r.redacted) for t, r in zip(turns, redacted, strict=True)]
             chosen = [
                 Example(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
                 for e in chosen
             ]
-        return build_request(turns, chosen, lang, max_tokens), redactor
+        return build_request(turns, chosen, lang, max_tokens), own
 
     def ask(
         self,
@@ -186,17 +255,19 @@ class TeacherService:
         """Ask the teacher for a reference reply. On TeacherUnavailable (after retries) the request
         is kept in the outbox, when there is a store, and the error is raised."""
         examples = self.examples_for(conversation)
-        request, redactor = self.prepare(conversation, examples)
+        request, own = self.prepare(conversation, examples)
         digest = prompt_hash(request, self.teacher.provider, self.teacher.model)
         cached = self._cached(digest)
         if cached is not None:
+            restored = restore_reply(cached.reply_text, own)
             return TeacherResult(
-                redactor.restore(cached.reply_text),
+                restored.text,
                 _answer(cached),
                 request,
                 digest,
                 True,
                 cached.cost or 0.0,
+                restored.unusable,
             )
         payload = self._payload(conversation, examples)
         try:
@@ -205,10 +276,11 @@ class TeacherService:
             self._enqueue(payload, message_id, draft_id, str(exc))
             raise
         reply = clean_reply(answer.text)
+        restored = restore_reply(reply, own)
         cost = self._cost_fn(answer.usage)
-        self._record(request, digest, answer, reply, cost, message_id, draft_id)
+        self._record(request, digest, answer, reply, restored, cost, message_id, draft_id)
         self._settle(payload, message_id, draft_id)
-        return TeacherResult(redactor.restore(reply), answer, request, digest, False, cost)
+        return TeacherResult(restored.text, answer, request, digest, False, cost, restored.unusable)
 
     def _call(self, request: TeacherRequest) -> TeacherAnswer:
         last: TeacherUnavailable | None = None
@@ -255,6 +327,7 @@ class TeacherService:
         digest: str,
         answer: TeacherAnswer,
         reply: str,
+        restored: Restored,
         cost: float,
         message_id: int | None,
         draft_id: int | None,
@@ -270,6 +343,10 @@ class TeacherService:
                     model=self.teacher.model,
                     query_text=request.messages[-1][1],
                     reply_text=reply,  # as the teacher wrote it: placeholders, not real values
+                    # The label is what the agent is shown, restored once, here: training never
+                    # redacts again to restore (detection may have changed since).
+                    label_text=None if restored.unusable else restored.text,
+                    unusable_reason=restored.unusable,
                     prompt_hash=digest,
                     input_tokens=answer.usage.input_tokens,
                     output_tokens=answer.usage.output_tokens,
@@ -337,20 +414,21 @@ class TeacherService:
                 item.status = "done"
                 item.last_error = None
 
-    def _replay(self, payload: dict[str, Any]) -> tuple[TeacherRequest, str]:
-        """The queued request rebuilt as first built (older items hold only the turns)."""
+    def _replay(self, payload: dict[str, Any]) -> tuple[TeacherRequest, str, dict[str, str]]:
+        """The queued request rebuilt as first built (older items hold only the turns), its hash,
+        and the conversation's own placeholders."""
         turns = [Turn(role, text) for role, text in payload["turns"]]
         if "examples" in payload:
             examples = [Example(query, reply) for query, reply in payload["examples"]]
         else:
             examples = self.examples_for(turns)
-        request, _ = self._build(
+        request, own = self._build(
             turns,
             examples,
             str(payload.get("lang", self.lang)),
             int(payload.get("max_tokens", self.max_tokens)),
         )
-        return request, prompt_hash(request, self.teacher.provider, self.teacher.model)
+        return request, prompt_hash(request, self.teacher.provider, self.teacher.model), own
 
     def drain_outbox(self, limit: int | None = None) -> dict[str, int]:
         """Send the queued requests whose time has come, oldest first, and record the answers.
@@ -375,7 +453,7 @@ class TeacherService:
             status: OutboxStatus = "done"
             error: str | None = None
             try:
-                request, digest = self._replay(payload)
+                request, digest, own = self._replay(payload)
                 if self._cached(digest) is None:
                     answer = self._call(request)
                     reply = clean_reply(answer.text)
@@ -384,6 +462,7 @@ class TeacherService:
                         digest,
                         answer,
                         reply,
+                        restore_reply(reply, own),
                         self._cost_fn(answer.usage),
                         message_id,
                         draft_id,

@@ -173,16 +173,6 @@ def served_path(row: AdapterVersion) -> Path:
     return base / "adapter.gguf" if row.method == "lora" else base / "adapter"
 
 
-def _restore(reply: str, context: Sequence[str]) -> str:
-    """Put real values back where a cloud teacher echoed a placeholder (same redaction order)."""
-    from app.cloud.redact import Redactor
-
-    redactor = Redactor()
-    for text in context:
-        redactor.redact(text)
-    return redactor.restore(reply)
-
-
 class Evolution:
     """The evolution loop over one store; no Qt, callable from the CLI, the UI and tests."""
 
@@ -311,6 +301,10 @@ class Evolution:
                     model=getattr(teacher, "model", None) if result else None,
                     query_text=cand.context[-1] if cand.context else "",
                     reply_text=text,
+                    # A teacher's label is the reply as the agent was shown it (TeacherResult);
+                    # None, with the reason, when it holds another conversation's placeholder.
+                    label_text=result.label if result is not None else text,
+                    unusable_reason=getattr(result, "unusable", None),
                     prompt_hash=getattr(result, "prompt_hash", None),
                     label_source=source,
                 )
@@ -326,19 +320,19 @@ class Evolution:
                     TeacherReply.id,
                     TeacherReply.created_at,
                     TeacherReply.draft_id,
-                    TeacherReply.reply_text,
+                    TeacherReply.label_text,
                     TeacherReply.label_source,
                 )
                 .where(TeacherReply.draft_id.is_not(None))
+                # Kept but flagged (a placeholder from another conversation): never learned.
+                .where(TeacherReply.label_text.is_not(None))
                 .order_by(TeacherReply.id)
             ).all()
         out = []
         for label_id, created, draft_id, text, source in rows:
-            assert draft_id is not None  # filtered in the query
+            assert draft_id is not None and text is not None  # filtered in the query
             context, _ = draft_context(self.store, draft_id)
-            out.append(
-                (label_id, created, Example(tuple(context), _restore(text, context), source))
-            )
+            out.append((label_id, created, Example(tuple(context), text, source)))
         return out
 
     def due(self) -> bool:

@@ -255,6 +255,11 @@ class TeacherReply(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_json: Mapped[str | None] = mapped_column(Text)
     """Exactly what went to the provider (all messages, redacted), as JSON."""
+    label_text: Mapped[str | None] = mapped_column(Text)
+    """The label training learns: the text the agent was shown (the teacher's reply with this
+    conversation's own values restored, or the agent's edit); None when it is not one."""
+    unusable_reason: Mapped[str | None] = mapped_column(Text)
+    """Why this reply is kept but never learned (a placeholder not from its conversation)."""
 
     message: Mapped[Message | None] = relationship()
     draft: Mapped[Draft | None] = relationship()

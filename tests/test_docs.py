@@ -50,16 +50,26 @@ def test_cli_reference_lists_every_subcommand() -> None:
         assert f"usage: {command}" in text
 
 
+def _anchors(document: Path) -> set[str]:
+    """The heading anchors GitHub makes for a Markdown file (lower case, punctuation dropped)."""
+    text = re.sub(r"```.*?```", "", document.read_text(encoding="utf-8"), flags=re.S)
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
 def test_links_between_documents_resolve() -> None:
-    """Every relative link in README.md and docs/ names a file that exists."""
+    """Every relative link in README.md and docs/ names a file (and heading) that exists."""
     documents = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     broken = []
     for document in documents:
         text = document.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                continue  # a web address or a heading in the same file
-            path = target.split("#", 1)[0]
-            if not (document.parent / path).exists():
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path) if path else document
+            if not linked.exists():
                 broken.append(f"{document.relative_to(ROOT)}: {target}")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{document.relative_to(ROOT)}: {target} (no such heading)")
     assert broken == []

@@ -312,6 +312,14 @@ def cmd_eval_matcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_guard(args: argparse.Namespace) -> int:
+    from app.suggest.guard_eval import DEFAULT_CASE_FILES, evaluate_files
+
+    paths = [Path(p) for p in args.cases] if args.cases else list(DEFAULT_CASE_FILES)
+    print(json.dumps(evaluate_files(paths), ensure_ascii=False))
+    return 0
+
+
 def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
     from app.cloud.providers import load_config, make_teacher
     from app.cloud.service import TeacherService
@@ -563,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     evalm.add_argument("--matcher", default="active", help="active | base | use | VERSION | DIR")
     evalm.add_argument("--limit", type=int, default=None, help="first N contexts only")
     evalm.set_defaults(func=cmd_eval_matcher)
+
+    evalg = sub.add_parser(
+        "eval-guard", help="precision/recall of the commitment guard on labelled sets (JSON)"
+    )
+    evalg.add_argument(
+        "--cases", action="append", help="a JSONL labelled set (repeatable; default: dev + held-out)"
+    )
+    evalg.set_defaults(func=cmd_eval_guard)
 
     teacher = sub.add_parser("teacher", help="the cloud teacher: local server, settings, keys")
     tsub = teacher.add_subparsers(dest="teacher_cmd", required=True)

@@ -12,6 +12,8 @@ Pure Python, no Qt: the ranker scores candidates with it and the UI shows `Guard
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,14 +110,19 @@ _DEADLINE = re.compile(
     r"(?P<day>大后天|今天|今日|当天|今晚|明天|明日|后天|(?:下)?(?:周|星期)[一二三四五六日天1-7]"
     rf"|\d+月\d+[日号]|\d+号|{_MASK_RE})"
 )
+# "周一到周五都发货" is a schedule, not a promise.
+_WEEKDAY_RANGE = re.compile(
+    r"(?:周|星期)[一二三四五六日天1-7]\s*(?:到|至|-|~|～)\s*(?:周|星期)?[一二三四五六日天1-7]"
+)
 # A duration or a day is a time promise only next to something the shop does by then.
 _DELIVERY_VERB = re.compile(
     r"发货|发出|寄出|出库|揽收|到货|送达|送到|配送|(?<![收看找等得遇])到(?!账)|到账|处理|审核|"
-    r"安排|回复|答复|上门|补发|换货|退回|给您发货|发给您|给您发|发"
+    r"安排|回复|答复|上门|补发|换货|退回|给您发货|给您发出|发给您|给您发|发"
 )
 _AMOUNT = re.compile(
     rf"(?:满(?P<threshold>{_NUM_RE})(?:元|块)?减(?P<off>{_NUM_RE})(?:元|块)?)"
-    rf"|(?:(?P<rate>{_NUM_RE})折)"
+    rf"|(?:打?(?P<rate>{_NUM_RE})折)|(?P<half>对折|半价)"
+    rf"|(?:(?P<percent>{_NUM_RE})%|百分之(?P<percent_zh>{_NUM_RE}))"
     rf"|(?:(?P<money>{_NUM_RE})\s*(?:块钱|元|块|圆|rmb|RMB)(?:的?(?:优惠券|券|红包|无门槛券))?)"
 )
 _PRICE_WORDS = re.compile(
@@ -123,18 +130,20 @@ _PRICE_WORDS = re.compile(
 )
 _REFUND = re.compile(
     r"(?:给您|为您|帮您|替您)(?:办理|安排|处理|操作|申请)?(?:全额)?(?:退款|退货|退钱|退换)"
-    r"|(?:可以|能|支持|同意|包)(?:给您)?(?:全额)?(?:退款|退货|退换|退)"
+    r"|(?:可以|能|支持|同意|包)(?:给您)?(?:全额)?(?:退款|退货|退换|退(?!差价))"
     r"|(?:全额|直接|马上|立即|立刻)退款"
     r"|退款(?:给您|到您)"
     r"|(?:七|7)天无理由(?:退货|退换)?"
+    r"|原路(?:退回|返回)"
 )
-_COMPENSATION = re.compile(r"补偿|赔偿|赔付|补差价|退差价|补您|价保|保价")
+_COMPENSATION = re.compile(r"补偿|赔偿|赔付|补差价|退差价|补您|补给您|补上|报销|价保|保价")
+_BUY_GET = re.compile(rf"买(?P<buy>{_NUM_RE})送(?P<get>{_NUM_RE})")
 _GIFT = re.compile(
-    r"赠品|赠送|小礼品|礼品|小礼物|礼物|包邮|免运费|运费险"
+    r"赠品|赠送|小礼品|礼品|小礼物|礼物|包邮|免运费|运费险|免费"
     r"|送(?:您|你)|送(?:一|1|两|2)?(?:个|份|张|瓶|支|盒|袋|双|包)"
 )
 # An amount belongs to the kind its clause talks about.
-_COMPENSATION_CONTEXT = re.compile(r"补偿|赔偿|赔付|差价|价保|保价|补您")
+_COMPENSATION_CONTEXT = re.compile(r"补偿|赔偿|赔付|差价|价保|保价|补您|补给您|补上|报销")
 _REFUND_CONTEXT = re.compile(r"退")
 
 # ---------------------------------------------------------------------------------------------
@@ -151,53 +160,71 @@ _NEGATION_BEFORE = re.compile(
     r"不予|不给|未|并非|不)$"
 )
 _NEGATION_AFTER = re.compile(r"^(?:不了|不到|不起)")
+# A strong negation anywhere in the clause: "赠品是不单独发货的", "这款没法再优惠了".
 _NEGATION_IN_CLAUSE = re.compile(
-    r"不能|不可以|不支持|不提供|无法|没有|没办法|暂不|不予|不参与|不享受"
+    r"不能|不可以|不可|不支持|不提供|无法|没有|没法|没办法|暂不|不予|不参与|不享受|不单独|不会|是不"
 )
 _HEDGE_IN_CLAUSE = re.compile(
     r"一般|通常|正常情况|正常来说|正常是|大概|大约|预计|估计|可能|也许|左右|应该|尽量|争取|有机会"
 )
 _HEDGE_IN_SENTENCE = re.compile(r"为准|请您咨询|请咨询|咨询一下|以实际|仅供参考|参考")
-_CONDITION = re.compile(r"如果|若是|假如|要是|如有|一旦|只要|的话|若")
+# Not "只要": "只要89元" is a price, not a condition.
+_CONDITION = re.compile(r"如果|若是|假如|要是|如有|一旦|的话|若")
+# Something already done is news, not a promise ("已经为您办理退款了").
+_DONE = re.compile(r"已")
 
 
 @dataclass(frozen=True)
 class _Claim:
     commitment: Commitment
     value: tuple[object, ...] | None  # None: no value stated
-    assertive: bool  # False: asked, hedged or conditional (still evidence of what the shop says)
+    status: str  # "asserted", "hedged", "done" or "question" (negated spans are left out)
 
 
 def _spans(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
     return list(pattern.finditer(text))
 
 
+@functools.lru_cache(maxsize=256)
+def _separators(splitter: re.Pattern[str], text: str) -> tuple[list[int], list[int]]:
+    """Where the separators between sentences or clauses start and end (cached: asked per span)."""
+    spans = [m.span() for m in splitter.finditer(text)]
+    return [a for a, _ in spans], [b for _, b in spans]
+
+
 def _bounds(splitter: re.Pattern[str], text: str, pos: int) -> tuple[int, int]:
     """The start and end of the sentence or clause around `pos`."""
-    start = 0
-    for m in splitter.finditer(text):
-        if m.end() <= pos:
-            start = m.end()
-        elif m.start() >= pos:
-            return start, m.start()
-    return start, len(text)
+    starts, ends = _separators(splitter, text)
+    before = bisect.bisect_right(ends, pos)
+    after = bisect.bisect_left(starts, pos)
+    return (ends[before - 1] if before else 0), (
+        starts[after] if after < len(starts) else len(text)
+    )
 
 
 def _status(text: str, start: int, end: int) -> str:
-    """'negated', 'question', 'hedged' or 'asserted' for the statement at text[start:end]."""
+    """'negated', 'done', 'question', 'hedged' or 'asserted' for the statement at text[start:end].
+
+    A question is judged by the clause, not the sentence: in "给您补偿十元，您看可以吗" the offer
+    stands, only the customer's consent is asked. A question mark closing the sentence makes its
+    last clause a question ("您说的是明天到货对吧？").
+    """
     c_start, c_end = _bounds(_CLAUSE_END, text, start)
     s_start, s_end = _bounds(_SENTENCE_END, text, start)
-    before = text[c_start:start]
-    if _NEGATION_BEFORE.search(before[-4:]) or _NEGATION_AFTER.match(text[end:c_end]):
-        return "negated"
-    if _NEGATION_IN_CLAUSE.search(before):
-        return "negated"
-    sentence = text[s_start : max(s_end, end)]
-    # A sentence-ending question mark counts only when it closes this sentence.
-    tail = text[s_end : s_end + 1]
-    if _QUESTION.search(sentence) or tail in {"？", "?"}:
-        return "question"
     clause = text[c_start : max(c_end, end)]
+    before = text[c_start:start]
+    if (
+        _NEGATION_BEFORE.search(before[-4:])
+        or _NEGATION_AFTER.match(text[end:c_end])
+        or _NEGATION_IN_CLAUSE.search(clause)
+    ):
+        return "negated"
+    if _DONE.search(clause):
+        return "done"
+    closes_question = text[s_end : s_end + 1] in {"？", "?"} and c_end >= s_end
+    if _QUESTION.search(clause) or closes_question:
+        return "question"
+    sentence = text[s_start : max(s_end, end)]
     if (
         _HEDGE_IN_CLAUSE.search(clause)
         or _HEDGE_IN_SENTENCE.search(sentence)
@@ -214,7 +241,7 @@ def _clause(text: str, pos: int) -> str:
 
 def _duration_value(m: re.Match[str]) -> tuple[object, ...]:
     unit = m["unit"].lstrip("个")
-    unit = "天" if unit == "星期" else unit
+    unit = "周" if unit == "星期" else unit
     hi = _number(m["n"])
     lo = _number(m["lo"].rstrip(" -~～—到至")) if m["lo"] else None
     scale = _HOURS_PER_UNIT[unit]
@@ -237,22 +264,29 @@ def _day_value(day: str) -> tuple[object, ...]:
 def _amount_value(m: re.Match[str]) -> tuple[object, ...]:
     if m["threshold"]:
         return ("threshold", _number(m["threshold"]), _number(m["off"]))
+    if m["half"]:
+        return ("rate", 5.0)
     if m["rate"]:
-        return ("rate", _number(m["rate"]))
+        rate = _number(m["rate"])
+        # "85折" and "八五折" are 8.5折.
+        return ("rate", rate / 10 if isinstance(rate, float) and rate >= 10 else rate)
+    if m["percent"] or m["percent_zh"]:
+        return ("percent", _number(m["percent"] or m["percent_zh"]))
     return ("money", _number(m["money"]))
 
 
-def _find(text: str) -> list[_Claim]:
+@functools.lru_cache(maxsize=2048)  # the same evidence is checked against every candidate
+def _find(text: str) -> tuple[_Claim, ...]:
     """Every commitment-shaped span in `text`, negated ones left out."""
     found: list[tuple[str, int, int, tuple[object, ...] | None]] = []
-    taken: list[tuple[int, int]] = []
+    taken = bytearray(len(text))  # 1 where a span was already found
 
     def free(start: int, end: int) -> bool:
-        return all(end <= a or start >= b for a, b in taken)
+        return not any(taken[start:end])
 
     def add(kind: str, start: int, end: int, value: tuple[object, ...] | None) -> None:
         found.append((kind, start, end, value))
-        taken.append((start, end))
+        taken[start:end] = b"\x01" * (end - start)
 
     # Times: a duration or a day with something the shop does in the same clause.
     for m in _spans(_DURATION, text):
@@ -263,13 +297,13 @@ def _find(text: str) -> list[_Claim]:
         if verb:  # "48小时内发货": the span includes the verb that follows
             end = verb.end()
         add("time", m.start(), end, _duration_value(m))
+    for m in _spans(_WEEKDAY_RANGE, text):
+        taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     for m in _spans(_DEADLINE, text):
         if not free(m.start(), m.end()):
             continue
         clause = _clause(text, m.start())
-        if (
-            not _DELIVERY_VERB.search(clause) or "已" in clause
-        ):  # "明天已经发出" is news, not a promise
+        if not _DELIVERY_VERB.search(clause):
             continue
         verb = _DELIVERY_VERB.search(text, m.end(), m.end() + 8)
         end = verb.end() if verb else m.end()
@@ -287,6 +321,8 @@ def _find(text: str) -> list[_Claim]:
             else "price"
         )
         add(kind, m.start(), m.end(), _amount_value(m))
+    for m in _spans(_BUY_GET, text):  # "买二送一" is not "买一送一"
+        add("gift", m.start(), m.end(), ("buy_get", _number(m["buy"]), _number(m["get"])))
     for kind, pattern in (("refund", _REFUND), ("compensation", _COMPENSATION), ("gift", _GIFT)):
         for m in _spans(pattern, text):
             if free(m.start(), m.end()):
@@ -301,8 +337,8 @@ def _find(text: str) -> list[_Claim]:
         if status == "negated":
             continue
         commitment = Commitment(kind=kind, text=text[start:end], start=start, end=end)
-        claims.append(_Claim(commitment, value, assertive=status == "asserted"))
-    return claims
+        claims.append(_Claim(commitment, value, status))
+    return tuple(claims)
 
 
 def _merge_within_clauses(
@@ -327,21 +363,17 @@ def _supports(evidence: _Claim, claim: _Claim) -> bool:
     """Whether an evidence commitment backs a reply commitment of the same kind.
 
     A promise without a value ("给您补偿") is backed by any promise of its kind. A value must be
-    the same value (durations compared in hours, so 48小时 = 两天). A masked value in the reply
-    ("补偿您[金额x]元") is backed only by a concrete value of the same sort that the mask can be
-    filled from; a masked value in the evidence backs no concrete value and no other mask (a past
-    reply copied as a candidate would otherwise back itself, whatever amount it hides).
+    the same value (durations compared in hours, so 48小时 = 两天). A JD mask in the reply
+    ("补偿您[金额x]元") is a value the agent still has to fill in (the UI highlights it), so the
+    reply promises the kind only and is backed like a promise without a value. A mask in the
+    evidence hides its value, so it backs no concrete value ("补偿[金额x]元" does not back "补偿20元").
     """
     if evidence.commitment.kind != claim.commitment.kind:
         return False
-    if claim.value is None:
+    if claim.value is None or MASK in claim.value:
         return True
-    if evidence.value is None or evidence.value[0] != claim.value[0]:
+    if evidence.value is None or MASK in evidence.value or evidence.value[0] != claim.value[0]:
         return False
-    if MASK in evidence.value[1:2]:
-        return False
-    if MASK in claim.value[1:2]:
-        return True
     if claim.value[0] == "duration":
         same_upper = evidence.value[1] == claim.value[1]
         lows = (evidence.value[2], claim.value[2])
@@ -353,16 +385,20 @@ def check_commitments(reply: str, evidence: Sequence[str]) -> GuardResult:
     """The commitments in `reply` and those that nothing in `evidence` supports.
 
     `evidence`: the conversation's turns (customer and agent) and the texts of the shop's knowledge
-    entries retrieved for this turn (FAQ answers, past agent replies). Only the reply's asserted
-    promises count; a question, a negation, a hedge ("一般", "以…为准") or a condition is none.
-    In the evidence a hedged or conditional statement still backs a promise (it is what the shop
-    says), a question or a negation does not.
+    entries retrieved for this turn (FAQ answers, past agent replies). Leave out the past reply a
+    candidate was copied from: a promise made to another customer does not back itself (the same
+    promise in another past reply or in the FAQ does).
+
+    Only the reply's asserted promises count; a question, a negation, a hedge ("一般", "以…为准"),
+    a condition ("如果…") or news of something already done is none. In the evidence a hedged,
+    conditional or done statement still backs a promise (it is what the shop says or did); a
+    question or a negation does not, so a customer asking "能便宜点吗" backs no discount.
     """
-    claims = [c for c in _find(reply) if c.assertive]
-    backing = [c for text in evidence for c in _find(text) if _status_allows_backing(text, c)]
+    if not isinstance(reply, str):
+        raise TypeError(f"reply must be a string, not {type(reply).__name__}")
+    if isinstance(evidence, str) or not all(isinstance(text, str) for text in evidence):
+        raise TypeError("evidence must be a sequence of strings (one per turn or knowledge entry)")
+    claims = [c for c in _find(reply) if c.status == "asserted"]
+    backing = [c for text in evidence for c in _find(text) if c.status != "question"]
     unsupported = tuple(c.commitment for c in claims if not any(_supports(e, c) for e in backing))
     return GuardResult(commitments=tuple(c.commitment for c in claims), unsupported=unsupported)
-
-
-def _status_allows_backing(text: str, claim: _Claim) -> bool:
-    return _status(text, claim.commitment.start, claim.commitment.end) != "question"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,23 @@ def test_bad_input_is_a_clear_error() -> None:
         check_commitments("亲，明天到", "付款后48小时内发货")
     with pytest.raises(TypeError, match="sequence of strings"):
         check_commitments("亲，明天到", [None])  # type: ignore[list-item]
+
+
+def test_malformed_numerals_do_not_break_the_guard() -> None:
+    # cn2an raises ValueError or KeyError on these; the guard compares them as text instead.
+    result = check_commitments("十十天内发货，千万元补偿您", ["十十天内发货"])
+    assert [c.kind for c in result.commitments] == ["time", "compensation"]
+    assert result.unsupported_kinds() == ("compensation",)
+
+
+def test_random_text_never_breaks_the_guard_and_spans_stay_true() -> None:
+    rng = random.Random(18)
+    alphabet = "零一二两三四五六七八九十百千万点半天小时分钟内发货到元块折送您退款补偿满减[金额x]吗？，。不已一般如果%周明买0123456789.-~"
+    for _ in range(3000):
+        reply = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        evidence = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))]
+        for found in check_commitments(reply, evidence).commitments:
+            assert reply[found.start : found.end] == found.text
 
 
 def test_a_long_reply_is_checked_whole() -> None:

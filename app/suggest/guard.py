@@ -77,7 +77,10 @@ _RANGE_SEP = r"\s*(?:-|~|～|—|到|至)\s*"
 
 
 def _number(text: str) -> float | str:
-    """A numeral (Arabic or Chinese, via cn2an) as a float, or MASK for a JD mask."""
+    """A numeral (Arabic or Chinese, via cn2an) as a float, or MASK for a JD mask.
+
+    A run of numeral characters that is no number ("千万", "十十") stays text: equal only to itself.
+    """
     if text.startswith("["):
         return MASK
     if text == "半":
@@ -85,7 +88,11 @@ def _number(text: str) -> float | str:
     try:
         return float(text)
     except ValueError:
+        pass
+    try:
         return float(cn2an.cn2an(text, "smart"))
+    except (ValueError, KeyError, IndexError):  # cn2an's errors for malformed numerals
+        return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,22 +122,25 @@ _WEEKDAY_RANGE = re.compile(
     r"(?:周|星期)[一二三四五六日天1-7]\s*(?:到|至|-|~|～)\s*(?:周|星期)?[一二三四五六日天1-7]"
 )
 # A duration or a day is a time promise only next to something the shop does by then.
+# Not a bare 发 or 到: "发票", "充到100%" are no deliveries; "明天到" is read by _ARRIVES.
 _DELIVERY_VERB = re.compile(
-    r"发货|发出|寄出|出库|揽收|到货|送达|送到|配送|(?<![收看找等得遇])到(?!账)|到账|处理|审核|"
-    r"安排|回复|答复|上门|补发|换货|退回|给您发货|给您发出|发给您|给您发|发"
+    r"给您发货|给您发出|发货|发出|发走|发过去|发给|给您发|就发|能发|会发|寄出|寄到|出库|揽收|到货|"
+    r"到达|送达|送到|到家|到手|配送|就到|能到|会到|可以到|一定到|保证到|准时到|到账|处理|审核|安排|回复|答复|上门|补发|"
+    r"换货|退回"
 )
+_ARRIVES = re.compile(r"(?:就|能|会|可以)?到(?![了过])")
 _AMOUNT = re.compile(
     rf"(?:满(?P<threshold>{_NUM_RE})(?:元|块)?减(?P<off>{_NUM_RE})(?:元|块)?)"
     rf"|(?:打?(?P<rate>{_NUM_RE})折)|(?P<half>对折|半价)"
     rf"|(?:(?P<percent>{_NUM_RE})%|百分之(?P<percent_zh>{_NUM_RE}))"
-    rf"|(?:(?P<money>{_NUM_RE})\s*(?:块钱|元|块|圆|rmb|RMB)(?:的?(?:优惠券|券|红包|无门槛券))?)"
+    rf"|(?:(?P<money>{_NUM_RE})\s*(?:块钱|元|块(?![发寄装打带走])|圆|rmb|RMB)(?:的?(?:优惠券|券|红包|无门槛券))?)"
 )
 _PRICE_WORDS = re.compile(
     r"优惠券|优惠|便宜|打折|折扣|降价|减价|让利|少算|特价|立减|满减|返现|红包|券"
 )
 _REFUND = re.compile(
     r"(?:给您|为您|帮您|替您)(?:办理|安排|处理|操作|申请)?(?:全额)?(?:退款|退货|退钱|退换)"
-    r"|(?:可以|能|支持|同意|包)(?:给您)?(?:全额)?(?:退款|退货|退换|退(?!差价))"
+    r"|(?:可以|能|支持|同意|包)(?:给您)?(?:全额)?(?:退款|退货|退换|退(?!差价|出))"
     r"|(?:全额|直接|马上|立即|立刻)退款"
     r"|退款(?:给您|到您)"
     r"|(?:七|7)天无理由(?:退货|退换)?"
@@ -139,9 +149,10 @@ _REFUND = re.compile(
 _COMPENSATION = re.compile(r"补偿|赔偿|赔付|补差价|退差价|补您|补给您|补上|报销|价保|保价")
 _BUY_GET = re.compile(rf"买(?P<buy>{_NUM_RE})送(?P<get>{_NUM_RE})")
 _GIFT = re.compile(
-    r"赠品|赠送|小礼品|礼品|小礼物|礼物|包邮|免运费|运费险|免费"
+    r"赠品|赠送|小礼品|礼品|小礼物|包邮|免运费|运费险|免费"
     r"|送(?:您|你)|送(?:一|1|两|2)?(?:个|份|张|瓶|支|盒|袋|双|包)"
 )
+_PERCENT_OF_MONEY = re.compile(r"金额|价|优惠|折|返|减|赔|补偿|退")
 # An amount belongs to the kind its clause talks about.
 _COMPENSATION_CONTEXT = re.compile(r"补偿|赔偿|赔付|差价|价保|保价|补您|补给您|补上|报销")
 _REFUND_CONTEXT = re.compile(r"退")
@@ -245,9 +256,8 @@ def _duration_value(m: re.Match[str]) -> tuple[object, ...]:
     hi = _number(m["n"])
     lo = _number(m["lo"].rstrip(" -~～—到至")) if m["lo"] else None
     scale = _HOURS_PER_UNIT[unit]
-    if hi == MASK:
-        return ("duration", MASK, unit)
-    assert isinstance(hi, float)
+    if not isinstance(hi, float):
+        return ("duration", hi, unit)
     lo_hours = lo * scale if isinstance(lo, float) else None
     return ("duration", round(hi * scale, 3), lo_hours)
 
@@ -290,29 +300,30 @@ def _find(text: str) -> tuple[_Claim, ...]:
 
     # Times: a duration or a day with something the shop does in the same clause.
     for m in _spans(_DURATION, text):
-        if m["within"] == "前" or not _DELIVERY_VERB.search(_clause(text, m.start())):
+        if text.startswith("前", m.end()):  # "3天前" is the past
             continue
-        end = m.end()
-        verb = _DELIVERY_VERB.match(text, end)
-        if verb:  # "48小时内发货": the span includes the verb that follows
-            end = verb.end()
-        add("time", m.start(), end, _duration_value(m))
+        verb = _DELIVERY_VERB.match(text, m.end()) or _ARRIVES.match(text, m.end())
+        if not verb and not _DELIVERY_VERB.search(_clause(text, m.start())):
+            continue
+        # "48小时内发货": the span includes the verb that follows
+        add("time", m.start(), verb.end() if verb else m.end(), _duration_value(m))
     for m in _spans(_WEEKDAY_RANGE, text):
         taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     for m in _spans(_DEADLINE, text):
         if not free(m.start(), m.end()):
             continue
-        clause = _clause(text, m.start())
-        if not _DELIVERY_VERB.search(clause):
+        arrives = _ARRIVES.match(text, m.end())
+        if not arrives and not _DELIVERY_VERB.search(_clause(text, m.start())):
             continue
-        verb = _DELIVERY_VERB.search(text, m.end(), m.end() + 8)
-        end = verb.end() if verb else m.end()
-        add("time", m.start(), end, _day_value(m["day"]))
+        verb = arrives or _DELIVERY_VERB.search(text, m.end(), m.end() + 8)
+        add("time", m.start(), verb.end() if verb else m.end(), _day_value(m["day"]))
     # Amounts: their kind is what the clause talks about.
     for m in _spans(_AMOUNT, text):
         if not free(m.start(), m.end()):
             continue
         clause = _clause(text, m.start())
+        if (m["percent"] or m["percent_zh"]) and not _PERCENT_OF_MONEY.search(clause):
+            continue  # "100%纯棉", "充到100%"
         kind = (
             "compensation"
             if _COMPENSATION_CONTEXT.search(clause)

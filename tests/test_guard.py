@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.suggest.guard import Commitment, GuardResult, check_commitments
+from app.suggest.guard_eval import wilson_ci95
 
 # The example: the customer asks for a discount and a shipping time; the shop's FAQ says 48h.
 EVIDENCE = ["你好，我昨天买的羽绒服能便宜点吗？什么时候发货", "付款后48小时内发货"]
@@ -230,3 +231,11 @@ def test_eval_guard_refuses_a_broken_file(tmp_path: Path, content: bytes, messag
 def test_eval_guard_names_a_missing_file(tmp_path: Path) -> None:
     run = eval_guard("--cases", str(tmp_path / "nope.jsonl"))
     assert run.returncode == 1 and "no such file" in run.stderr
+
+
+def test_wilson_interval_matches_a_known_value() -> None:
+    # 8 of 10: the Wilson 95 % interval is [0.4902, 0.9433] (Wilson 1927; e.g. statsmodels).
+    assert wilson_ci95(8, 10) == [0.4902, 0.9433]
+    assert wilson_ci95(0, 0) is None
+    low, high = wilson_ci95(20, 20)  # type: ignore[misc]
+    assert high == 1.0 and 0.83 < low < 0.84

@@ -1,5 +1,7 @@
 """Precision and recall of the commitment guard on a labelled set (`xiaoer eval-guard`).
 
+Precision and recall come with Wilson 95 % intervals: the sets are small (tens of cases).
+
 A case is a JSON line {"reply", "evidence": [...], "unsupported": [kinds], "label":
 "supported" | "unsupported"}. A case is flagged when the guard finds an unsupported commitment;
 precision and recall are those of flagging the cases labelled "unsupported". Per kind, a case
@@ -9,6 +11,7 @@ counts once for each kind in its labelled or its flagged kinds.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +75,27 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
+def wilson_ci95(successes: int, trials: int) -> list[float] | None:
+    """The Wilson score 95 % interval of a proportion (sound for small n and for 0 or n)."""
+    if not trials:
+        return None
+    z = 1.959964
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = (
+        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    )
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
 def evaluate(cases: Sequence[LabelledCase]) -> dict[str, Any]:
-    """n, precision, recall and F1 of flagging unsupported cases, and per-kind counts."""
+    """n, precision, recall and F1 of flagging unsupported cases, and per-kind counts.
+
+    `without_evidence` is the same guard blind to the evidence (every asserted promise flagged):
+    what checking the evidence adds.
+    """
     tp = fp = fn = tn = 0
+    blind_tp = blind_fp = 0
     kinds = {k: {"tp": 0, "fp": 0, "fn": 0} for k in KINDS}
     for case in cases:
         result = check_commitments(case.reply, case.evidence)
@@ -83,6 +104,8 @@ def evaluate(cases: Sequence[LabelledCase]) -> dict[str, Any]:
         fp += flagged and not labelled
         fn += labelled and not flagged
         tn += not flagged and not labelled
+        blind_tp += bool(result.commitments) and labelled
+        blind_fp += bool(result.commitments) and not labelled
         found, gold = set(result.unsupported_kinds()), set(case.unsupported)
         for kind in found | gold:
             key = "tp" if kind in found and kind in gold else "fp" if kind in found else "fn"
@@ -93,13 +116,19 @@ def evaluate(cases: Sequence[LabelledCase]) -> dict[str, Any]:
         "n": len(cases),
         "n_unsupported": tp + fn,
         "precision": precision,
+        "precision_ci95": wilson_ci95(tp, tp + fp),
         "recall": recall,
+        "recall_ci95": wilson_ci95(tp, tp + fn),
         "f1": f1,
         "tp": tp,
         "fp": fp,
         "fn": fn,
         "tn": tn,
         "kinds": kinds,
+        "without_evidence": {
+            "precision": _ratio(blind_tp, blind_tp + blind_fp),
+            "recall": _ratio(blind_tp, tp + fn),
+        },
     }
 
 

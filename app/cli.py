@@ -404,13 +404,19 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     if args.teacher_cmd == "set-key":
         import getpass
 
+        # Kept for one host: --base-url's, else the configured one when it is this provider's.
+        current = providers.load_config()
+        base_url = args.base_url or (
+            current.base_url if current.provider == args.provider else None
+        )
+        host = secrets.key_host(args.provider, base_url or None)
         key = (
-            getpass.getpass(f"API key for {args.provider} (not echoed): ")
+            getpass.getpass(f"API key for {args.provider} at {host} (not echoed): ")
             if sys.stdin.isatty()
             else sys.stdin.readline().strip()
         )
-        secrets.set_api_key(args.provider, key)
-        print(f"saved the {args.provider} key in the OS keyring")
+        secrets.set_api_key(args.provider, key, base_url or None)
+        print(f"saved the {args.provider} key for {host} in the OS keyring")
         return 0
     if args.teacher_cmd == "status":
         from app.cloud.service import outbox_counts, usage_by_provider
@@ -611,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--base-url")
     key = tsub.add_parser("set-key", help="store a provider's API key in the OS keyring (stdin)")
     key.add_argument("provider", choices=["gemini", "openai-compatible"])
+    key.add_argument(
+        "--base-url",
+        help="the server the key is for (default: the configured one); a key is only ever sent "
+        "to the host it was saved for",
+    )
     tsub.add_parser("status", help="settings, local server, keyring, usage and cost (JSON)")
     teacher.set_defaults(func=cmd_teacher)
 

@@ -177,6 +177,19 @@ def server() -> Iterator[FakeApi]:
     httpd.server_close()
 
 
+@contextlib.contextmanager
+def serving(port: int = 0) -> Iterator[int]:
+    """Another server answering like the fake API (same recorder), on ``port``; yields its port."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield int(httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture
 def api(server: FakeApi) -> FakeApi:
     server.seen.clear()
@@ -287,18 +300,32 @@ def test_openai_compatible_without_key_never_sends_openai_env_key(
     assert "sk-from-the-environment" not in api.seen[0].headers.get("authorization", "")
 
 
-def test_local_teacher_takes_the_served_model_name_and_refuses_remote_hosts(
-    api: FakeApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A proxy from the environment must not see traffic to the local teacher.
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
-    teacher = local_teacher(api.url("ok"))
-    assert (teacher.provider, teacher.model, teacher.is_local) == (
-        "local",
-        "served-file.gguf",
-        True,
-    )
-    assert teacher.complete(QUESTION).text == "亲，今天下单明天发货哦～"
+def test_local_teacher_refuses_a_loopback_server_xiaoer_did_not_start(api: FakeApi) -> None:
+    """The local teacher is sent conversations unredacted: whatever else listens on a loopback
+    port (another program, an SSH tunnel to another machine) must get none of them."""
+    from app.cloud import server
+
+    url = api.url("ok")
+    for model in (None, "x"):
+        with pytest.raises(TeacherConfigError, match="not a local teacher Xiaoer started"):
+            local_teacher(url, model=model)
+    with pytest.raises(TeacherConfigError, match="not a local teacher Xiaoer started"):
+        make_teacher(TeacherConfig(provider="local", base_url=url, model="x"))
+    # A state file naming it is not enough: this process (pytest) is not the teacher server.
+    state = {"pid": os.getpid(), "base_url": url, "model": "x", "api_key": "k" * 43}
+    server.write_private(server.state_path(), json.dumps(state))
+    with pytest.raises(TeacherConfigError, match=f"process {os.getpid()} is not the teacher"):
+        local_teacher(url, model="x")
+    assert server.running_server() is None
+    # Nor does a teacher made while nothing listened send anything once something does.
+    port = closed_port()
+    teacher = local_teacher(f"http://127.0.0.1:{port}/ok/v1", model="x")
+    with pytest.raises(TeacherUnavailable, match="xiaoer teacher serve"):
+        teacher.complete(QUESTION)
+    # Another program takes the port meanwhile.
+    with serving(port), pytest.raises(TeacherRejected, match="not a local teacher Xiaoer started"):
+        teacher.complete(QUESTION)
+    assert api.seen == [], "not one conversation reached the impostor"
     with pytest.raises(TeacherConfigError, match=r"127\.0\.0\.1"):
         local_teacher("http://192.168.1.20:8765/v1", model="x")
     with pytest.raises(TeacherUnavailable, match="xiaoer teacher serve"):
@@ -468,7 +495,9 @@ def test_keyring_round_trip(memory_keyring: MemoryKeyring) -> None:
     assert secrets.keyring_warning() is None
     assert secrets.get_api_key("gemini") is None
     secrets.set_api_key("gemini", f"  {GEMINI_KEY}\n")
-    assert memory_keyring.store == {("xiaoer", "gemini"): GEMINI_KEY}
+    assert memory_keyring.store == {
+        ("xiaoer", "gemini@generativelanguage.googleapis.com"): GEMINI_KEY
+    }
     assert secrets.get_api_key("gemini") == GEMINI_KEY
     secrets.delete_api_key("gemini")
     secrets.delete_api_key("gemini")  # forgetting twice is fine
@@ -480,11 +509,12 @@ def test_env_var_overrides_the_keyring(
 ) -> None:
     assert secrets.env_var("openai-compatible") == "XIAOER_OPENAI_COMPATIBLE_API_KEY"
     assert secrets.env_var("gemini") == "XIAOER_GEMINI_API_KEY"
-    secrets.set_api_key("openai-compatible", "from-keyring")
+    deepseek = "https://api.deepseek.com/v1"
+    secrets.set_api_key("openai-compatible", "from-keyring", deepseek)
     monkeypatch.setenv("XIAOER_OPENAI_COMPATIBLE_API_KEY", "from-env")
-    assert secrets.get_api_key("openai-compatible") == "from-env"
+    assert secrets.get_api_key("openai-compatible", deepseek) == "from-env"
     monkeypatch.setenv("XIAOER_OPENAI_COMPATIBLE_API_KEY", "")
-    assert secrets.get_api_key("openai-compatible") == "from-keyring"
+    assert secrets.get_api_key("openai-compatible", deepseek) == "from-keyring"
 
 
 def test_set_api_key_refuses_without_a_secure_backend(
@@ -528,7 +558,7 @@ def test_a_locked_keyring_error_does_not_quote_the_key(use_backend: Any) -> None
 
 
 def test_config_round_trip_holds_no_secret(memory_keyring: MemoryKeyring) -> None:
-    secrets.set_api_key("openai-compatible", KEY)
+    secrets.set_api_key("openai-compatible", KEY, "https://api.deepseek.com/v1")
     config = TeacherConfig(
         provider="openai-compatible",
         model="deepseek-chat",
@@ -562,6 +592,11 @@ def test_config_defaults_to_local_and_refuses_a_key_field() -> None:
         ({"provider": "gemini", "price_per_1k_input": -1}, "cannot be negative"),
         ({"provider": "gemini", "base_url": "ftp://x"}, "http:// or https://"),
         ({"provider": "local", "base_url": "http://10.0.0.2:8765/v1"}, "127.0.0.1"),
+        (
+            {"provider": "openai-compatible", "model": "m", "base_url": "http://api.x.com/v1"},
+            "plain http:// to another machine",
+        ),
+        ({"provider": "gemini", "base_url": "http://192.168.1.9:8080"}, "use https://"),
     ],
 )
 def test_config_validation(kwargs: dict[str, Any], words: str) -> None:
@@ -570,7 +605,7 @@ def test_config_validation(kwargs: dict[str, Any], words: str) -> None:
 
 
 def test_make_teacher_uses_the_keyring_key(api: FakeApi, memory_keyring: MemoryKeyring) -> None:
-    secrets.set_api_key("openai-compatible", KEY)
+    secrets.set_api_key("openai-compatible", KEY, api.url("ok"))
     config = TeacherConfig(
         provider="openai-compatible", model="deepseek-chat", base_url=api.url("ok"), timeout=5
     )
@@ -578,6 +613,61 @@ def test_make_teacher_uses_the_keyring_key(api: FakeApi, memory_keyring: MemoryK
     assert (teacher.provider, teacher.is_local) == ("openai-compatible", False)
     teacher.complete(QUESTION)
     assert api.seen[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_key_saved_for_one_host_is_never_sent_to_another(
+    api: FakeApi, memory_keyring: MemoryKeyring
+) -> None:
+    secrets.set_api_key("openai-compatible", KEY, api.url("ok"))
+    with serving() as other_port:
+        elsewhere = f"http://127.0.0.1:{other_port}/ok/v1"
+        moved = TeacherConfig(provider="openai-compatible", model="m", base_url=elsewhere)
+        make_teacher(moved).complete(QUESTION)
+    [request] = api.seen
+    assert request.headers["host"] == f"127.0.0.1:{other_port}"
+    assert KEY not in json.dumps(request.headers), "the key stayed with the host it was saved for"
+    # Gemini: the saved key is for Google's host; a base_url elsewhere finds none.
+    secrets.set_api_key("gemini", GEMINI_KEY)
+    with pytest.raises(TeacherRejected, match=r"No API key is set for Gemini at 127\.0\.0\.1:"):
+        make_teacher(TeacherConfig(provider="gemini", base_url=api.url("gemini-generate_ok", "")))
+    assert secrets.get_api_key("gemini") == GEMINI_KEY
+    assert secrets.get_api_key("gemini", "https://gemini-proxy.example/") is None
+    with pytest.raises(secrets.SecretsError, match="set its base URL first"):
+        secrets.set_api_key("openai-compatible", KEY)
+
+
+def test_a_key_saved_per_provider_moves_only_to_the_default_host(
+    api: FakeApi, memory_keyring: MemoryKeyring
+) -> None:
+    """Keys an earlier version saved under the provider name alone."""
+    keyring.set_password("xiaoer", "gemini", GEMINI_KEY)
+    keyring.set_password("xiaoer", "openai-compatible", KEY)
+    assert secrets.get_api_key("gemini", "https://gemini-proxy.example/") is None
+    assert secrets.get_api_key("gemini") == GEMINI_KEY  # Google's host: the only one it knew
+    assert ("xiaoer", "gemini") not in memory_keyring.store
+    assert memory_keyring.store[("xiaoer", "gemini@generativelanguage.googleapis.com")] == (
+        GEMINI_KEY
+    )
+    # openai-compatible has no default host: where the old key belonged is unknown.
+    config = TeacherConfig(provider="openai-compatible", model="m", base_url=api.url("ok"))
+    with pytest.raises(TeacherRejected, match="not tied to a host") as info:
+        make_teacher(config)
+    assert KEY not in str(info.value)
+    assert api.seen == []
+    secrets.set_api_key("openai-compatible", KEY, api.url("ok"))
+    make_teacher(config).complete(QUESTION)
+    assert api.seen[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_plain_http_to_another_machine_is_refused() -> None:
+    for url in ("http://api.deepseek.com/v1", "http://10.0.0.5:8000/v1", "http://[fe80::1]/v1"):
+        with pytest.raises(TeacherConfigError, match="use https://"):
+            OpenAICompatibleTeacher(url, "m", api_key=KEY)
+        with pytest.raises(TeacherConfigError, match="use https://"):
+            GeminiTeacher(api_key=GEMINI_KEY, base_url=url)
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1"):
+        assert OpenAICompatibleTeacher(url, "m").base_url == url
+    assert OpenAICompatibleTeacher("https://api.deepseek.com/v1", "m").base_url
 
 
 def test_make_teacher_gemini(
@@ -611,19 +701,51 @@ def test_make_teacher_local_gets_time_for_a_slow_cpu() -> None:
     assert make_teacher(cloud).timeout == 30.0  # type: ignore[attr-defined]
 
 
-def test_a_busy_local_teacher_is_still_used_with_the_model_its_state_file_names() -> None:
+# A stand-in for a busy teacher server: a process started as Xiaoer starts it (its command line
+# names the server module) whose port accepts connections and never answers.
+BUSY_SERVER = """
+import socket, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+print(sock.getsockname()[1], flush=True)
+time.sleep(120)
+"""
+
+
+def test_stand_in_busy_local_teacher_is_still_used_with_the_model_its_state_file_names() -> None:
     """llama_cpp.server answers one request at a time: while it finishes a long completion for
     one client, /v1/models waits, and a second client must not call it "not running"."""
+    import subprocess
+    import sys
+
     from app.cloud import server
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()  # accepts connections, never answers
-        base_url = f"http://127.0.0.1:{busy.getsockname()[1]}/v1"
-        state = {"pid": os.getpid(), "base_url": base_url, "model": "teacher.gguf"}
-        server.state_path().write_text(json.dumps(state), encoding="utf-8")
+    busy = subprocess.Popen(
+        [sys.executable, "-c", BUSY_SERVER, "-m", server.SERVER_MODULE],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert busy.stdout is not None
+        base_url = f"http://127.0.0.1:{int(busy.stdout.readline())}/v1"
+        state = {
+            "pid": busy.pid,
+            "base_url": base_url,
+            "model": "teacher.gguf",
+            "api_key": "k" * 43,
+        }
+        server.write_private(server.state_path(), json.dumps(state))
         teacher = make_teacher(TeacherConfig(provider="local"))
         assert isinstance(teacher, OpenAICompatibleTeacher)
         assert (teacher.model, teacher.base_url) == ("teacher.gguf", base_url)
+        if sys.platform != "win32":  # a state file others could read or write vouches for nothing
+            server.state_path().chmod(0o644)
+            with pytest.raises(TeacherConfigError, match="not private"):
+                make_teacher(TeacherConfig(provider="local", base_url=base_url, model="m"))
+            server.state_path().chmod(0o600)
+    finally:
+        busy.kill()
+        busy.wait()
     with pytest.raises(TeacherUnavailable, match="xiaoer teacher serve"):
-        make_teacher(TeacherConfig(provider="local"))  # the port is closed now
+        make_teacher(TeacherConfig(provider="local"))  # the process and its port are gone

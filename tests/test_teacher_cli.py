@@ -85,8 +85,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def use_teacher(capsys: pytest.CaptureFixture[str], base_url: str) -> None:
+    # Not "local": the local provider sends only to the server Xiaoer started (with its key).
     code, _, _ = run(
-        capsys, "teacher", "config", "--provider", "local", "--base-url", base_url, "--model", MODEL
+        capsys,
+        "teacher",
+        "config",
+        "--provider",
+        "openai-compatible",
+        "--base-url",
+        base_url,
+        "--model",
+        MODEL,
     )
     assert code == 0
 

@@ -1,4 +1,5 @@
-"""The local teacher: the real llama.cpp server (``python -m llama_cpp.server``) on 127.0.0.1.
+"""The local teacher: the real llama.cpp server (llama-cpp-python's app, run locked down by
+``python -m app.cloud.llama_server``) on 127.0.0.1.
 
 The 1.5B teacher is assembled once per session and served by one module-wide server; the cheaper
 0.5B end model is served the same way where a test has to stop a server or watch one start.
@@ -107,7 +108,53 @@ def assert_loopback_only(server: TeacherServer) -> None:
             pass
 
 
-def test_teacher_answers_a_chinese_question(served_teacher: TeacherServer) -> None:
+def http(
+    server: TeacherServer, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, dict[str, str]]:
+    """One raw HTTP request to the server: (status, headers with lower-case names)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(method, path, body=body or None, headers=headers)
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}
+    finally:
+        conn.close()
+
+
+def assert_locked_down(server: TeacherServer, home: Path) -> None:
+    """Only a client holding the per-start key is answered; no web page may read an answer."""
+    assert server.api_key and server.pid is not None
+    state_file = home / teacher_server.STATE_FILE
+    assert json.loads(state_file.read_text())["api_key"] == server.api_key
+    assert state_file.stat().st_mode & 0o777 == 0o600
+    cmdline = Path(f"/proc/{server.pid}/cmdline")
+    if cmdline.exists():
+        assert server.api_key.encode() not in cmdline.read_bytes(), "ps shows command lines"
+    chat = json.dumps({"messages": [{"role": "user", "content": "你好"}], "max_tokens": 4})
+    with_key = {"Authorization": f"Bearer {server.api_key}"}
+    page = {"Origin": "https://shop-phishing.example"}
+    assert http(server, "GET", "/v1/models", {})[0] == 401
+    assert http(server, "GET", "/v1/models", {"Authorization": "Bearer guessed"})[0] == 401
+    json_type = {"Content-Type": "application/json"}
+    assert (
+        http(server, "POST", "/v1/chat/completions", {**page, **json_type}, chat.encode())[0] == 401
+    )
+    status, headers = http(server, "GET", "/v1/models", {**with_key, **page})
+    assert status == 200 and "access-control-allow-origin" not in headers, "CORS is off"
+    preflight = {**page, "Access-Control-Request-Method": "POST"}
+    _, headers = http(server, "OPTIONS", "/v1/chat/completions", preflight)
+    assert "access-control-allow-origin" not in headers
+    # A page whose host name resolves to 127.0.0.1 (DNS rebinding) is refused by its Host.
+    rebinding = {**with_key, "Host": f"shop-phishing.example:{server.port}"}
+    assert http(server, "GET", "/v1/models", rebinding)[0] == 400
+
+
+def test_teacher_answers_a_chinese_question(
+    served_teacher: TeacherServer, in_teacher_home: Path
+) -> None:
     teacher = local_teacher(served_teacher.base_url)
     assert (teacher.provider, teacher.is_local, teacher.model) == ("local", True, TEACHER.filename)
     answer = teacher.complete(QUESTION)
@@ -147,7 +194,7 @@ def test_other_hosts_are_refused_and_the_command_line_is_pinned(tmp_path: Path) 
     with pytest.raises(TeacherServerError, match="no port"):
         _ = server.base_url
     command = server.command()
-    assert command[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    assert command[:3] == [sys.executable, "-m", "app.cloud.llama_server"]
     flags = dict(zip(command[3::2], command[4::2], strict=True))
     assert flags == {
         "--model": str(tmp_path / "m.gguf"),
@@ -173,6 +220,7 @@ def test_end_model_served_then_stopped(
     try:
         assert_loopback_only(server)
         assert running_server() == server.base_url
+        assert_locked_down(server, data_home)
         teacher = local_teacher(server.base_url)
         short = TeacherRequest(messages=(("user", "你好"),), max_tokens=8, temperature=0.0)
         assert teacher.complete(short).usage.output_tokens > 0
@@ -339,7 +387,7 @@ def test_outbox_request_is_answered_once_the_real_server_is_up(
             teacher, store, max_tokens=16, retry=RetryPolicy(attempts=2), sleep=lambda s: None
         )
 
-    with pytest.raises(TeacherUnavailable, match="Could not connect"):
+    with pytest.raises(TeacherUnavailable, match="not running"):
         service(dead).ask(conversation)
     with store.session() as s:
         item = s.scalars(select(OutboxItem)).one()

@@ -3,7 +3,12 @@
 - ``OpenAICompatibleTeacher``: any ``/v1/chat/completions`` server (DeepSeek, Qwen/DashScope,
   vLLM, Ollama, the local llama.cpp teacher) through the ``openai`` SDK.
 - ``GeminiTeacher``: Google's Gemini API through ``google-genai``.
-- ``local_teacher(base_url)``: the llama.cpp teacher on 127.0.0.1 (``app.cloud.server``).
+- ``local_teacher(base_url)``: the llama.cpp teacher on 127.0.0.1 (``app.cloud.server``). It is sent
+  conversations unredacted, so every request first checks that ``base_url`` is the server Xiaoer
+  started (its state file) and carries that server's per-start key; anything else is refused.
+
+Cloud API keys are kept per provider and host (``app.cloud.secrets``): a key saved for one
+``base_url`` is never sent to another, and plain ``http://`` is refused except on loopback.
 
 The SDKs' own retries are switched off: the layer above decides when to retry
 ``TeacherUnavailable``, the same way for every provider. Error messages carry the status and the server's words with the API key
@@ -13,6 +18,7 @@ scrubbed out, and SDK exceptions are not chained (their text may quote the reque
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -111,6 +117,29 @@ def is_loopback_url(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "") in LOOPBACK_HOSTS
 
 
+def is_loopback_host(host: str) -> bool:
+    """localhost, or an address in 127.0.0.0/8 or ::1 (traffic that never leaves this machine)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(base_url: str) -> None:
+    """Refuse ``http://`` to any host but this machine: the API key and the (redacted)
+    conversations would cross the network in clear text."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https"):
+        raise TeacherConfigError(f"base_url must start with http:// or https://: {base_url}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        raise TeacherConfigError(
+            f"base_url {base_url} uses plain http:// to another machine; use https:// (http:// "
+            "is allowed only for a server on this machine, 127.0.0.1)"
+        )
+
+
 # --- OpenAI-compatible servers -------------------------------------------------------------------
 
 
@@ -132,6 +161,7 @@ class OpenAICompatibleTeacher:
 
         if is_local and not is_loopback_url(base_url):
             raise TeacherConfigError(f"A local teacher must be on 127.0.0.1, not {base_url}")
+        check_transport(base_url)
         self.base_url = base_url
         self.model = model
         self.provider = provider
@@ -161,17 +191,31 @@ class OpenAICompatibleTeacher:
         """The price of one call from the per-1000-token prices, in the prices' currency."""
         return _cost(usage, self.price_per_1k_input, self.price_per_1k_output)
 
+    def _local_key(self) -> str:
+        """The local teacher's key, checked before every request: the server must still be the
+        one Xiaoer started (it may have been restarted with a new key, or replaced)."""
+        try:
+            key = server.verified_key(self.base_url)
+        except server.TeacherServerNotRunning as exc:
+            raise TeacherUnavailable(str(exc)) from None
+        except server.TeacherServerRefused as exc:
+            raise TeacherRejected(str(exc)) from None
+        self._api_key = key  # scrubbed from error messages like any key
+        return key
+
     def complete(self, request: TeacherRequest) -> TeacherAnswer:
         import openai
 
         messages: Any = [{"role": role, "content": text} for role, text in request.messages]
         where = f"{self.provider} teacher at {self.base_url}"
+        headers = {"Authorization": f"Bearer {self._local_key()}"} if self.is_local else None
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
+                extra_headers=headers,
             )
         except openai.APITimeoutError:
             raise TeacherUnavailable(
@@ -224,9 +268,9 @@ class OpenAICompatibleTeacher:
         )
 
 
-def served_model(base_url: str, timeout: float = 2.0) -> str:
+def served_model(base_url: str, timeout: float = 2.0, api_key: str | None = None) -> str:
     """The id of the model a server on this machine serves (its ``/v1/models``)."""
-    served = server.served_models(base_url, timeout)
+    served = server.served_models(base_url, timeout, api_key)
     if served:
         return served[0]
     busy = server.running_model(base_url)
@@ -243,12 +287,23 @@ def local_teacher(
     """The llama.cpp teacher on 127.0.0.1; ``model`` defaults to the file the server serves.
 
     The default timeout is long because a CPU-only 1.5B model may need a minute for a long reply.
+    Refused (TeacherConfigError) when something else listens at ``base_url``: only the server
+    Xiaoer started, as its state file shows, is sent conversations unredacted. When nothing listens
+    yet and ``model`` is given, the teacher is made, and each request checks again.
     """
     if not is_loopback_url(base_url):
         raise TeacherConfigError(f"A local teacher must be on 127.0.0.1, not {base_url}")
+    key: str | None = None
+    try:
+        key = server.verified_key(base_url)
+    except server.TeacherServerRefused as exc:
+        raise TeacherConfigError(str(exc)) from None
+    except server.TeacherServerNotRunning as exc:
+        if model is None:
+            raise TeacherUnavailable(str(exc)) from None
     return OpenAICompatibleTeacher(
         base_url=base_url,
-        model=model or served_model(base_url),
+        model=model or served_model(base_url, api_key=key),
         timeout=timeout,
         provider="local",
         is_local=True,
@@ -276,6 +331,8 @@ class GeminiTeacher:
         from google import genai
         from google.genai import types
 
+        if base_url:
+            check_transport(base_url)
         self.model = model
         self.timeout = timeout
         self.base_url = base_url
@@ -446,10 +503,8 @@ class TeacherConfig:
             raise TeacherConfigError(f"timeout must be positive, got {self.timeout}")
         if self.price_per_1k_input < 0 or self.price_per_1k_output < 0:
             raise TeacherConfigError("Prices per 1000 tokens cannot be negative")
-        if self.base_url and urlsplit(self.base_url).scheme not in ("http", "https"):
-            raise TeacherConfigError(
-                f"base_url must start with http:// or https://: {self.base_url}"
-            )
+        if self.base_url:
+            check_transport(self.base_url)
         if self.provider == "openai-compatible" and not (self.base_url and self.model):
             raise TeacherConfigError(
                 "An openai-compatible teacher needs base_url and model, "
@@ -518,11 +573,12 @@ def make_teacher(config: TeacherConfig) -> CloudTeacher:
         timeout = max(config.timeout, LOCAL_MIN_TIMEOUT)
         return local_teacher(base_url, config.model or None, timeout=timeout)
     if config.provider == "gemini":
-        key = secrets.get_api_key("gemini")
+        # The key saved for this host only: a changed base_url does not take the key along.
+        key = secrets.get_api_key("gemini", config.base_url or None)
         if not key:
             raise TeacherRejected(
-                "No API key is set for Gemini; save one in the settings or set "
-                f"{secrets.env_var('gemini')}"
+                f"No API key is set for Gemini at {secrets.key_host('gemini', config.base_url)}; "
+                f"save one in the settings or set {secrets.env_var('gemini')}"
             )
         return GeminiTeacher(
             model=config.model or DEFAULT_GEMINI_MODEL,
@@ -532,10 +588,18 @@ def make_teacher(config: TeacherConfig) -> CloudTeacher:
             price_per_1k_input=config.price_per_1k_input,
             price_per_1k_output=config.price_per_1k_output,
         )
+    key = secrets.get_api_key(config.provider, config.base_url)
+    if key is None and secrets.unbound_key_exists(config.provider):
+        host = secrets.key_host(config.provider, config.base_url)
+        raise TeacherRejected(
+            f"The {config.provider} key an earlier Xiaoer saved is not tied to a host, so it is not "
+            f"sent to {host}: save it again (settings, or `xiaoer teacher set-key --provider "
+            f"{config.provider}`); it is then kept for {host} only"
+        )
     return OpenAICompatibleTeacher(
         base_url=config.base_url,
         model=config.model,
-        api_key=secrets.get_api_key(config.provider),
+        api_key=key,
         timeout=config.timeout,
         provider=config.provider,
         price_per_1k_input=config.price_per_1k_input,

@@ -2,13 +2,21 @@
 
 A child process rather than a thread: the 1.5B model's memory is returned when it exits, a crash
 in llama.cpp cannot take the app down, and `xiaoer teacher serve` in one terminal can serve
-`xiaoer teacher ask` in another. A state file in the data dir says where the server listens.
+`xiaoer teacher ask` in another. A state file in the data dir (mode 0600) says where the server
+listens, its process id, and the API key it was started with.
+
+The local teacher reads conversations unredacted, so both directions are guarded: the server
+(``app.cloud.llama_server``) answers only requests carrying its per-start random key, with CORS off;
+and a client sends a conversation only to the server the state file names, after checking that its
+process is alive and is that server (``verified_key``). Anything else listening on a loopback port
+(another program, an SSH tunnel to another machine) is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app import paths
+from app.cloud.llama_server import KEY_ENV, MIN_KEY_CHARS
 from app.engine import models
 from app.engine.llamacpp_backend import default_threads
 from app.errors import XiaoerError
@@ -33,10 +42,21 @@ STATE_FILE = "teacher-server.json"
 LOG_FILE = "teacher-server.log"
 DEFAULT_PROFILE = "qwen2.5-1.5b"
 DEFAULT_PORT = 8765
+SERVER_MODULE = "app.cloud.llama_server"
+# Servers started by Xiaoer before the key: still recognised by `xiaoer teacher stop`, never trusted.
+_LEGACY_SERVER_MODULE = "llama_cpp.server"
 
 
 class TeacherServerError(XiaoerError):
     """The local teacher could not start or stopped; the message says why and what to do."""
+
+
+class TeacherServerNotRunning(TeacherServerError):
+    """Nothing listens where the local teacher should be."""
+
+
+class TeacherServerRefused(TeacherServerError):
+    """Something listens there that is not a local teacher Xiaoer started: it gets nothing."""
 
 
 def state_path() -> Path:
@@ -49,12 +69,17 @@ def log_path() -> Path:
     return folder / LOG_FILE
 
 
-def served_models(base_url: str, timeout: float = 1.0) -> list[str] | None:
-    """The model ids an OpenAI-compatible server lists at ``/v1/models``; None if it does not answer."""
+def served_models(
+    base_url: str, timeout: float = 1.0, api_key: str | None = None
+) -> list[str] | None:
+    """The model ids an OpenAI-compatible server lists at ``/v1/models``; None if it does not answer
+    (or refuses ``api_key``)."""
     # No proxies: this request must stay on this machine.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    request = urllib.request.Request(base_url.rstrip("/") + "/models", headers=headers)
     try:
-        with opener.open(base_url.rstrip("/") + "/models", timeout=timeout) as reply:
+        with opener.open(request, timeout=timeout) as reply:
             data = json.loads(reply.read())
         return [str(entry["id"]) for entry in data["data"]]
     except (OSError, ValueError, KeyError, TypeError):
@@ -94,14 +119,17 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
-def _is_server_process(pid: int, base_url: str) -> bool:
-    """Whether ``pid`` is still a llama.cpp server and not a process that reused its number."""
+def _is_server_process(pid: int, base_url: str, legacy: bool = False) -> bool:
+    """Whether ``pid`` is still our teacher server (``legacy``: or one an older Xiaoer started)
+    and not a process that reused its number."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         # No /proc (macOS, Windows): the port answering is the best evidence there is.
         return _accepts_connections(base_url)
-    return b"llama_cpp.server" in cmdline
+    args = cmdline.split(b"\0")
+    modules = [SERVER_MODULE, _LEGACY_SERVER_MODULE] if legacy else [SERVER_MODULE]
+    return any(module.encode() in args for module in modules)
 
 
 def _child_env() -> dict[str, str]:
@@ -113,7 +141,7 @@ def _child_env() -> dict[str, str]:
     """
     from llama_cpp.server.settings import Settings
 
-    blocked = {name.lower() for name in Settings.model_fields} | {"config_file"}
+    blocked = {name.lower() for name in Settings.model_fields} | {"config_file", KEY_ENV.lower()}
     return {k: v for k, v in os.environ.items() if k.lower() not in blocked}
 
 
@@ -152,6 +180,8 @@ class TeacherServer:
         # The name clients see at /v1/models and in answers: the served file's name.
         self.model = self.model_path.name
         self.log_path = log_path()
+        self.api_key: str | None = None
+        """A fresh random key each start; clients read it from the state file."""
         self._process: subprocess.Popen[bytes] | None = None
         self._detached = False
 
@@ -170,11 +200,12 @@ class TeacherServer:
         return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
-        """The child's command line (flags of llama-cpp-python 0.3.x ``llama_cpp.server``)."""
+        """The child's command line (flags of llama-cpp-python 0.3.x ``llama_cpp.server``, which
+        ``app.cloud.llama_server`` takes). The key is not on it: any user can read a command line."""
         cmd = [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            SERVER_MODULE,
             "--model",
             str(self.model_path),
             "--model_alias",
@@ -215,6 +246,7 @@ class TeacherServer:
                 f"Port {self.port} on {LOOPBACK} is in use (is a teacher already running?); "
                 "choose another port"
             )
+        self.api_key = secrets.token_urlsafe(32)
         detached: dict[str, Any] = {}
         if detach:
             if sys.platform == "win32":
@@ -227,7 +259,7 @@ class TeacherServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_child_env(),
+                env={**_child_env(), KEY_ENV: self.api_key},
                 **detached,
             )
         deadline = time.monotonic() + timeout
@@ -239,7 +271,7 @@ class TeacherServer:
                     f"The local teacher exited with code {code} while starting. "
                     f"Log {self.log_path}:\n{_tail(self.log_path)}"
                 )
-            if served_models(self.base_url, timeout=1.0) is not None:
+            if served_models(self.base_url, timeout=1.0, api_key=self.api_key) is not None:
                 break
             if time.monotonic() > deadline:
                 self.stop()
@@ -298,17 +330,27 @@ class TeacherServer:
             "model_path": str(self.model_path),
             "log": str(self.log_path),
             "started": time.time(),
+            "api_key": self.api_key,
         }
-        path = state_path()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_private(state_path(), json.dumps(state, indent=2))
 
     @staticmethod
     def _clear_state(pid: int) -> None:
         state = _read_state()
         if state is not None and state.get("pid") == pid:
             state_path().unlink(missing_ok=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable and writable by this user only (0600)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)  # O_EXCL below: a file someone else left there is not reused
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _read_state() -> dict[str, Any] | None:
@@ -331,7 +373,7 @@ def stop_server(grace: float = 15.0) -> dict[str, Any]:
     base_url = state.get("base_url") if state else None
     if not (isinstance(pid, int) and isinstance(base_url, str)):
         return {"stopped": False, "detail": "no local teacher is running from this data dir"}
-    if not (_pid_alive(pid) and _is_server_process(pid, base_url)):
+    if not (_pid_alive(pid) and _is_server_process(pid, base_url, legacy=True)):
         state_path().unlink(missing_ok=True)
         return {"stopped": False, "detail": "the local teacher had already exited"}
     # The state file goes first: it tells a `serve` waiting on this server that the exit is asked
@@ -353,6 +395,53 @@ def _wait_exit(pid: int, timeout: float) -> bool:
     return True
 
 
+def _unverified(state: dict[str, Any] | None, base_url: str) -> str | None:
+    """Why ``state`` does not vouch for a teacher Xiaoer started at ``base_url``; None if it does."""
+    path = state_path()
+    if state is None:
+        return f"no local teacher was started from this data dir (no {path})"
+    named = state.get("base_url")
+    if not isinstance(named, str) or named.rstrip("/") != base_url.rstrip("/"):
+        return f"the local teacher Xiaoer started is at {named}"
+    key, pid = state.get("api_key"), state.get("pid")
+    if not (isinstance(key, str) and len(key) >= MIN_KEY_CHARS):
+        return "its state file holds no API key (restart it with `xiaoer teacher serve`)"
+    if not (isinstance(pid, int) and _pid_alive(pid)):
+        return f"the process the state file names ({pid}) has exited"
+    if not _is_server_process(pid, base_url):
+        return f"process {pid} is not the teacher server Xiaoer started"
+    if sys.platform != "win32":
+        info = path.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return f"its state file {path} is not private to this user (mode 0600)"
+    return None
+
+
+def verified_key(base_url: str) -> str:
+    """The API key to send to the local teacher at ``base_url``, once the state file shows that
+    Xiaoer started it there and its process still runs.
+
+    Raises TeacherServerNotRunning when nothing listens at ``base_url``, TeacherServerRefused when
+    something does that cannot be verified: it must get no conversation, since the local teacher
+    is sent them unredacted.
+    """
+    state = _read_state()
+    problem = _unverified(state, base_url)
+    if problem is None:
+        assert state is not None
+        return str(state["api_key"])
+    if _accepts_connections(base_url):
+        raise TeacherServerRefused(
+            f"{base_url} is not a local teacher Xiaoer started ({problem}), so it is sent "
+            "nothing: the local teacher sees conversations unredacted. Start the local teacher "
+            "with `xiaoer teacher serve`, or use the openai-compatible provider for another "
+            "server (its requests are redacted)."
+        )
+    raise TeacherServerNotRunning(
+        f"The local teacher at {base_url} is not running; start it with `xiaoer teacher serve`"
+    )
+
+
 def running_server() -> str | None:
     """The base URL of a local teacher started from this data dir that is alive and answering."""
     state = _read_state()
@@ -364,8 +453,10 @@ def running_server() -> str | None:
     if not _pid_alive(pid):
         state_path().unlink(missing_ok=True)
         return None
+    if _unverified(state, base_url) is not None:
+        return None
     # The port must answer with our model: after a crash another program may hold the port.
-    served = served_models(base_url)
+    served = served_models(base_url, api_key=str(state["api_key"]))
     if served is None:
         # llama_cpp.server answers one request at a time: while it finishes a long completion
         # (even one whose client went away) /v1/models waits. Our pid listening is enough then.

@@ -322,7 +322,9 @@ class SettingsDialog(QDialog):
             self.key_status.setText(self.tr("The local teacher needs no key."))
             return
         try:
-            has_key = secrets.get_api_key(provider) is not None
+            # Keys are kept per provider and host: the one for the base URL entered.
+            base_url = self.base_url.text().strip() or None
+            has_key = secrets.get_api_key(provider, base_url) is not None
         except secrets.SecretsError as exc:
             self.key_status.setText(str(exc))
             return
@@ -338,7 +340,7 @@ class SettingsDialog(QDialog):
         if not key.strip():
             return True
         try:
-            secrets.set_api_key(provider, key)
+            secrets.set_api_key(provider, key, self.base_url.text().strip() or None)
         except secrets.SecretsError as exc:
             self.key_status.setText(str(exc))
             self.api_key.clear()

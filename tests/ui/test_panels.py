@@ -63,7 +63,10 @@ def test_settings_dialog_saves_settings_teacher_and_key_only_in_the_keyring(
         "https://api.example.com/v1",
         "deepseek-chat",
     )
-    assert memory_keyring.store == {("xiaoer", "openai-compatible"): "sk-secret-123"}
+    # Kept for the host it was entered with, not for the provider wherever it points.
+    assert memory_keyring.store == {
+        ("xiaoer", "openai-compatible@api.example.com"): "sk-secret-123"
+    }
     for path in data_home.rglob("*"):
         if path.is_file():
             assert b"sk-secret-123" not in path.read_bytes(), path

@@ -150,7 +150,7 @@ _COMPENSATION = re.compile(r"补偿|赔偿|赔付|补差价|退差价|补您|补
 _BUY_GET = re.compile(rf"买(?P<buy>{_NUM_RE})送(?P<get>{_NUM_RE})")
 _GIFT = re.compile(
     r"赠品|赠送|小礼品|礼品|小礼物|包邮|免运费|运费险|免费"
-    r"|送(?:您|你)|送(?:一|1|两|2)?(?:个|份|张|瓶|支|盒|袋|双|包)"
+    r"|送(?:您|你)?(?:一|1|两|2)?(?:个|份|张|瓶|支|盒|袋|双|包)|送(?:您|你)"
 )
 _PERCENT_OF_MONEY = re.compile(r"金额|价|优惠|折|返|减|赔|补偿|退")
 # An amount belongs to the kind its clause talks about.

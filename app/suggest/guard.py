@@ -96,12 +96,12 @@ def _number(text: str) -> float | str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Patterns. Each finds a span and says which kind of promise it is; `_value` reads its value.
+# Patterns. Each finds a span of one kind of promise; the `_*_value` functions read its value.
 
 _HOURS_PER_UNIT = {"分钟": 1 / 60, "小时": 1.0, "天": 24.0, "日": 24.0, "工作日": 24.0, "周": 168.0}
 _DURATION = re.compile(
     rf"(?P<lo>{_NUM_RE}(?={_RANGE_SEP}){_RANGE_SEP})?(?P<n>{_NUM_RE})\s*个?"
-    r"(?P<unit>分钟|小时|个?工作日|天|日|周|星期)(?P<within>之内|以内|内|后|左右)?"
+    r"(?P<unit>分钟|小时|个?工作日|天|日|周|星期)(?:之内|以内|内|后|左右)?"
 )
 _DAY_WORDS = {
     "今天": "d0",
@@ -158,7 +158,7 @@ _COMPENSATION_CONTEXT = re.compile(r"补偿|赔偿|赔付|差价|价保|保价|�
 _REFUND_CONTEXT = re.compile(r"退")
 
 # ---------------------------------------------------------------------------------------------
-# What makes a statement no promise: a question, a negation, a hedge, a condition.
+# What makes a statement no promise: a negation, a question, a hedge, a condition, news.
 
 _SENTENCE_END = re.compile(r"[。！？!?\n；;~～]+")
 _CLAUSE_END = re.compile(r"[，,、：:。！？!?\n；;~～ ]+")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from app.cloud import server as teacher_server
-from app.cloud.llama_server import KEY_ENV
 from app.cloud.server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
+KEY_ENV = "XIAOER_TEACHER_SERVER_KEY"
 
 
 def test_the_server_runs_locked_down_and_its_key_is_not_on_the_command_line(

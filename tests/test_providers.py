@@ -618,6 +618,14 @@ def test_make_teacher_uses_the_keyring_key(api: FakeApi, memory_keyring: MemoryK
 def test_a_key_saved_for_one_host_is_never_sent_to_another(
     api: FakeApi, memory_keyring: MemoryKeyring
 ) -> None:
+    # Gemini: the key saved for Google's host; a base_url elsewhere finds none.
+    secrets.set_api_key("gemini", GEMINI_KEY)
+    with pytest.raises(TeacherRejected, match=r"No API key is set for Gemini at 127\.0\.0\.1:"):
+        make_teacher(TeacherConfig(provider="gemini", base_url=api.url("gemini-generate_ok", "")))
+    assert api.seen == []
+    assert secrets.get_api_key("gemini") == GEMINI_KEY
+    assert secrets.get_api_key("gemini", "https://gemini-proxy.example/") is None
+    # openai-compatible: saved for one server, the base_url moved to another.
     secrets.set_api_key("openai-compatible", KEY, api.url("ok"))
     with serving() as other_port:
         elsewhere = f"http://127.0.0.1:{other_port}/ok/v1"
@@ -626,12 +634,6 @@ def test_a_key_saved_for_one_host_is_never_sent_to_another(
     [request] = api.seen
     assert request.headers["host"] == f"127.0.0.1:{other_port}"
     assert KEY not in json.dumps(request.headers), "the key stayed with the host it was saved for"
-    # Gemini: the saved key is for Google's host; a base_url elsewhere finds none.
-    secrets.set_api_key("gemini", GEMINI_KEY)
-    with pytest.raises(TeacherRejected, match=r"No API key is set for Gemini at 127\.0\.0\.1:"):
-        make_teacher(TeacherConfig(provider="gemini", base_url=api.url("gemini-generate_ok", "")))
-    assert secrets.get_api_key("gemini") == GEMINI_KEY
-    assert secrets.get_api_key("gemini", "https://gemini-proxy.example/") is None
     with pytest.raises(secrets.SecretsError, match="set its base URL first"):
         secrets.set_api_key("openai-compatible", KEY)
 
@@ -642,12 +644,6 @@ def test_a_key_saved_per_provider_moves_only_to_the_default_host(
     """Keys an earlier version saved under the provider name alone."""
     keyring.set_password("xiaoer", "gemini", GEMINI_KEY)
     keyring.set_password("xiaoer", "openai-compatible", KEY)
-    assert secrets.get_api_key("gemini", "https://gemini-proxy.example/") is None
-    assert secrets.get_api_key("gemini") == GEMINI_KEY  # Google's host: the only one it knew
-    assert ("xiaoer", "gemini") not in memory_keyring.store
-    assert memory_keyring.store[("xiaoer", "gemini@generativelanguage.googleapis.com")] == (
-        GEMINI_KEY
-    )
     # openai-compatible has no default host: where the old key belonged is unknown.
     config = TeacherConfig(provider="openai-compatible", model="m", base_url=api.url("ok"))
     with pytest.raises(TeacherRejected, match="not tied to a host") as info:
@@ -657,6 +653,13 @@ def test_a_key_saved_per_provider_moves_only_to_the_default_host(
     secrets.set_api_key("openai-compatible", KEY, api.url("ok"))
     make_teacher(config).complete(QUESTION)
     assert api.seen[0].headers["authorization"] == f"Bearer {KEY}"
+    # Gemini's old key was for Google's host, the only one it knew: it moves there, only there.
+    assert secrets.get_api_key("gemini", "https://gemini-proxy.example/") is None
+    assert secrets.get_api_key("gemini") == GEMINI_KEY
+    assert ("xiaoer", "gemini") not in memory_keyring.store
+    assert memory_keyring.store[("xiaoer", "gemini@generativelanguage.googleapis.com")] == (
+        GEMINI_KEY
+    )
 
 
 def test_plain_http_to_another_machine_is_refused() -> None:

@@ -328,3 +328,95 @@ def test_recorded_http_full_teacher_call_sends_no_pii(store: Store) -> None:
     for value in [*PII, "王芳", "13900001111"]:
         assert value not in wire and value not in body, value
     assert result.reply == "张伟您好，订单520401029636可以改地址，稍后致电13812345678。"
+
+
+# --- every byte that leaves for Gemini: a stand-in for Gemini's API on loopback -----------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
+# A conversation full of personal data, in the shapes customers type it (values made up; the ID
+# card and bank card pass their checksums).
+PII_TURNS = [
+    Turn("customer", "你好，我叫张伟，手机13812345678，座机0512-68881234"),
+    Turn("agent", "您好张伟先生，请问有什么可以帮您？"),
+    Turn(
+        "customer",
+        "订单号520401029636的收货地址是江苏省苏州市姑苏区人民路100号，身份证320102199001011232，"
+        "退款到卡6222021234567890128，邮箱zhangwei88@163.com，快递SF1234567890123，"
+        "链接https://shop.example.com/o?token=abc123secret，电话也可以打+86 139 1234 5678",
+    ),
+]
+PII_VALUES = [
+    "张伟",
+    "13812345678",
+    "0512-68881234",
+    "68881234",
+    "520401029636",
+    "人民路100号",
+    "320102199001011232",
+    "6222021234567890128",
+    "zhangwei88",
+    "SF1234567890123",
+    "abc123secret",
+    "139 1234 5678",
+    # Another customer's, in the example dialogue the prompt shows.
+    "王芳",
+    "13900001111",
+]
+
+
+def test_recorded_gemini_stand_in_receives_no_personal_data_through_the_service(
+    store: Store,
+) -> None:
+    """google-genai, pointed at a real HTTP server on 127.0.0.1 that plays Gemini's recorded
+    generateContent answer, is driven through TeacherService; every byte it sends (request line
+    and URL, headers, body) is checked for the conversation's personal data."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.cloud.providers import GeminiTeacher
+
+    recorded = json.loads((FIXTURES / "generate_ok.json").read_text(encoding="utf-8"))
+    answer = json.loads(json.dumps(recorded["response"]["json"]))
+    # The recorded answer, its text echoing the conversation's placeholders as a teacher does.
+    answer["candidates"][0]["content"]["parts"][0]["text"] = "[NAME_1]您好，已为您登记，请放心。"
+    captured: list[tuple[str, bytes, bytes]] = []
+
+    class GeminiStandIn(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            captured.append((self.path, self.requestline.encode() + bytes(self.headers), body))
+            data = json.dumps(answer).encode()
+            self.send_response(recorded["response"]["status"])
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), GeminiStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        teacher = GeminiTeacher(
+            api_key="AIzaSy-stand-in-key-0123456789",
+            base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            timeout=10,
+        )
+        bank = ExampleBank([Example("我叫王芳，电话13900001111，能退货吗", "可以的王芳女士")])
+        svc = TeacherService(teacher, store, bank, k=1, sleep=no_sleep)
+        result = svc.ask(PII_TURNS)
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(path, head, raw_body)] = captured
+    assert path == recorded["request"]["path"], "the recorded endpoint was called"
+    body = json.loads(raw_body)
+    sent_texts = json.dumps(body, ensure_ascii=False)  # JSON may escape non-ASCII
+    assert "[PHONE_1]" in sent_texts and "人民路" not in sent_texts
+    assert len(body["contents"]) == 2 + len(PII_TURNS), "example pair and conversation were sent"
+    for wire in (path, head.decode("utf-8", "replace"), raw_body.decode("utf-8"), sent_texts):
+        leaked = [value for value in PII_VALUES if value in wire]
+        assert not leaked, f"sent to Gemini: {leaked}"
+    # Only this conversation's own value comes back, for the agent.
+    assert result.reply == "张伟您好，已为您登记，请放心。" and result.label == result.reply

@@ -126,25 +126,34 @@ def read_jddc2019(
     path: Path,
     max_context_turns: int = DEFAULT_MAX_CONTEXT_TURNS,
     max_turn_chars: int = DEFAULT_MAX_TURN_CHARS,
+    bad_lines: list[str] | None = None,
 ) -> Iterator[DialoguePair]:
     """One pair per agent turn (waiter_send 1) that has earlier turns in its session.
 
     Columns: session id, user id, waiter_send (0 customer, 1 agent), is_transfer, is_repeat, sku,
     content. The context is the session's last `max_context_turns` turns before the reply.
+    A malformed line raises ValueError naming it, or, when ``bad_lines`` is given, is left out
+    and its message appended there.
     """
     sessions: dict[str, list[tuple[bool, str]]] = {}
     for line_no, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
         cols = line.split("\t")
+        problem = None
         if len(cols) != JDDC2019_COLUMNS:
-            raise ValueError(
+            problem = (
                 f"{path}:{line_no}: expected {JDDC2019_COLUMNS} tab-separated columns, "
                 f"got {len(cols)}"
             )
+        elif cols[2] not in {"0", "1"}:
+            problem = f"{path}:{line_no}: waiter_send must be 0 or 1, got {cols[2]!r}"
+        if problem is not None:
+            if bad_lines is None:
+                raise ValueError(problem)
+            bad_lines.append(problem)
+            continue
         session, _user, waiter_send, _transfer, _repeat, _sku, content = cols
-        if waiter_send not in {"0", "1"}:
-            raise ValueError(f"{path}:{line_no}: waiter_send must be 0 or 1, got {waiter_send!r}")
         sessions.setdefault(session, []).append((waiter_send == "1", content))
     for session, turns in sessions.items():
         history: list[str] = []

@@ -21,9 +21,11 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -37,6 +39,8 @@ AdapterMethod = Literal["lora", "prefix", "ptuning-v2"]
 AdapterStatus = Literal["candidate", "active", "retired", "rejected"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 OutboxStatus = Literal["pending", "done", "failed"]
+KnowledgeKind = Literal["dialogue", "faq"]
+CandidateSource = Literal["past", "faq", "model"]
 
 
 def utcnow() -> datetime:
@@ -353,4 +357,68 @@ class MatcherVersion(Base):
     path: Mapped[str] = mapped_column(String(1024))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeSourceRow(Base):
+    """One imported file of the shop's knowledge: past dialogues or an FAQ (``app.knowledge``)."""
+
+    __tablename__ = "knowledge_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[KnowledgeKind] = mapped_column(choice(KnowledgeKind, "kind"))
+    format: Mapped[str] = mapped_column(String(32))
+    """How the file was read: jddc2018, jddc2019, jsonl, csv, faq, or "pairs" (given in memory)."""
+    path: Mapped[str | None] = mapped_column(String(1024))
+    encoder: Mapped[str] = mapped_column(String(128))
+    """The sentence encoder (and version) that made the entries' embeddings."""
+    entries: Mapped[int] = mapped_column(default=0)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeEntryRow(Base):
+    """A customer question with the shop's answer to it, and the embedding of the question."""
+
+    __tablename__ = "knowledge_entries"
+    __table_args__ = (UniqueConstraint("source_id", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"))
+    kind: Mapped[KnowledgeKind] = mapped_column(choice(KnowledgeKind, "kind"))
+    context: Mapped[list[str]] = mapped_column(JSON)
+    """The turns before the answer, customer first and alternating; an FAQ entry: [question]."""
+    query: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    conversation: Mapped[str | None] = mapped_column(String(256))
+    """The conversation a past dialogue came from (so evaluations can hold whole chats out)."""
+    content_hash: Mapped[str] = mapped_column(String(64))
+    """Identifies the entry within its source, so a re-import adds and removes only changes."""
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    """The query's sentence vector, float32, little-endian."""
+
+
+class SuggestionCandidate(Base):
+    """One reply offered to the agent for a customer message, in the order it was shown."""
+
+    __tablename__ = "suggestion_candidates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reply_to_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    draft_id: Mapped[int | None] = mapped_column(
+        ForeignKey("drafts.id", ondelete="SET NULL"), index=True
+    )
+    """The draft row made for it: the model's own draft, or any candidate once it was sent."""
+    rank: Mapped[int]
+    source: Mapped[CandidateSource] = mapped_column(choice(CandidateSource, "source"))
+    knowledge_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("knowledge_entries.id", ondelete="SET NULL"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    score: Mapped[float | None]
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    chosen: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

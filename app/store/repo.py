@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.store.knowledge import KnowledgeQueries
 from app.store.models import (
     AdapterVersion,
     Conversation,
@@ -31,8 +32,9 @@ from app.store.models import (
 )
 
 
-class Repository:
-    """Mixed into ``Store``; holds no state of its own."""
+class Repository(KnowledgeQueries):
+    """Mixed into ``Store``; holds no state of its own. The shop knowledge's and the suggestion
+    candidates' queries are in ``knowledge.py``."""
 
     def get_or_create_customer(
         self, session: Session, masked_id: str, display_name: str | None = None

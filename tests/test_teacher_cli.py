@@ -153,3 +153,31 @@ def test_scripted_ask_sends_queued_questions_once_the_teacher_answers(
     assert json.loads(err.split("outbox: ", 1)[1]) == {"done": 1, "failed": 0, "pending": 1}
     asked = [body["messages"][-1]["content"] for body in Handler.asked]
     assert asked == ["可以选择快递吗？", "能便宜点吗？"], "the answer first, then the oldest queued"
+
+
+def test_set_key_keeps_the_key_for_one_host(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import keyring
+
+    from tests.test_providers import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        monkeypatch.setattr("sys.stdin", io.StringIO("sk-cli-secret\n"))
+        code, out, _ = run(
+            capsys, "teacher", "set-key", "openai-compatible", "--base-url", "https://api.x.com/v1"
+        )
+        assert code == 0 and "api.x.com" in out and "sk-cli-secret" not in out
+        assert backend.store == {("xiaoer", "openai-compatible@api.x.com"): "sk-cli-secret"}
+        # Without a server to keep it for (the configured teacher is the local one): refused.
+        monkeypatch.setattr("sys.stdin", io.StringIO("sk-other\n"))
+        code, _, err = run(capsys, "teacher", "set-key", "openai-compatible")
+        assert code != 0 and "base URL" in err
+        assert len(backend.store) == 1
+    finally:
+        keyring.set_keyring(previous)

@@ -207,7 +207,19 @@ def cmd_redact(args: argparse.Namespace) -> int:
     """JSON lines in ({"text": …}), JSON lines out ({"redacted": …, "entities": […]}).
 
     A bad line gets an {"error": …} line in its place, so outputs stay aligned with inputs.
+    With ``--eval FILE`` (a labelled set, app/cloud/redact_eval.py) it prints one JSON line:
+    recall per shape, the strings that leaked and the share of clean messages left untouched.
     """
+    if args.eval:
+        from app.cloud.redact_eval import evaluate, read_labelled
+
+        try:
+            rows = read_labelled(Path(args.eval))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            print(json.dumps({"error": str(exc)}, ensure_ascii=False))
+            return 1
+        print(json.dumps(evaluate(rows), ensure_ascii=False))
+        return 0
     from app.cloud.redact import redact_for_cloud
 
     failed = False
@@ -548,8 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=cmd_score)
 
     redact = sub.add_parser("redact", help="the privacy firewall: replace personal data")
-    redact.add_argument(
-        "--jsonl", action="store_true", required=True, help='stdin: {"text": …} lines'
+    redact_mode = redact.add_mutually_exclusive_group(required=True)
+    redact_mode.add_argument("--jsonl", action="store_true", help='stdin: {"text": …} lines')
+    redact_mode.add_argument(
+        "--eval", metavar="FILE", help='a labelled set ({"text": …, "pii": […]} lines): one JSON report'
     )
     redact.set_defaults(func=cmd_redact)
 
@@ -638,7 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.set_defaults(func=cmd_label)
 
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["engine", "score", "teacher", "ui", "evolve"])
+    bench.add_argument(
+        "target", choices=["engine", "score", "teacher", "ui", "evolve", "redact"]
+    )
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
     bench.add_argument("--max-tokens", type=int, default=64, help="engine: reply length")

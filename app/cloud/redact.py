@@ -1,79 +1,152 @@
 """The privacy firewall: personal data is replaced by typed placeholders before any text leaves
 the device, and restored in the teacher's reply where it echoes a placeholder.
 
-Rule-based on purpose: fast (thousands of messages per second on one core), predictable, and
-explainable to a shop owner. Ordinary numbers — prices, sizes, quantities, dates, model numbers
-such as A2337 — are left alone; JD's own masks such as ``[数字x]`` pass through untouched.
+It reads text the way customers type it: the detectors run on a normalised copy (full-width
+characters folded, zero-width characters dropped, 一三八… read as digits; app/cloud/redact_text.py)
+and every span maps back to the characters as typed. Phone numbers are found by Google's
+``phonenumbers``; names and addresses with jieba's tagged dictionary and the national list of
+administrative divisions (app/cloud/redact_zh.py); structured ids by regular expressions with
+their check digits (ID card, Luhn). Brackets hide nothing: only the platform's own masks
+(``[数字x]``, ``[ORDERID_…]`` …) and Xiaoer's placeholders are kept as they are. What still looks
+personal is masked anyway (fail closed): any run of seven or more digits that is not a price, a
+date, a size or a product code.
+
+Every pattern is bounded, so the time grows linearly with the text (docs/firewall.md).
 """
 
 from __future__ import annotations
 
+import bisect
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from app.cloud import redact_zh
+from app.cloud.redact_text import Normalised, normalise
 
 # Placeholders look like [PHONE_1]; the teacher is asked to keep them verbatim.
 PLACEHOLDER = re.compile(
-    r"\[(PHONE|ID_CARD|BANK_CARD|ORDER|TRACKING|EMAIL|ADDRESS|NAME|URL)_(\d+)\]"
+    r"\[(PHONE|ID_CARD|BANK_CARD|ORDER|TRACKING|EMAIL|ADDRESS|NAME|URL|QQ|WECHAT|PLATE|IP|NUMBER)"
+    r"_(\d+)\]"
+)
+# The platform's own masks (JDDC: ../shared/data/README.md): kept verbatim, never scanned.
+PLATFORM_MASK = re.compile(
+    r"\[(?:数字|订单|地址|姓名|金额|日期|时间|电话|站点|链接|邮箱|身份证号|组织机构)x\]"
+    r"|\[ORDERID_\d{1,20}\]|(?<![A-Za-z0-9])(?:ORDERID|USERID)_\d{1,20}(?![0-9])"
 )
 
-_D = r"(?<![0-9A-Za-z])"  # no digit or letter just before
-_E = r"(?![0-9A-Za-z])"  # no digit or letter just after
-_CJK = r"\u4e00-\u9fff"
+_CJK = "\u4e00-\u9fff"
+_ND = r"(?<!\d)"  # no digit just before: letters glued to a number do not hide it (VX138…)
+_NE = r"(?!\d)"
 
-_MOBILE = re.compile(_D + r"(?:(?:\+|00)86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}" + _E)
-_LANDLINE = re.compile(_D + r"(?:\(0\d{2,3}\)|0\d{2,3})[\s-]?\d{7,8}(?:-\d{1,5})?" + _E)
 _ID_CARD = re.compile(
-    _D + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _E
+    _ND
+    + r"[1-9]\d{5}[ -]?(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ -]?\d{3}[\dXx]"
+    r"(?![0-9])"
 )
-_BANK_CARD = re.compile(_D + r"(?:\d{4}[\s-]?){3}\d{4}(?:[\s-]?\d{1,3})?" + _E)
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_URL = re.compile(r"https?://[^\s<>\"'，。！？、]+")
-_URL_SECRET = re.compile(
-    r"[?&#](?:token|access_token|auth|key|apikey|api_key|sig|signature|session|sid|ticket|code|"
-    r"password|passwd|pwd|secret)=",
-    re.IGNORECASE,
+_BANK_CARD = re.compile(_ND + r"\d{4}(?:[ -]?\d{4}){3}(?:[ -]?\d{1,3})?" + _NE)
+_EMAIL = re.compile(
+    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"
+)
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'，。！？、；）】]{1,2000}", re.IGNORECASE)
+# Query keys that carry who the customer is or a credential.
+_URL_PERSONAL_KEYS = frozenset(
+    [
+        "id",
+        "uid",
+        "userid",
+        "user_id",
+        "user",
+        "username",
+        "nick",
+        "nickname",
+        "name",
+        "token",
+        "access_token",
+        "auth",
+        "key",
+        "apikey",
+        "api_key",
+        "sig",
+        "signature",
+        "session",
+        "sessionid",
+        "sid",
+        "ticket",
+        "code",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "phone",
+        "mobile",
+        "tel",
+        "email",
+        "mail",
+        "openid",
+        "unionid",
+        "memberid",
+        "member_id",
+        "buyer",
+        "buyerid",
+        "buyer_id",
+        "buyer_nick",
+        "address",
+        "addr",
+        "idcard",
+        "receiver",
+    ]
 )
 # Courier waybills: letter prefixes of the big carriers, or a keyword before the number.
 _TRACKING = re.compile(
-    _D + r"(?:SF\d{12,13}|JD[A-Z0-9]{11,15}|YT\d{13}|ZTO\d{12}|EMS\d{11}|JT\d{13}|DPK\d{12})" + _E
+    r"(?<![A-Za-z0-9])(?:SF\d{12,13}|JD[A-Z0-9]{11,15}|YT\d{13}|ZTO\d{12}|EMS\d{11}|JT\d{13}|"
+    r"DPK\d{12})(?![0-9A-Za-z])"
 )
 _TRACKING_KW = re.compile(
-    r"(?:快递单号|运单号|物流单号|快递号|waybill|tracking)\s*(?:是|为|:|：)?\s*([A-Za-z0-9]{8,20})"
-    + _E,
+    r"(?:快递单号|运单号|物流单号|快递号|waybill|tracking)\s{0,3}(?:是|为|:|：)?\s{0,3}"
+    r"([A-Za-z0-9]{8,20})(?![0-9A-Za-z])",
     re.IGNORECASE,
 )
 _ORDER_KW = re.compile(
-    r"(?:订单号|订单编号|订单|单号|order)\s*(?:号|是|为|:|：|#|no\.?)?\s*(\d{6,20})" + _E,
+    r"(?:订单号|订单编号|订单|单号|order)\s{0,3}(?:号|是|为|:|：|#|no\.?)?\s{0,3}(\d{6,20})" + _NE,
     re.IGNORECASE,
 )
-_LONG_NUMBER = re.compile(_D + r"\d{10,20}" + _E)
-# After "地址" everything up to the next punctuation is the address; after "寄到"/"住在" only
-# when it looks like one ("能寄到新疆吗" and "送到楼下" are not addresses).
-_ADDRESS_KW = re.compile(
-    r"(?:收货地址|送货地址|地址)\s*(?:是|为|:|：|在)\s*([" + _CJK + r"0-9A-Za-z\-#]{4,60})"
+_QQ = re.compile(
+    r"(?<![A-Za-z])(?:QQ|扣扣|企鹅号|Q号)\s{0,3}(?:号码|号|是|为|:|：|\s){0,3}\s{0,3}(\d{5,12})"
+    + _NE,
+    re.IGNORECASE,
 )
-_ADDRESS_MOVE = re.compile(r"(?:住在|寄到|送到|寄去|发到)\s*([" + _CJK + r"0-9A-Za-z\-#]{4,60})")
-_ADDRESS_MARKER = re.compile(r"省|市|区|县|路|街|道|号|村|小区|苑|室|栋|幢|镇|弄")
-_ADDRESS = re.compile(
-    r"(?:[" + _CJK + r"]{2,7}(?:省|自治区))?[" + _CJK + r"]{2,7}(?:市|州|盟)"
-    r"(?:["
-    + _CJK
-    + r"]{1,7}(?:区|县|旗))?(?:["
-    + _CJK
-    + r"0-9]{1,12}(?:路|街|道|巷|镇|乡|村|大道))"
-    r"(?:[0-9]{1,5}(?:号|弄))?(?:[" + _CJK + r"0-9]{0,12}(?:号楼|栋|幢|单元|室|楼|小区|苑|座))*"
+_WECHAT = re.compile(
+    r"(?:微信号?|威信|薇信|V信|(?<![A-Za-z])(?:VX|WX|weixin|wechat|wxid)|加V|\+V)"
+    r"\s{0,3}(?:号|是|为|:|：|\s){0,3}\s{0,3}([A-Za-z][A-Za-z0-9_-]{5,19})(?![A-Za-z0-9_-])",
+    re.IGNORECASE,
 )
-_SURNAMES = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
-    "姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+_PLATE = re.compile(
+    r"(?<![A-Za-z0-9])[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]"
+    r"[A-HJ-NP-Za-hj-np-z][·• ]?[A-HJ-NP-Za-hj-np-z0-9]{5,6}(?![A-Za-z0-9])"
 )
-_NAME_KW = re.compile(
-    r"(?:(?:收件人|收货人|联系人|姓名|名字|寄件人)\s*(?:是|为|叫|:|：)|我叫|我的名字是)\s*"
-    r"(?![我你您他她它])([" + _CJK + r"]{2,3})"
-    r"(?=$|[^" + _CJK + r"]|先生|女士|小姐|收|的|电话|手机|联系|地址|身份)"
+_IPV4 = re.compile(
+    r"(?<![\d.vV])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    r"(?![\d.])"
 )
-_NAME_TITLE = re.compile(r"([" + _SURNAMES + r"][" + _CJK + r"]{0,2}?)(?=先生|女士|小姐)")
+_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
+# Digit strings, groups joined by one space or hyphen (138 1234 5678): the fail-closed net.
+_DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d\.)\d{3,}(?:[ -]\d{2,}){0,6}(?![\d]|\.\d)")
+_PRICE_BEFORE = re.compile(r"(?:[¥￥$]|RMB|价格?|售价|原价|现价|金额)\s?$", re.IGNORECASE)
+_SIZE_AFTER = re.compile(
+    r"\s?(?:元|块|rmb|万|亿|mAh|ml|mm|cm|km|kg|mg|g|GB|TB|MB|KB|Hz|W|V|L|m|克|千克|斤|毫升|毫安|"
+    r"像素|寸|码|件|个|台|瓶|盒|箱|包|袋|次|天|%|‰)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+# Product codes are not personal: SKU 100012345678, ISBN 9787111547426, 商品编号 …
+_PRODUCT_CUE = re.compile(
+    r"(?:SKU|ISBN|EAN|UPC|型号|货号|商品编号|商品编码|条码|条形码|书号|款号)[\s:：#]{0,3}[0-9A-Za-z-]{0,12}$",
+    re.IGNORECASE,
+)
+# A few letters right before a number that mark it as a model, not as a contact.
+_CONTACT_LETTERS = re.compile(r"(?:QQ|VX|WX|V|Q|tel|TEL|Tel|sfz|SFZ|phone|mobile|id|ID)$")
 
 
 @dataclass(frozen=True)
@@ -109,6 +182,36 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_card_ok(value: str) -> bool:
+    """GB 11643: the 18th character is the check digit of the first seventeen."""
+    chars = re.sub(r"[ -]", "", value).upper()
+    if len(chars) != 18 or not chars[:17].isdigit():
+        return False
+    total = sum(int(c) * w for c, w in zip(chars[:17], _ID_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11] == chars[17]
+
+
+def _is_bank_card(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    return 16 <= len(digits) <= 19 and _luhn_ok(digits)
+
+
+def _is_personal_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value if "://" in value else "http://" + value)
+        pairs = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(parts.fragment)
+    except ValueError:
+        return True  # a URL that does not parse is not trusted
+    for key, _ in pairs:
+        k = key.lower()
+        if k in _URL_PERSONAL_KEYS or k.endswith(("token", "_id", "userid", "nick", "phone")):
+            return True
+    return False
+
+
 Finder = Callable[[str], list[tuple[int, int]]]
 
 
@@ -125,52 +228,154 @@ def _spans(
     return find
 
 
-def _is_bank_card(value: str) -> bool:
-    digits = re.sub(r"\D", "", value)
-    return 16 <= len(digits) <= 19 and _luhn_ok(digits)
+def _phones(text: str, taken: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    """Google's phone-number grammar for China: any grouping, +86 / 0086, landlines with area
+    codes. It reads a copy of the same length that keeps only the stretches with seven digits
+    or more not taken yet (a phone number has at least seven; the matcher costs ~0.1 ms for every
+    number it tries), with letters blanked: a letter glued to a number makes it refuse a match
+    (VX13812345678)."""
+    # A stretch longer than any phone number (with its separators) is a list of numbers or
+    # noise; the fail-closed rule masks its long digit groups.
+    windows = [m.span() for m in _SEVEN_DIGITS.finditer(text) if m.end() - m.start() <= 64]
+    if not windows:
+        return []
+    import phonenumbers
+
+    kept = [" "] * len(text)
+    for s, e in windows:
+        s = max(0, s - 1)  # a "+" or "(" before the digits
+        kept[s:e] = text[s:e]
+    for s, e, _ in taken:
+        kept[s:e] = " " * (e - s)
+    blanked = _LETTERS.sub(lambda m: " " * len(m.group(0)), "".join(kept))
+    return [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(blanked, "CN")]
 
 
-def _looks_like_address(value: str) -> bool:
-    return bool(_ADDRESS_MARKER.search(value))
+_SEVEN_DIGITS = re.compile(r"\d(?:[ \-()+]{0,3}\d){6,}")
+_LETTERS = re.compile(r"[A-Za-z]+")
 
 
-def _is_url_with_secret(value: str) -> bool:
-    return bool(_URL_SECRET.search(value))
+def _ips(text: str) -> list[tuple[int, int]]:
+    spans = [(m.start(), m.end()) for m in _IPV4.finditer(text)]
+    if "::" in text or text.count(":") >= 4:
+        for m in _IPV6.finditer(text):
+            try:
+                ipaddress.IPv6Address(m.group(0))
+            except ValueError:
+                continue
+            if m.group(0).count(":") >= 2 and len(m.group(0)) >= 3:
+                spans.append((m.start(), m.end()))
+    return spans
+
+
+def _plates(text: str) -> list[tuple[int, int]]:
+    out = []
+    for m in _PLATE.finditer(text):
+        if sum(ch.isdigit() for ch in m.group(0)) >= 3:
+            out.append((m.start(), m.end()))
+    return out
+
+
+def _long_numbers(text: str) -> list[tuple[int, int]]:
+    """Fail closed: seven digits or more are personal unless they read as a price, a size, a date
+    or a product code, or sit inside a link to a product page."""
+    out = []
+    for m in _DIGIT_RUN.finditer(text):
+        value = m.group(0)
+        digits = value.replace(" ", "").replace("-", "")
+        if len(digits) < 7:
+            continue
+        before = text[max(0, m.start() - 20) : m.start()]
+        after = text[m.end() : m.end() + 4]
+        if _PRICE_BEFORE.search(before) or _PRODUCT_CUE.search(before):
+            continue
+        if _SIZE_AFTER.match(after) and not _CONTACT_LETTERS.search(before):
+            continue
+        if _is_date(value):
+            continue
+        out.append(m.span())
+    return out
+
+
+def _is_date(value: str) -> bool:
+    digits = value.replace(" ", "").replace("-", "")
+    if len(digits) != 8:
+        return False
+    year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
+    return 1900 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31
 
 
 # Order matters: earlier finders win overlapping spans (a bank card is not also an order number).
 FINDERS: list[tuple[str, Finder]] = [
-    ("URL", _spans(_URL, check=_is_url_with_secret)),
+    ("URL", _spans(_URL, check=_is_personal_url)),
     ("EMAIL", _spans(_EMAIL)),
-    ("ID_CARD", _spans(_ID_CARD)),
+    ("ID_CARD", _spans(_ID_CARD, check=id_card_ok)),
     ("BANK_CARD", _spans(_BANK_CARD, check=_is_bank_card)),
     ("TRACKING", _spans(_TRACKING)),
     ("TRACKING", _spans(_TRACKING_KW, group=1)),
-    ("PHONE", _spans(_MOBILE)),
-    ("PHONE", _spans(_LANDLINE)),
+    ("QQ", _spans(_QQ, group=1)),
+    ("WECHAT", _spans(_WECHAT, group=1)),
+    ("PHONE", lambda text: []),  # _phones, called with the spans taken so far
     ("ORDER", _spans(_ORDER_KW, group=1)),
-    ("ORDER", _spans(_LONG_NUMBER)),
-    ("ADDRESS", _spans(_ADDRESS_KW, group=1, check=_looks_like_address)),
-    ("ADDRESS", _spans(_ADDRESS_MOVE, group=1, check=_looks_like_address)),
-    ("ADDRESS", _spans(_ADDRESS)),
-    ("NAME", _spans(_NAME_KW, group=1)),
-    ("NAME", _spans(_NAME_TITLE)),
+    ("IP", _ips),
+    ("PLATE", _plates),
+    ("ADDRESS", redact_zh.find_addresses),
+    ("NAME", redact_zh.find_names),
+    ("NUMBER", _long_numbers),
 ]
+# A bare name is looked for next to these (赵强 13912345678 江苏省…).
+_NAME_NEIGHBOURS = frozenset({"PHONE", "ID_CARD", "BANK_CARD", "ADDRESS", "QQ", "WECHAT", "EMAIL"})
+
+
+def _kept_spans(text: str) -> list[tuple[int, int]]:
+    """Platform masks, Xiaoer's own placeholders and links to plain product pages."""
+    kept = [m.span() for m in PLATFORM_MASK.finditer(text)]
+    kept += [m.span() for m in PLACEHOLDER.finditer(text)]
+    if "://" in text or "www." in text.lower():
+        kept += [m.span() for m in _URL.finditer(text) if not _is_personal_url(m.group(0))]
+    return kept
 
 
 def find_entities(text: str) -> list[Entity]:
-    taken: list[tuple[int, int]] = []
-    found: list[Entity] = []
-    protected = [(m.start(), m.end()) for m in re.finditer(r"\[[^\[\]]{1,40}\]", text)]
+    """Personal values in ``text``, as spans of the text as typed."""
+    norm = normalise(text)
+    scan = norm.text
+    kept = _kept_spans(scan)
+    if kept:  # blank them out (same length) so no detector reads into them
+        chars = list(scan)
+        for s, e in kept:
+            chars[s:e] = "\x00" * (e - s)
+        scan = "".join(chars)
+    taken: list[tuple[int, int, str]] = []
     for kind, finder in FINDERS:
-        for start, end in finder(text):
-            if start == end:
-                continue
-            if any(start < e and s < end for s, e in taken + protected):
-                continue
-            taken.append((start, end))
-            found.append(Entity(kind, start, end, text[start:end]))
-    return sorted(found, key=lambda e: e.start)
+        for start, end in _phones(scan, taken) if kind == "PHONE" else finder(scan):
+            _take(taken, kind, start, end)
+    for _s, _e, kind in list(taken):
+        if kind in _NAME_NEIGHBOURS:
+            for start, end in redact_zh.name_beside(scan, _s, _e):
+                _take(taken, "NAME", start, end)
+    return _to_original(norm, taken)
+
+
+def _take(taken: list[tuple[int, int, str]], kind: str, start: int, end: int) -> None:
+    """Add the span unless it overlaps one already taken (``taken`` stays sorted and disjoint,
+    so only the neighbours need a look)."""
+    if start >= end:
+        return
+    i = bisect.bisect_left(taken, (start, end, kind))
+    if i > 0 and taken[i - 1][1] > start:
+        return
+    if i < len(taken) and taken[i][0] < end:
+        return
+    taken.insert(i, (start, end, kind))
+
+
+def _to_original(norm: Normalised, taken: list[tuple[int, int, str]]) -> list[Entity]:
+    found = []
+    for start, end, kind in sorted(taken):
+        s, e = norm.to_original(start, end)
+        found.append(Entity(kind, s, e, norm.original[s:e]))
+    return found
 
 
 class Redactor:
@@ -192,6 +397,13 @@ class Redactor:
 def redact_for_cloud(text: str) -> Redaction:
     """Replace personal data with numbered, typed placeholders (the same value → the same one)."""
     return Redactor().redact(text)
+
+
+def warm_up() -> None:
+    """Load the dictionaries the detectors use (about half a second, once per process), so the
+    first message that needs them is not the slow one."""
+    redact_zh.dictionary()
+    redact_for_cloud("收件人：王小明 13812345678 江苏省苏州市姑苏区人民路100号")
 
 
 def _redact(

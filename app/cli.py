@@ -221,6 +221,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
         print(json.dumps(evaluate(rows), ensure_ascii=False))
         return 0
     from app.cloud.redact import redact_for_cloud
+    from app.fsio import loads_json
 
     failed = False
     for number, raw in enumerate(sys.stdin.buffer, start=1):
@@ -228,7 +229,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
         if not line:
             continue
         try:
-            text = json.loads(line)["text"]
+            text = loads_json(line)["text"]
             if not isinstance(text, str):
                 raise TypeError("'text' must be a string")
         except (ValueError, KeyError, TypeError) as exc:

@@ -22,6 +22,7 @@ from app.cloud.prompt import Example, ExampleBank
 from app.cloud.service import TeacherService, outbox_counts
 from app.cloud.teacher import TeacherError, TeacherUnavailable
 from app.engine.conversation import Turn
+from app.fsio import loads_json
 from app.scoring import corpus
 
 CorpusFormat = Literal["jddc2018", "jddc2019", "ecd", "jsonl"]
@@ -113,7 +114,7 @@ def _read_jsonl(path: Path) -> Iterator[LabelTask]:
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
                 context = record.get("context") or [record["query"]]
                 if not all(isinstance(t, str) for t in context):
                     raise TypeError("context turns must be strings")
@@ -137,7 +138,7 @@ def done_ids(out: Path) -> set[str]:
     ids = set()
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:
-            ids.add(json.loads(line)["id"])
+            ids.add(loads_json(line)["id"])
         except (ValueError, KeyError, TypeError):
             continue
     return ids

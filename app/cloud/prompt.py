@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from app.cloud.teacher import ChatRole, TeacherRequest
 from app.engine.conversation import Turn
+from app.fsio import atomic_save_npy
 from app.scoring.scorers import USESimilarity
 
 ExampleMode = Literal["retrieved", "fixed"]
@@ -66,14 +67,12 @@ class ExampleBank:
     def _matrix(self) -> npt.NDArray[np.float32]:
         if self._vectors is None:
             path = self._cache_dir / f"examples-{self.digest}.npy" if self._cache_dir else None
-            if path is not None and path.is_file():
-                self._vectors = np.load(path)
-            else:
+            self._vectors = _read_cache(path, len(self.examples))
+            if self._vectors is None:  # none yet, or damaged (a crash mid-write): rebuilt
                 queries = [ex.query[:500] for ex in self.examples]
                 self._vectors = np.asarray(self._encoder.encode(queries), dtype=np.float32)
                 if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, self._vectors)
+                    atomic_save_npy(path, self._vectors)
         return self._vectors
 
     def retrieve(self, query: str, k: int, leave_out_same: bool = False) -> list[Example]:
@@ -91,6 +90,19 @@ class ExampleBank:
         if n >= len(self.examples):
             return list(self.examples)
         return random.Random(seed).sample(self.examples, n)
+
+
+def _read_cache(path: Path | None, rows: int) -> npt.NDArray[np.float32] | None:
+    """The cached embeddings, or None when there are none or they are not whole."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        vectors: npt.NDArray[np.float32] = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if vectors.ndim != 2 or vectors.shape[0] != rows or vectors.dtype != np.float32:
+        return None
+    return vectors
 
 
 def build_request(

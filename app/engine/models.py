@@ -20,6 +20,7 @@ from typing import Literal
 
 from app import paths
 from app.errors import XiaoerError
+from app.fsio import atomic_write_text
 
 CHUNK = 8 * 1024 * 1024
 
@@ -154,7 +155,7 @@ def part_paths(profile: ModelProfile) -> list[Path]:
 def _write_stamp(target: Path, sha256: str) -> None:
     st = target.stat()
     stamp = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    _stamp_path(target).write_text(json.dumps(stamp), encoding="utf-8")
+    atomic_write_text(_stamp_path(target), json.dumps(stamp))
 
 
 def _stamp_matches(target: Path, profile: ModelProfile) -> bool:
@@ -303,13 +304,10 @@ def add_user_model(name: str, path: str | Path, chat_format: ChatFormat = "auto"
     entry = UserModel(name=name, path=str(source.path), chat_format=chat_format)
     models = user_models()
     models[name] = entry
-    registry = _user_registry_path()
-    tmp = registry.with_suffix(".tmp")
-    tmp.write_text(
+    atomic_write_text(
+        _user_registry_path(),
         json.dumps({k: asdict(v) for k, v in models.items()}, ensure_ascii=False, indent=2),
-        encoding="utf-8",
     )
-    os.replace(tmp, registry)
     return entry
 
 

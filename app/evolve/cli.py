@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,14 @@ from app.evolve.data import (
     with_shots,
     write_examples,
 )
-from app.evolve.loop import Evolution, EvolutionSettings, Progress, adapters_dir, run_training
+from app.evolve.loop import Evolution, EvolutionSettings, Progress, run_training
+from app.evolve.versions import (
+    check_version_name,
+    is_finished,
+    is_registered,
+    new_run_dir,
+    run_dir_for,
+)
 
 if TYPE_CHECKING:
     from app.cloud.prompt import ExampleBank
@@ -203,8 +211,13 @@ def _examples_from(args: argparse.Namespace) -> list[Example]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune from a corpus (the paper's experiment); registers the result as a candidate."""
-    examples = _examples_from(args)
-    out = Path(args.out) if args.out else adapters_dir() / f"{args.method}-{args.name or 'train'}"
+    out = _train_dir(args)
+    try:
+        examples = _examples_from(args)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # a new run's empty folder (a resumed run's holds files: kept)
+        raise
     out.mkdir(parents=True, exist_ok=True)
     write_examples(examples, out / "data.jsonl")
     config = TrainConfig.from_preset(
@@ -230,25 +243,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_dir(args: argparse.Namespace) -> Path:
+    """Where ``xiaoer train`` writes: a new version (never one that exists), or ``--out``."""
+    if args.out:
+        out = Path(args.out)
+        if not args.no_register:
+            return run_dir_for(out.name, out)  # the folder's name is the version's
+        if is_finished(out):
+            raise ValueError(f"{out} already holds a trained adapter; give --out a new folder")
+        return out
+    if args.name:
+        return run_dir_for(f"{args.method}-{args.name}")
+    return new_run_dir(f"{args.method}-{datetime.now():%Y%m%d-%H%M%S}", is_registered)
+
+
 def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
     """Record a trained run as a candidate adapter version (exported and hashed)."""
     from app.engine import models
     from app.store import AdapterVersion
 
     store = _store()
-    version = run_dir.name
+    version = check_version_name(run_dir.name)
     with store.session() as session:
-        if store.get_adapter(session, version) is None:
-            session.add(
-                AdapterVersion(
-                    version=version,
-                    method=method,
-                    base_model=models.DEFAULT_PROFILE,
-                    path=str(run_dir),
-                    metrics={"train": metrics},
-                    status="candidate",
-                )
+        if store.get_adapter(session, version) is not None:
+            raise ValueError(
+                f"adapter version {version!r} already exists, and versions are never overwritten"
             )
+        session.add(
+            AdapterVersion(
+                version=version,
+                method=method,
+                base_model=models.DEFAULT_PROFILE,
+                path=str(run_dir),
+                metrics={"train": metrics},
+                status="candidate",
+            )
+        )
     Evolution(store).export(version)
     return version
 

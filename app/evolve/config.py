@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.engine import models
+from app.fsio import atomic_write_text
 
 Method = Literal["lora", "prefix", "ptuning-v2"]
 METHODS: tuple[Method, ...] = ("lora", "prefix", "ptuning-v2")
@@ -109,7 +110,7 @@ class TrainConfig:
         return cls(method=method, **values)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2), encoding="utf-8")
+        atomic_write_text(path, json.dumps(asdict(self), ensure_ascii=False, indent=2))
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

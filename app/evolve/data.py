@@ -22,6 +22,7 @@ from app.engine.conversation import (
     system_prompt,
     to_messages,
 )
+from app.fsio import loads_json
 from app.scoring.echo import repeats_customer
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def read_examples(path: Path) -> list[Example]:
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
                 context = record.get("context") or [record["query"]]
                 if not all(isinstance(t, str) for t in context):
                     raise TypeError("context turns must be strings")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,7 @@ from typing import Any
 
 from app.evolve.data import Example, as_turns
 from app.evolve.loop import Served, draft_replies
+from app.fsio import loads_json
 from app.store import AdapterVersion
 
 TEACHER_CONCURRENCY = 4
@@ -65,7 +65,7 @@ def read_items(path: Path) -> list[dict[str, Any]]:
     """The rows of an items file (``xiaoer eval --items``): one context's replies and scores each."""
     try:
         with path.open(encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
+            rows = [loads_json(line) for line in fh if line.strip()]
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: not an items file from `xiaoer eval --items` ({exc})") from exc
     if not rows or not all(isinstance(r, dict) and SCORE_KEYS[0] in r for r in rows):

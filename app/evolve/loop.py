@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -35,6 +37,7 @@ from sqlalchemy import func, select
 from app import paths
 from app.engine import models
 from app.engine.backend import GenerationConfig
+from app.errors import XiaoerError
 from app.evolve.config import METHODS, SHOTS_MAX_INPUT, Method, TrainConfig
 from app.evolve.data import (
     MIN_REPLY_CHARS,
@@ -45,6 +48,9 @@ from app.evolve.data import (
     with_shots,
     write_examples,
 )
+from app.evolve.versions import adapters_dir as adapters_dir  # where runs live (re-exported)
+from app.evolve.versions import new_run_dir
+from app.fsio import atomic_write_text
 from app.scoring.echo import repeats_customer
 from app.store import AdapterVersion, Rating, Score, Store, TeacherReply, TrainingRun
 from app.store.models import RunStatus
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
     from app.cloud.prompt import ExampleBank
 
 Progress = Callable[[dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 PAPER_PROBES = (
     "你好",
@@ -127,10 +134,7 @@ class EvolutionSettings:
             raise ValueError(f"{path}: unreadable evolution settings ({exc})") from exc
 
     def save(self) -> None:
-        path = self.path()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(self.path(), json.dumps(asdict(self), ensure_ascii=False, indent=2))
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,6 @@ class GateResult:
     items: list[dict[str, Any]] = field(default_factory=list)
 
 
-def adapters_dir() -> Path:
-    path = paths.data_dir() / "adapters"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -171,6 +169,32 @@ def served_path(row: AdapterVersion) -> Path:
     """What the engine loads: the GGUF file for LoRA (llama.cpp), the peft dir otherwise."""
     base = Path(row.path)
     return base / "adapter.gguf" if row.method == "lora" else base / "adapter"
+
+
+class AdapterDamaged(XiaoerError):
+    """The active adapter's files are not the ones recorded at export: the base model serves."""
+
+
+def verified_served_path(row: AdapterVersion) -> Path:
+    """``served_path(row)``, after checking its files against the hash recorded at export.
+
+    Raises AdapterDamaged (its message is for the user) when they are missing, changed or have no
+    recorded hash: a version's files are immutable, so a change means damage or tampering.
+    """
+    target = served_path(row)
+    expected = (row.metrics or {}).get("sha256")
+    if not expected:
+        problem = "has no recorded hash to check its files against"
+    elif not target.exists():
+        problem = f"is missing its file {target}"
+    elif sha256_of(target) != expected:
+        problem = f"has a file that changed since it was exported ({target})"
+    else:
+        return target
+    raise AdapterDamaged(
+        f"Adapter {row.version} {problem}; serving the base model instead. "
+        "Roll back or promote another version in the Evolution panel."
+    )
 
 
 class Evolution:
@@ -420,9 +444,8 @@ class Evolution:
         if not examples:
             raise ValueError("Nothing to learn yet: no new labels (rate or edit some drafts first)")
         method = self.settings.method
-        version = f"{method}-{datetime.now():%Y%m%d-%H%M%S}"
-        run_dir = adapters_dir() / version
-        run_dir.mkdir(parents=True)
+        run_dir = new_run_dir(f"{method}-{datetime.now():%Y%m%d-%H%M%S}", self._version_taken)
+        version = run_dir.name
         write_examples(self.shown(examples, leave_out_same=True), run_dir / "data.jsonl")
         with self.store.session() as session:
             active = self.store.active_adapter(session)
@@ -477,6 +500,10 @@ class Evolution:
             raise RuntimeError(f"training {status}: {result.get('message', 'see ' + str(run_dir))}")
         return version
 
+    def _version_taken(self, version: str) -> bool:
+        with self.store.session() as session:
+            return self.store.get_adapter(session, version) is not None
+
     def export(self, version: str) -> Path:
         """Make the candidate servable: GGUF for LoRA; record the hash promotion checks."""
         from app.evolve.export import export_lora_gguf
@@ -484,6 +511,8 @@ class Evolution:
         with self.store.session() as session:
             row = self._row(session, version)
             run_dir, method = Path(row.path), row.method
+            if row.status != "candidate":  # it may be served: its files are never rewritten
+                raise ValueError(f"adapter {version} is {row.status}; only candidates are exported")
         if method == "lora":
             base = models.resolve(self.base_model).path
             export_lora_gguf(run_dir / "adapter", base, run_dir / "adapter.gguf")
@@ -692,21 +721,40 @@ def _now() -> datetime:
     return utcnow()
 
 
+STDERR_TAIL_LINES = 50
+"""The trainer's last stderr lines kept for the error and the log (a traceback, the OOM note)."""
+KILLED_EXIT_CODES = (-9, 128 + 9)
+"""SIGKILL as Popen reports it, and as a shell does: what the kernel's out-of-memory killer sends."""
+
+
 def run_training(
     config_path: Path, progress: Progress | None = None, cancel: threading.Event | None = None
 ) -> tuple[RunStatus, dict[str, Any]]:
     """Run ``python -m app.evolve.train`` as a child process, forwarding its JSON lines.
 
     Returns (succeeded | failed | cancelled, the final event). Setting ``cancel`` sends SIGTERM;
-    the child checkpoints and exits, and the same config resumes later.
+    the child checkpoints and exits, and the same config resumes later. A failure's event carries
+    the child's last stderr lines (``stderr``; the last few in ``message`` too) and is logged and
+    appended to the run's ``train.jsonl``; a SIGKILL is reported as the out-of-memory kill it
+    nearly always is.
     """
     child = subprocess.Popen(
         [sys.executable, "-m", "app.evolve.train", "--config", str(config_path)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         encoding="utf-8",
+        errors="replace",
     )
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    assert child.stderr is not None
+    stderr = child.stderr  # drained on its own thread, so a chatty child never blocks on it
+    reader = threading.Thread(
+        target=lambda: tail.extend(line.rstrip() for line in stderr if line.strip()),
+        name="xiaoer-train-stderr",
+        daemon=True,
+    )
+    reader.start()
     watcher = None
     if cancel is not None:
 
@@ -729,13 +777,42 @@ def run_training(
         if progress:
             progress(event)
     code = child.wait()
+    reader.join(timeout=5)
     if code == 0 and last.get("event") == "done":
         return "succeeded", last
     if last.get("event") == "cancelled" or (cancel is not None and cancel.is_set()):
         return "cancelled", last
-    if not last or last.get("event") != "error":
-        last = {"event": "error", "message": f"the training process exited with code {code}"}
-    return "failed", last
+    failure = _training_failure(code, last, list(tail))
+    _log_failure(config_path, failure)
+    return "failed", failure
+
+
+def _training_failure(code: int, last: dict[str, Any], stderr: list[str]) -> dict[str, Any]:
+    if code in KILLED_EXIT_CODES:
+        message = (
+            f"the training process was killed, most likely out of memory (exit code {code}): "
+            "close other programs, or train with a smaller batch or shorter inputs"
+        )
+    elif last.get("event") == "error":
+        message = str(last.get("message", ""))
+    else:
+        message = f"the training process exited with code {code}"
+    if stderr:
+        message += " — its last output: " + " | ".join(stderr[-5:])
+    return {"event": "error", "message": message, "exit_code": code, "stderr": stderr}
+
+
+def _log_failure(config_path: Path, failure: dict[str, Any]) -> None:
+    """Into the app's log and the run's own ``train.jsonl`` (when the config names the run)."""
+    log.warning("training failed: %s", failure["message"])
+    for line in failure["stderr"]:
+        log.warning("trainer stderr: %s", line)
+    try:
+        run_log = Path(TrainConfig.load(config_path).output_dir) / "train.jsonl"
+        with run_log.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(failure, ensure_ascii=False) + "\n")
+    except (OSError, ValueError, TypeError):
+        pass  # no readable config, no run folder: the app's log has it
 
 
 @dataclass(frozen=True)
@@ -777,12 +854,21 @@ def draft_replies(
 
 
 def apply_active_adapter(model: Any, store: Store) -> str | None:
-    """Hot swap: make a running EndModel use the store's active adapter (or none)."""
+    """Hot swap: make a running EndModel use the store's active adapter (or none).
+
+    An adapter not loaded yet has its files checked against their recorded hash first; a mismatch
+    leaves the model on the base and raises AdapterDamaged (the UI shows it in its banner).
+    """
     with store.session() as session:
         active = store.active_adapter(session)
         version = active.version if active is not None else None
-        path = served_path(active) if active is not None else None
         method = active.method if active is not None else None
+        loaded = version is not None and version in model.backend.adapters
+        try:
+            path = verified_served_path(active) if active is not None and not loaded else None
+        except AdapterDamaged:
+            model.set_adapter(None)
+            raise
     if version is None:
         model.set_adapter(None)
         return None
@@ -792,7 +878,7 @@ def apply_active_adapter(model: Any, store: Store) -> str | None:
             f"adapter {version} ({method}) needs the "
             f"{'llamacpp' if method == 'lora' else 'transformers'} backend"
         )
-    if version not in model.backend.adapters:
+    if not loaded:
         assert path is not None
         model.load_adapter(version, path)
     model.set_adapter(version)

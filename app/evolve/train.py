@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import signal
@@ -31,9 +32,11 @@ from typing import Any
 
 from app.evolve.config import TrainConfig
 from app.evolve.data import IGNORE_INDEX, batches, encode, read_examples
+from app.fsio import atomic_write_text, replace_dir
 
 Emit = Callable[[dict[str, Any]], None]
 EXIT_CANCELLED = 130
+CHECKPOINT_META = "meta.json"
 
 
 def _seed_everything(seed: int) -> None:
@@ -162,12 +165,9 @@ def _save_checkpoint(
         },
         tmp / "state.pt",
     )
-    old = out / ".checkpoint.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    # Read before anything else on resume: a checkpoint of another config is never loaded.
+    atomic_write_text(tmp / CHECKPOINT_META, json.dumps({"fingerprint": fingerprint, "step": step}))
+    replace_dir(tmp, target)
 
 
 def _resume(
@@ -175,24 +175,44 @@ def _resume(
 ) -> int:
     import torch
     from peft import set_peft_model_state_dict
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state_path = out / "checkpoint" / "state.pt"
-    weights = out / "checkpoint" / "adapter" / "adapter_model.safetensors"
+    folder = out / "checkpoint"
+    state_path = folder / "state.pt"
+    weights = folder / "adapter" / "adapter_model.safetensors"
     if not (state_path.is_file() and weights.is_file()):
         return 0
-    state = torch.load(state_path, weights_only=False)
-    if state.get("fingerprint") != fingerprint:
-        emit(
-            {"event": "warning", "message": "the checkpoint is from another config; starting over"}
-        )
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+
+    def start_over(why: str) -> int:
+        emit({"event": "warning", "message": f"the checkpoint {why}; starting over"})
+        shutil.rmtree(folder, ignore_errors=True)
         return 0
-    set_peft_model_state_dict(model, load_file(str(weights)))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+
+    # The config's identity first, from a plain JSON file: nothing else of a checkpoint that is
+    # not this run's (or has no such file: an older Xiaoer's) is read.
+    try:
+        meta = json.loads((folder / CHECKPOINT_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return start_over("has no readable fingerprint")
+    if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
+        return start_over("is from another config")
+    # weights_only: tensors and plain values only; a planted pickle can't run code here.
+    try:
+        state = torch.load(state_path, weights_only=True)
+        tensors = load_file(str(weights))
+        parts = {key: state[key] for key in ("step", "optimizer", "scheduler", "torch_rng")}
+    except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, LookupError) as exc:
+        return start_over(f"can't be loaded safely ({type(exc).__name__}: {exc})")
+    except (AttributeError, TypeError, ValueError) as exc:  # damaged: not a dict, not a tensor
+        return start_over(f"is damaged ({type(exc).__name__}: {exc})")
+    if state.get("fingerprint") != fingerprint:
+        return start_over("is from another config")
+    set_peft_model_state_dict(model, tensors)
+    optimizer.load_state_dict(parts["optimizer"])
+    scheduler.load_state_dict(parts["scheduler"])
+    torch.set_rng_state(parts["torch_rng"])
+    return int(parts["step"])
 
 
 def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) -> dict[str, Any]:
@@ -286,8 +306,7 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
     tmp = out / f".adapter.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
-    shutil.rmtree(adapter, ignore_errors=True)
-    os.replace(tmp, adapter)
+    replace_dir(tmp, adapter)
     metrics = {
         "steps": config.steps,
         "resumed_from": start,
@@ -298,7 +317,7 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
         "tokens": tokens,
         "tok_s": round(tokens / train_s, 1) if train_s > 0 else None,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     emit({"event": "done", "adapter_dir": str(adapter), **metrics})
     return metrics

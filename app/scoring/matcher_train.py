@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.fsio import atomic_savez, atomic_write_text
 from app.scoring.corpus import DialoguePair, EcdGroup
 from app.scoring.indomain import (
     FORMAT_VERSION,
@@ -544,10 +545,10 @@ def run_training(
     metrics["numpy_torch_max_diff"] = drift
     metrics["train_seconds"] = round(time.monotonic() - started, 2)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / WEIGHTS_FILE, **weights)
-    (out_dir / META_FILE).write_text(
-        json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    # Weights first, then the meta file the loader starts from: each all or nothing.
+    atomic_savez(out_dir / WEIGHTS_FILE, **weights)
+    atomic_write_text(
+        out_dir / META_FILE, json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     )
     report({"stage": "done", "version": version, **metrics})
     return MatcherInfo(

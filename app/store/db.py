@@ -88,6 +88,9 @@ def open_store(url: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT_S) 
     """
     path = default_path() if url is None else _file_of(url)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Customers' messages: this user's only. SQLite gives the -wal and -shm files the database
+    # file's mode, so creating (or tightening) it first covers them too.
+    _private_db_files(path)
     _check_readable(path, lock_timeout)
     migration_engine = _make_engine(path, lock_timeout, foreign_keys=False)
     try:
@@ -95,6 +98,13 @@ def open_store(url: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT_S) 
     finally:
         migration_engine.dispose()
     return Store(_make_engine(path, lock_timeout, foreign_keys=True), path, lock_timeout)
+
+
+def _private_db_files(path: Path) -> None:
+    paths.private_file(path)
+    for sidecar in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if sidecar.exists():
+            paths.private_file(sidecar)
 
 
 def _file_of(url: str) -> Path:

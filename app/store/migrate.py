@@ -33,6 +33,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
+from app import paths
 from app.store.errors import StoreError, is_locked, locked_error
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -117,6 +118,7 @@ def _backup(path: Path, revision: str | None) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.bak-{revision or 'none'}-{n}")
+    paths.private_file(target)  # a whole copy of the customers' messages
     _copy_database(path, target)
     return target
 

@@ -24,8 +24,7 @@ log = logging.getLogger("app.ui")
 
 
 def setup_logging() -> None:
-    folder = paths.data_dir() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.logs_dir()
     handler = logging.handlers.RotatingFileHandler(
         folder / "ui.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
     )

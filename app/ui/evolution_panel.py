@@ -56,7 +56,7 @@ class EvolveRun(QObject):
         self.process.finished.connect(self._finished)
         self.process.errorOccurred.connect(self._error)
         self._buffer = b""
-        self._stderr: deque[str] = deque(maxlen=20)
+        self._stderr: deque[str] = deque(maxlen=50)
         self.events: list[dict[str, Any]] = []
         self._ended = False
 

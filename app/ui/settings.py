@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -19,6 +18,7 @@ from app.engine import models
 from app.engine.backend import GenerationConfig
 from app.engine.end_model import EngineConfig
 from app.errors import XiaoerError
+from app.fsio import atomic_write_text
 
 SETTINGS_FILE = "settings.json"
 STATE_FILE = "ui-state.json"
@@ -163,9 +163,7 @@ def settings_path() -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def load_settings() -> UiSettings:

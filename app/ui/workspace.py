@@ -62,6 +62,19 @@ class DraftRecord:
     adapter: str | None
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+"""What makes a spreadsheet read a cell as a formula (OWASP's list, plus the full-width forms
+that Chinese input produces and some spreadsheets accept)."""
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading ``'``
+    (OWASP's advice against CSV injection); a customer's message can't run anything."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 class Workspace:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -260,5 +273,6 @@ class Workspace:
         writer = csv.writer(out)
         writer.writerow(["conversation", "message", "role", "sent_at", "text"])
         for m in self.messages(conversation_id):
-            writer.writerow([conversation_id, m.id, m.role, m.sent_at.isoformat(), m.text])
+            row = [conversation_id, m.id, m.role, m.sent_at.isoformat(), m.text]
+            writer.writerow([spreadsheet_safe(cell) for cell in row])
         return out.getvalue()

@@ -131,7 +131,10 @@ _IPV4 = re.compile(
     r"(?<![\d.vV])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
     r"(?![\d.])"
 )
-_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
+_IPV6 = re.compile(
+    r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+    r"|::[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})(?![0-9A-Fa-f:])"
+)
 # Digit strings, groups joined by one space or hyphen (138 1234 5678): the fail-closed net.
 _DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d\.)\d{3,}(?:[ -]\d{2,}){0,6}(?![\d]|\.\d)")
 _PRICE_BEFORE = re.compile(r"(?:[¥￥$]|RMB|价格?|售价|原价|现价|金额)\s?$", re.IGNORECASE)
@@ -263,7 +266,8 @@ def _ips(text: str) -> list[tuple[int, int]]:
                 ipaddress.IPv6Address(m.group(0))
             except ValueError:
                 continue
-            if m.group(0).count(":") >= 2 and len(m.group(0)) >= 3:
+            # "a::b" is valid but is code, not an address a customer pastes: a digit is needed.
+            if m.group(0).count(":") >= 2 and any(ch.isdigit() for ch in m.group(0)):
                 spans.append((m.start(), m.end()))
     return spans
 
@@ -346,15 +350,21 @@ def find_entities(text: str) -> list[Entity]:
         for s, e in kept:
             chars[s:e] = "\x00" * (e - s)
         scan = "".join(chars)
+    # The kept spans count as taken, so no span found around them can swallow them.
     taken: list[tuple[int, int, str]] = []
+    for s, e in sorted(kept):
+        if taken and s < taken[-1][1]:
+            taken[-1] = (taken[-1][0], max(e, taken[-1][1]), "")
+        else:
+            taken.append((s, e, ""))
     for kind, finder in FINDERS:
         for start, end in _phones(scan, taken) if kind == "PHONE" else finder(scan):
             _take(taken, kind, start, end)
     for _s, _e, kind in list(taken):
-        if kind in _NAME_NEIGHBOURS:
+        if kind in _NAME_NEIGHBOURS:  # (kept spans have kind "")
             for start, end in redact_zh.name_beside(scan, _s, _e):
                 _take(taken, "NAME", start, end)
-    return _to_original(norm, taken)
+    return _to_original(norm, [t for t in taken if t[2]])
 
 
 def _take(taken: list[tuple[int, int, str]], kind: str, start: int, end: int) -> None:

@@ -43,26 +43,27 @@ SURNAMES = frozenset(
 # Words that follow a name cue but are not a name ("我是买家", "收货人不在家", "联系人电话").
 _CUE_STOP = _words(
     "我 你 您 他 她 它 咱 本人 自己 是 电话 手机 号码 地址 信息 姓名 名字 写 填 改 换 不 没 的 都 也 和 跟 "
-    "在 要 想 说 问 这 那 哪 谁 什么 怎么 一 个 买 卖 新 老 第 真 刚 就 还 会 能 可 请 麻烦 谢谢 您好 你好 "
+    "了 过 及 与 或 等 以 啥 在 要 想 说 问 这 那 哪 谁 什么 怎么 一 个 买 卖 新 老 第 真 刚 就 还 会 能 可 请 麻烦 谢谢 您好 你好 "
     "客户 顾客 会员 学生 用户 亲 家 今天 昨天 明天 因为 觉得 用 从 给 帮 替 对 错 外地 男 女 先生 女士 小姐"
 )
 _NOT_A_NAME = frozenset(_words("谢谢 您好 你好 麻烦 辛苦 亲亲 客服 快递 老板 掌柜 师傅 同学 朋友"))
 # A given name stops before these characters ("刘芳不在家", "王磊的", "李明收").
 _GIVEN_STOP = frozenset(
-    "的了在不是要和跟说收先女电手地已还也都就把被给让请没很这那呢吗吧啊哦呀嘛哈啦会能可再"
+    "的了在不是要和跟说收先女电手地已还也都就把被给让请没很这那呢吗吧啊哦呀嘛哈啦会能可再来去到拿"
 )
 
 # Cues after which a name follows. Strong cues mask whatever Han characters follow (fail closed);
 # after 我是 the next word must start with a surname and not be a common word (我是江苏的).
 _STRONG_CUE = re.compile(
-    r"(?:收货人|收件人|联系人|寄件人|签收人|取件人|提货人|持卡人|户名|姓名|名字|我叫|我的名字[是叫]|本人姓?名?叫?)"
+    r"(?:收货人|收件人|联系人|寄件人|签收人|取件人|提货人|持卡人|户名|姓名|名字|我叫|我的名字[是叫]|本人叫)"
     r"[\s:：是为叫]{0,3}(?=["
     + _HAN
     + r"])|(?<![A-Za-z])[Nn]ame\s{0,2}[:：]\s{0,2}(?=["
     + _HAN
     + "])"
 )
-_WEAK_CUE = re.compile(r"(?:我是|我姓|这里是|这边是)[\s:：]{0,2}(?=[" + _HAN + "])")
+_WEAK_CUE = re.compile(r"(?:我是|这里是|这边是|叫)[\s:：]{0,2}(?=[" + _HAN + "])")
+_SURNAME_CUE = re.compile(r"(?:我姓|免贵姓|本人姓)([" + _HAN + "]{1,2})")
 _LATIN_NAME_CUE = re.compile(
     r"(?<![A-Za-z])(?:name|姓名)\s*[:：]\s*([A-Za-z]{2,20}(?: [A-Za-z]{2,20}){0,2})", re.IGNORECASE
 )
@@ -128,8 +129,8 @@ def name_length_after_cue(han: str, strong: bool) -> int:
         return 0
     surname = _surname_length(han)
     if surname == 0:
-        if not strong:
-            return 0
+        if not strong or _is_common_word(han[:2]) or _is_common_word(han[:3]):
+            return 0  # 收件人反映…, 联系人名称
         # A rare surname: mask what looks like a name (fail closed), two or three characters.
         return min(len(han), 2 + (_given_length(han, 1, 2) - 1 if len(han) > 2 else 0))
     if surname == 2:  # 上官明月, 欧阳娜娜: the compound surname and one or two more characters
@@ -139,10 +140,9 @@ def name_length_after_cue(han: str, strong: bool) -> int:
         word = han[:size]
         if len(word) == size and words.get(word, "").startswith("nr") and word not in _NOT_A_NAME:
             return size
-    if not strong:
-        for size in (4, 3, 2):
-            if _is_common_word(han[:size]) and len(han) >= size:
-                return 0  # 我是江苏的, 我是马上
+    for size in (4, 3, 2):
+        if _is_common_word(han[:size]) and len(han) >= size:
+            return 0  # 我是江苏的, 我是马上, 收货人商品一致
     given = _given_length(han, surname, 2)
     return surname + given if given else (surname if surname == 2 else 0)
 
@@ -153,11 +153,14 @@ def find_names(text: str) -> list[tuple[int, int]]:
     for cue, strong in ((_STRONG_CUE, True), (_WEAK_CUE, False)):
         for m in cue.finditer(text):
             run = _HAN_RUN.match(text, m.end())
-            if run is None:
-                continue
+            if run is None or _is_common_word(text[m.end() - 1 : m.end() + 1]):
+                continue  # the cue ends inside a word: 账户名称, 姓名称
             size = name_length_after_cue(run.group(0)[:6], strong)
             if size:
                 spans.append((m.end(), m.end() + size))
+    for m in _SURNAME_CUE.finditer(text):  # 我姓周: the surname alone
+        size = _surname_length(m.group(1)) or 1
+        spans.append((m.start(1), m.start(1) + size))
     for m in _LATIN_NAME_CUE.finditer(text):
         spans.append((m.start(1), m.end(1)))
     for m in _TITLE.finditer(text):
@@ -176,7 +179,9 @@ def _name_ending_at(text: str, lo: int, end: int) -> tuple[int, int] | None:
     (发给赵强 → 赵强, 谢谢王 → 王, 上官玉娜 → 上官玉娜)."""
     for start in range(max(lo, end - 4), end):
         cand = text[start:end]
-        if not _HAN_RUN.fullmatch(cand) or not _surname_length(cand) or _is_common_word(cand):
+        if not _HAN_RUN.fullmatch(cand) or not _surname_length(cand):
+            continue
+        if cand not in COMPOUND_SURNAMES and _is_common_word(cand):  # 欧阳 is tagged a place
             continue
         if len(cand) >= 2 and _is_common_word(cand[:2]) and _surname_length(cand) == 1:
             continue
@@ -257,11 +262,14 @@ def _division_at(text: str, pos: int) -> int:
     return 0
 
 
-_STREET = "路|街|大街|大道|巷|弄|胡同|里|村|屯|镇|乡|小区|花园|家园|公寓|大厦|广场|新村|苑|社区|园区|开发区|工业园|大楼|中心|公馆|府|城|庄|湾"
+# Kinds that are also common word endings (里, 城, 府, 中心) are left out: 郑州那里, 顺祝阖府安康.
+_STREET = "路|街|大街|大道|巷|弄|胡同|村|镇|乡|小区|花园|家园|公寓|大厦|广场|新村|苑|社区|开发区|工业园|大楼"
 # A street-level part: a name and its kind (人民路, 星湖街, 幸福小区). After an administrative name
 # the part may be the kind alone (南京 + 路).
-_PART = re.compile(r"[" + _HAN + r"A-Za-z0-9]{0,8}?(?:" + _STREET + ")")
-_PART_ALONE = re.compile(r"[" + _HAN + r"]{1,6}?(?:" + _STREET + ")")
+# Pronouns and particles are never part of a street name (景县那货你们原路退回 is no address).
+_NAME_CHAR = r"(?![你我他她们那这的了吗呢吧啊呀哦])"
+_PART = re.compile(r"(?:" + _NAME_CHAR + r"[" + _HAN + r"A-Za-z0-9]){0,8}?(?:" + _STREET + ")")
+_PART_ALONE = re.compile(r"(?:" + _NAME_CHAR + r"[" + _HAN + r"]){1,6}?(?:" + _STREET + ")")
 # A numbered part: 100号, 3号楼, 2单元, 502室, 3-2-301, B座, 12F, 东区.
 _UNIT = "号楼|号院|号|弄|栋|幢|座|单元|层|楼|室|户|期|区|门|排|组|巷|F|f"
 _NUMBERED = re.compile(
@@ -277,9 +285,12 @@ _BARE_NUMBER = re.compile(
 )
 _STREET_KIND = re.compile(_STREET)
 _ADDRESS_CUE_ANY = re.compile(
-    r"(?:收货地址|送货地址|地址|住址)(?:改成|改为|改到|换成|更新为|是|为|在)?[\s:：]{0,2}([^\s,，。！？!?;；]{4,60})"
+    r"(?:收货地址|送货地址|地址|住址)\s{0,2}(?:改成|改为|改到|换成|更新为|是|为|在|:|：)\s{0,2}"
+    r"([^\s,，。！？!?;；\x00]{4,60})"
 )
-_ADDRESS_MARKER = re.compile(r"省|市|区|县|路|街|道|号|村|小区|苑|室|栋|幢|镇|弄|巷|单元|楼")
+# After an address cue, a street-level word or a house number makes it an address (地址：同一个市内
+# is not one).
+_ADDRESS_MARKER = re.compile(r"路|街|道|号|村|小区|苑|室|栋|幢|镇|弄|巷|单元|楼|省")
 
 
 def find_addresses(text: str) -> list[tuple[int, int]]:

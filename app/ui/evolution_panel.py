@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections import deque
 from typing import Any
 
@@ -59,6 +60,8 @@ class EvolveRun(QObject):
         self._stderr: deque[str] = deque(maxlen=50)
         self.events: list[dict[str, Any]] = []
         self._ended = False
+        self.killed = False
+        """Whether the process ended by SIGKILL (most likely out of memory)."""
 
     def start(self) -> None:
         log.info("starting evolution: %s", " ".join(self.command))
@@ -109,6 +112,9 @@ class EvolveRun(QObject):
             if event is not None:
                 self.events.append(event)
                 self.event_received.emit(event)
+        # Killed by a signal: Qt gives the signal's number. SIGKILL is what the kernel's
+        # out-of-memory killer sends.
+        self.killed = status == QProcess.ExitStatus.CrashExit and code == signal.SIGKILL
         if status == QProcess.ExitStatus.CrashExit and code == 0:
             code = -1
         self.finished.emit(code, "\n".join(self._stderr))
@@ -333,12 +339,15 @@ class EvolutionPanel(QWidget):
         elif code != 0 and not had_error:
             self.stage_label.setText(self.tr("stopped"))
             detail = stderr_tail.strip().splitlines()[-3:] if stderr_tail.strip() else []
-            self.services.report(
-                self.tr("Evolution"),
-                self.tr("The evolution process ended with code {0}. {1}").format(
+            if run is not None and run.killed:
+                text = self.tr(
+                    "The evolution process was killed, most likely out of memory. {0}"
+                ).format(" ".join(detail))
+            else:
+                text = self.tr("The evolution process ended with code {0}. {1}").format(
                     code, " ".join(detail)
-                ),
-            )
+                )
+            self.services.report(self.tr("Evolution"), text)
         promoted = any(e.get("event") == "done" and e.get("promoted") for e in events)
         self.refresh()
         if promoted:

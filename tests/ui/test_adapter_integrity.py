@@ -1,9 +1,13 @@
-"""Issue #20: an active adapter whose files changed since export is not served; the window says
-so in its banner and drafts with the base model."""
+"""Issue #20 in the window: an active adapter whose files changed since export is not served (the
+banner says so, the base model drafts); an evolution process the system kills is reported as the
+out-of-memory kill it most likely is, with its last lines."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from app.evolve.loop import sha256_of
 from app.store import AdapterVersion, Store
@@ -34,3 +38,16 @@ def test_a_changed_active_adapter_is_refused_in_the_banner(
     assert "v-tampered" in text and "serving the base model" in text
     assert parts.backend.adapters == {}, "the changed file is never loaded"
     assert "adapter" not in window.model_status.text()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a child killed by SIGKILL")
+def test_an_evolution_process_killed_by_the_system_says_out_of_memory(qtbot, window) -> None:
+    from tests.ui.test_panels import fake_evolve
+
+    window.services.context.evolve_command = lambda: fake_evolve("killed")
+    with qtbot.waitSignal(window.evolution.run_finished, timeout=20000) as finished:
+        window.evolution.evolve_now()
+    assert finished.args == [False]
+    text = window.banner.label.text()
+    assert window.banner.isVisible() and "killed, most likely out of memory" in text
+    assert "loading the gate's end model" in text, "its last stderr line"

@@ -472,6 +472,11 @@
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
+        <location filename="../evolution_panel.py" line="342"/>
+        <source>The evolution process was killed, most likely out of memory. {0}</source>
+        <translation>进化进程被系统终止，很可能是内存不足。{0}</translation>
+    </message>
+    <message>
         <location filename="../evolution_panel.py" line="355"/>
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>

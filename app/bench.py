@@ -307,4 +307,8 @@ def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
         from app.evolve.bench import bench_evolve
 
         return bench_evolve(args.labels_evolve, args.steps)
+    if target == "knowledge":
+        from app.knowledge.bench import bench_knowledge
+
+        return bench_knowledge([int(n) for n in str(args.entries).split(",") if n.strip()])
     raise ValueError(f"Unknown benchmark {target!r}")

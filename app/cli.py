@@ -19,6 +19,7 @@ from app.engine.end_model import EndModel, EngineConfig
 from app.errors import XiaoerError
 from app.evolve import cli as evolve_cli
 from app.evolve.cli import example_args, example_bank_of
+from app.knowledge import cli as knowledge_cli
 
 EXIT_USAGE = 2
 
@@ -654,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument(
-        "target", choices=["engine", "score", "teacher", "ui", "evolve", "redact"]
+        "target", choices=["engine", "score", "teacher", "ui", "evolve", "knowledge", "redact"]
     )
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
@@ -664,8 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", default="qwen2.5-1.5b", help="teacher: the local teacher model")
     bench.add_argument("--labels-evolve", type=int, default=50, help="evolve: labels per round")
     bench.add_argument("--steps", type=int, default=None, help="evolve: training steps")
+    bench.add_argument(
+        "--entries", default="10000,100000,1000000", help="knowledge: index sizes, comma-separated"
+    )
     bench.set_defaults(func=cmd_bench)
     evolve_cli.add_parsers(sub)
+    knowledge_cli.add_parsers(sub)
     return parser
 
 

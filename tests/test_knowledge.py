@@ -424,3 +424,43 @@ def test_candidates_are_recorded_and_outlive_their_knowledge_entry(
     with store.session() as session:
         kept = session.scalars(select(SuggestionCandidate).order_by(SuggestionCandidate.rank)).all()
         assert kept[0].knowledge_entry_id is None and kept[0].text == hit.entry.answer
+
+
+# --- command line and bench -----------------------------------------------------------------------
+
+
+def test_the_knowledge_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    assert main(["knowledge", "import", "--demo"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["source"], report["kind"]) == (DEMO_SOURCE, "faq") and report["added"] >= 20
+    assert main(["knowledge", "import", str(FIXTURES / "dialogues.jsonl"), "--name", "chats"]) == 0
+    capsys.readouterr()
+    assert main(["knowledge", "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {s["name"]: s["entries"] for s in listed["sources"]} == {
+        DEMO_SOURCE: report["added"],
+        "chats": 3,
+    }
+    assert main(["knowledge", "search", "能开发票吗", "--k", "2", "--kind", "faq"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["query"] for h in hits] == ["可以开发票吗？", "发票抬头填错了怎么办？"]
+    assert main(["knowledge", "remove", "chats"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"removed": "chats", "entries": 3}
+    assert main(["knowledge", "remove", "chats"]) == 1
+    assert "No knowledge source named 'chats'" in capsys.readouterr().err
+    assert main(["knowledge", "import", str(FIXTURES / "faq.csv"), "--format", "jddc2019"]) == 1
+    assert "nothing readable as jddc2019" in capsys.readouterr().err
+
+
+def test_the_bench_measures_both_indexes() -> None:
+    from app.knowledge import bench
+
+    small = bench.bench_size(2000)
+    assert (small["index"], small["recall_at_1"]) == ("exact", 1.0)
+    assert small["p50_query_ms"] <= small["p95_query_ms"]
+    large = bench.bench_size(bench.ANN_THRESHOLD)
+    assert large["index"] == "ivf" and large["top1_agrees_with_exact"] >= 0.95

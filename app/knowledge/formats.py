@@ -208,7 +208,9 @@ def _text_lines(path: Path) -> tuple[list[tuple[int, str]], ParseResult]:
 def _checked(path: Path, fmt: str, result: ParseResult) -> ParseResult:
     result.problems.sort(key=_line_number)  # lines that were not UTF-8 were noted first
     if not result.entries:
-        detail = f" ({'; '.join(result.problems)})" if result.problems else ""
+        detail = (
+            f" ({result.skipped} left out: {'; '.join(result.problems)})" if result.skipped else ""
+        )
         raise KnowledgeError(
             f"{path}: nothing readable as {fmt}{detail}. docs/knowledge.md shows the format."
         )

@@ -14,18 +14,26 @@ times that, ``stale`` says so and its owner rebuilds it from the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-ANN_THRESHOLD = 50_000
-"""Vectors from which the IVF index is used: exact search of 50k 512-d vectors takes ~5–8 ms on
-two cores, and grows linearly (~200 ms at 1M, measured by ``xiaoer bench knowledge``)."""
+ANN_THRESHOLD = 30_000
+"""Vectors from which the IVF index is used. Exact search of one query over 10k 512-d vectors
+takes ~1 ms here, over 30k ~3–5 ms, and it grows linearly (~150–200 ms at 1M) while the IVF index
+answers in under a millisecond from 30k on; below 30k its build (k-means, ~2 s) buys nothing.
+Measured with ``xiaoer bench knowledge`` (docs/knowledge.md)."""
+FEW_QUERIES = 8
+"""Up to this many queries are searched on one thread: a single query's matrix product is too
+small to share, and next to a busy decoder two threads spin-wait on each other (measured: 12 ms
+instead of 0.8 ms for 10k vectors)."""
 NPROBE = 32
 RETRAIN_GROWTH = 4.0
 _MAX_SCORES = 1 << 25
@@ -175,10 +183,11 @@ class VectorIndex:
         k = min(k, len(self))
         if k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        if self._ivf is not None:
-            sims, ids = self._ivf.search(q, k)
-            return sims.astype(np.float32), ids.astype(np.int64)
-        return self._exact(q, k)
+        with _one_thread() if len(q) <= FEW_QUERIES else contextlib.nullcontext():
+            if self._ivf is not None:
+                sims, ids = self._ivf.search(q, k)
+                return sims.astype(np.float32), ids.astype(np.int64)
+            return self._exact(q, k)
 
     def _exact(self, q: Floats, k: int) -> tuple[npt.NDArray[np.float32], Ids]:
         matrix, ids = self._matrix[: self._n], self._ids[: self._n]
@@ -234,6 +243,22 @@ class VectorIndex:
         ivf.nprobe = nprobe
         index._ivf, index._trained_on = ivf, int(meta.get("trained_on", ivf.ntotal))
         return index
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """numpy's BLAS and faiss's OpenMP on one thread for the duration."""
+    import faiss
+
+    from app.scoring.scorers import scorer_threads
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        with scorer_threads(1):
+            yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -119,7 +119,7 @@ _QQ = re.compile(
     re.IGNORECASE,
 )
 _WECHAT = re.compile(
-    r"(?:微信号?|威信|薇信|V信|(?<![A-Za-z])(?:VX|WX|weixin|wechat|wxid)|加V|\+V)"
+    r"(?:微 ?信号?|威信|薇信|V信|(?<![A-Za-z])(?:VX|WX|weixin|wechat|wxid)|加V|\+V)"
     r"\s{0,3}(?:号|是|为|:|：|\s){0,3}\s{0,3}([A-Za-z][A-Za-z0-9_-]{5,19})(?![A-Za-z0-9_-])",
     re.IGNORECASE,
 )

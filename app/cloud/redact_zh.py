@@ -63,7 +63,7 @@ _STRONG_CUE = re.compile(
     + "])"
 )
 _WEAK_CUE = re.compile(r"(?:我是|这里是|这边是|叫)[\s:：]{0,2}(?=[" + _HAN + "])")
-_SURNAME_CUE = re.compile(r"(?:我姓|免贵姓|本人姓)([" + _HAN + "]{1,2})")
+_SURNAME_CUE = re.compile(r"(?:我姓|免贵姓|本人姓)(?!名)([" + _HAN + "]{1,2})")  # not 我姓名写错了
 _LATIN_NAME_CUE = re.compile(
     r"(?<![A-Za-z])(?:name|姓名)\s*[:：]\s*([A-Za-z]{2,20}(?: [A-Za-z]{2,20}){0,2})", re.IGNORECASE
 )

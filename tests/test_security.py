@@ -281,6 +281,25 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_leftovers(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
+STATE_WRITERS = [
+    "app/cloud/prompt.py",  # the embedding cache
+    "app/scoring/matcher_train.py",  # matcher weights and meta
+    "app/engine/gguf_lora.py",  # the GGUF LoRA export
+    "app/evolve/train.py",  # adapters, checkpoints, metrics
+    "app/evolve/config.py",  # run configs
+    "app/evolve/loop.py",  # evolution settings
+    "app/ui/settings.py",  # the app's settings and state
+    "app/engine/models.py",  # model stamps and the user's model list
+]
+
+
+@pytest.mark.parametrize("module", STATE_WRITERS)
+def test_state_files_are_written_only_through_the_safe_writer(module: str) -> None:
+    source = (Path(__file__).resolve().parents[1] / module).read_text(encoding="utf-8")
+    for direct in ("np.save(", "np.savez(", ".write_text(", ".write_bytes("):
+        assert direct not in source, f"{module} writes with {direct}…): use app.fsio"
+
+
 def test_a_truncated_embedding_cache_is_rebuilt(tmp_path: Path) -> None:
     from app.cloud.prompt import Example, ExampleBank
 

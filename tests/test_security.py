@@ -166,7 +166,21 @@ def test_a_new_version_name_never_reuses_a_taken_one(data_home: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "x/../../escaped", "/etc", "a b", "..", "", "x" * 80, "名字", "-x", "a\\b"]
+    "name",
+    [
+        "../x",
+        "x/../../escaped",
+        "/etc",
+        "a b",
+        "..",
+        "",
+        "x" * 80,
+        "名字",
+        "-x",
+        "a\\b",
+        "x\n",
+        "None",
+    ],
 )
 def test_unsafe_version_names_are_refused_with_a_clear_error(name: str) -> None:
     from app.evolve.versions import check_version_name

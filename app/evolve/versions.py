@@ -18,21 +18,20 @@ from app import paths
 MAX_VERSION_CHARS = 64
 """The store's column width for a version name."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+RESERVED_NAMES = ("base", "none", "active")
+"""What ``xiaoer adapters rollback`` and ``xiaoer eval --adapter`` read as no adapter or the active."""
 
 
 def check_version_name(name: str) -> str:
     """``name`` if it is a safe adapter version name (a folder name inside the adapters folder),
     else ValueError saying what is allowed. Every way a version is named goes through here."""
-    if (
-        not _SAFE_NAME.fullmatch(name)
-        or ".." in name
-        or len(name) > MAX_VERSION_CHARS
-        or name.lower() in ("base", "none", "active")  # words with a meaning on the command line
-    ):
+    if not _SAFE_NAME.fullmatch(name) or ".." in name or len(name) > MAX_VERSION_CHARS:
         raise ValueError(
             f"{name!r} is not a valid adapter version name: use up to {MAX_VERSION_CHARS} "
             "letters, digits, '.', '_' or '-', starting with a letter or digit, no '..'"
         )
+    if name.lower() in RESERVED_NAMES:
+        raise ValueError(f"{name!r} is not a valid adapter version name: it means something else")
     return name
 
 

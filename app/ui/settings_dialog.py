@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -28,6 +30,10 @@ from app.cloud.redact import redact_for_cloud
 from app.engine import models
 from app.errors import XiaoerError
 from app.ui.settings import MAX_SHOTS, UiSettings
+
+if TYPE_CHECKING:
+    from app.knowledge import KnowledgeBase
+    from app.ui.knowledge_page import KnowledgePage
 
 WARNING_STYLE = "QLabel { background: #fff3cd; color: #856404; padding: 6px; border-radius: 4px; }"
 
@@ -58,7 +64,11 @@ class SettingsDialog(QDialog):
         settings: UiSettings,
         teacher: providers.TeacherConfig | None = None,
         parent: QWidget | None = None,
+        knowledge: Callable[[], KnowledgeBase] | None = None,
+        knowledge_imported: Callable[[], None] | None = None,
     ) -> None:
+        """``knowledge`` gives the app's knowledge base for the *Shop knowledge* page (no page
+        without it); ``knowledge_imported`` is called after an import there."""
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle(self.tr("Settings"))
@@ -250,6 +260,14 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Past dialogues shown per draft"), self.shots)
         self.tabs.addTab(page, self.tr("Workspace"))
 
+        # --- shop knowledge ---
+        self.knowledge_page: KnowledgePage | None = None
+        if knowledge is not None:
+            from app.ui.knowledge_page import KnowledgePage
+
+            self.knowledge_page = KnowledgePage(knowledge, knowledge_imported)
+            self.tabs.addTab(self.knowledge_page, self.tr("Shop knowledge"))
+
         # --- privacy ---
         page = QWidget()
         box = QVBoxLayout(page)
@@ -393,7 +411,20 @@ class SettingsDialog(QDialog):
         )
         return settings, teacher
 
+    def _knowledge_busy(self) -> bool:
+        """A knowledge import or removal is running: closing must wait, not cut it off."""
+        busy = self.knowledge_page is not None and self.knowledge_page.busy
+        if busy:
+            self.error_label.setText(self.tr("Wait until the knowledge import has finished."))
+        return busy
+
+    def done(self, result: int) -> None:
+        if not self._knowledge_busy():
+            super().done(result)
+
     def accept(self) -> None:
+        if self._knowledge_busy():
+            return
         try:
             settings, teacher = self.build()
         except (XiaoerError, ValueError) as exc:

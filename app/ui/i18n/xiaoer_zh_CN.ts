@@ -1008,6 +1008,14 @@
         <source>The key for {0} is saved in the OS keyring.</source>
         <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
     </message>
+    <message>
+        <source>Shop knowledge</source>
+        <translation>店铺知识</translation>
+    </message>
+    <message>
+        <source>Wait until the knowledge import has finished.</source>
+        <translation>请等待知识导入完成。</translation>
+    </message>
 </context>
 <context>
     <name>Shortcuts</name>
@@ -1090,6 +1098,113 @@
         <location filename="../main_window.py" line="120"/>
         <source>Show or hide this help</source>
         <translation>显示或隐藏本帮助</translation>
+    </message>
+</context>
+<context>
+    <name>KnowledgePage</name>
+    <message>
+        <source>Past dialogues and FAQ answers the reply suggestions are drawn from. Importing a file again adds its new entries and removes those gone from it.</source>
+        <translation>回复建议取自这些过往对话和常见问题答案。再次导入同一文件时，只添加新条目，并删除文件中已不存在的条目。</translation>
+    </message>
+    <message>
+        <source>Source</source>
+        <translation>来源</translation>
+    </message>
+    <message>
+        <source>Kind</source>
+        <translation>类型</translation>
+    </message>
+    <message>
+        <source>Format</source>
+        <translation>格式</translation>
+    </message>
+    <message>
+        <source>Entries</source>
+        <translation>条目数</translation>
+    </message>
+    <message>
+        <source>Format: from the file name</source>
+        <translation>格式：按文件名判断</translation>
+    </message>
+    <message>
+        <source>jddc2018: train.enc + train.dec; jddc2019: a chat file; jsonl: context and reply per line; csv: customer,agent or question,answer columns; faq: Markdown (## question, then the answer) or CSV</source>
+        <translation>jddc2018：train.enc + train.dec；jddc2019：聊天记录文件；jsonl：每行一组上下文和回复；csv：customer,agent 或 question,answer 列；faq：Markdown（## 问题，下面写答案）或 CSV</translation>
+    </message>
+    <message>
+        <source>Name (default: the file's)</source>
+        <translation>名称（默认取文件名）</translation>
+    </message>
+    <message>
+        <source>Import…</source>
+        <translation>导入…</translation>
+    </message>
+    <message>
+        <source>Import demo FAQ</source>
+        <translation>导入演示 FAQ</translation>
+    </message>
+    <message>
+        <source>A made-up down-jacket shop's FAQ that ships with Xiaoer, to try suggestions</source>
+        <translation>Xiaoer 自带的一家虚构羽绒服店铺的常见问题，用来试用回复建议</translation>
+    </message>
+    <message>
+        <source>Remove selected</source>
+        <translation>删除所选</translation>
+    </message>
+    <message>
+        <source>Import shop knowledge</source>
+        <translation>导入店铺知识</translation>
+    </message>
+    <message>
+        <source>Knowledge files (*.md *.csv *.jsonl *.txt *.enc);;All files (*)</source>
+        <translation>知识文件 (*.md *.csv *.jsonl *.txt *.enc);;所有文件 (*)</translation>
+    </message>
+    <message>
+        <source>Importing {0}…</source>
+        <translation>正在导入 {0}…</translation>
+    </message>
+    <message>
+        <source>Importing the demo FAQ…</source>
+        <translation>正在导入演示 FAQ…</translation>
+    </message>
+    <message>
+        <source>Select a source to remove.</source>
+        <translation>请先选择要删除的来源。</translation>
+    </message>
+    <message>
+        <source>Remove knowledge</source>
+        <translation>删除知识</translation>
+    </message>
+    <message>
+        <source>Remove {0} and its {1} entries?</source>
+        <translation>删除 {0} 及其 {1} 个条目？</translation>
+    </message>
+    <message>
+        <source>Removing {0}…</source>
+        <translation>正在删除 {0}…</translation>
+    </message>
+    <message>
+        <source>{0}: {1} entries read, {2} added, {3} removed, {4} unchanged.</source>
+        <translation>{0}：读取 {1} 条，新增 {2} 条，删除 {3} 条，{4} 条未变。</translation>
+    </message>
+    <message>
+        <source>{0} unreadable lines skipped: {1}</source>
+        <translation>跳过 {0} 行无法读取的内容：{1}</translation>
+    </message>
+    <message>
+        <source>Removed {0} ({1} entries).</source>
+        <translation>已删除 {0}（{1} 个条目）。</translation>
+    </message>
+    <message>
+        <source>Failed: {0}</source>
+        <translation>失败：{0}</translation>
+    </message>
+    <message>
+        <source>Past dialogues</source>
+        <translation>过往对话</translation>
+    </message>
+    <message>
+        <source>FAQ</source>
+        <translation>常见问题</translation>
     </message>
 </context>
 </TS>

@@ -513,11 +513,12 @@ class MainWindow(QMainWindow):
                 else self.tr("end model: {0}").format(base)
             )
 
-        self.services.model.call(
-            lambda model: apply_active_adapter(model, store),
-            done,
-            lambda exc: self.services.report(self.tr("Loading the active adapter"), exc),
-        )
+        def failed(exc: BaseException) -> None:
+            self.services.report(self.tr("Loading the active adapter"), exc)
+            # Show what the model serves now: the base model after an adapter that was refused.
+            self.services.model.call(lambda model: model.active_adapter, done)
+
+        self.services.model.call(lambda model: apply_active_adapter(model, store), done, failed)
 
     # --- channels and the queue -----------------------------------------------------------
 

@@ -40,6 +40,39 @@ def test_a_changed_active_adapter_is_refused_in_the_banner(
     assert "adapter" not in window.model_status.text()
 
 
+def test_the_status_shows_the_base_model_after_a_changed_adapter_replaced_a_good_one(
+    qtbot, window, parts, store: Store, tmp_path: Path
+) -> None:
+    from app.evolve.loop import Evolution
+
+    served = {}
+    for version in ("v-good", "v-changed"):
+        run = tmp_path / version
+        run.mkdir()
+        served[version] = run / "adapter.gguf"
+        served[version].write_bytes(version.encode())
+        with store.session() as session:
+            session.add(
+                AdapterVersion(
+                    version=version,
+                    method="lora",
+                    base_model="qwen2.5-0.5b",
+                    path=str(run),
+                    metrics={"sha256": sha256_of(served[version])},
+                )
+            )
+    Evolution(store).promote("v-good")
+    window.apply_adapter()
+    qtbot.waitUntil(lambda: "v-good" in window.model_status.text(), timeout=5000)
+    Evolution(store).promote("v-changed")
+    served["v-changed"].write_bytes(b"changed after the promotion")
+    window.apply_adapter()
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=5000)
+    assert "v-changed" in window.banner.label.text()
+    qtbot.waitUntil(lambda: "adapter" not in window.model_status.text(), timeout=5000)
+    assert parts.backend.active_adapter is None
+
+
 @pytest.mark.skipif(os.name != "posix", reason="a child killed by SIGKILL")
 def test_an_evolution_process_killed_by_the_system_says_out_of_memory(qtbot, window) -> None:
     from tests.ui.test_panels import fake_evolve

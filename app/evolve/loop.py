@@ -52,6 +52,7 @@ from app.evolve.versions import adapters_dir as adapters_dir  # where runs live 
 from app.evolve.versions import new_run_dir
 from app.fsio import atomic_write_text
 from app.scoring.echo import repeats_customer
+from app.scoring.record import CALIBRATED_MATCHING
 from app.store import AdapterVersion, Rating, Score, Store, TeacherReply, TrainingRun
 from app.store.models import RunStatus
 
@@ -143,7 +144,8 @@ class Candidate:
     context: tuple[str, ...]
     draft: str
     reason: str
-    """thumbs_down, edited or low_score."""
+    """thumbs_down, edited, low_score, or uncalibrated (scored high by a matcher not trained on
+    the shop's chats, with no reference reply)."""
     edited_text: str | None = None
 
 
@@ -260,6 +262,22 @@ class Evolution:
                     .where(Score.draft_id.not_in(labeled))
                 )
             )
+            # A high score from a matcher not trained on the shop's chats, with no reference to
+            # compare with, is uncalibrated (it rated an invented promise 0.99): never good
+            # enough to skip the teacher.
+            uncalibrated = set(
+                session.scalars(
+                    select(Score.draft_id)
+                    .join(latest_score, Score.id == latest_score.c.score_id)
+                    .where(Score.final >= threshold)
+                    .where(Score.mode == "match_only")
+                    .where(
+                        Score.matching_scorer_version.is_(None)
+                        | Score.matching_scorer_version.not_like(f"{CALIBRATED_MATCHING}%")
+                    )
+                    .where(Score.draft_id.not_in(labeled))
+                )
+            )
             ratings = session.scalars(
                 select(Rating)
                 .where(Rating.draft_id.not_in(labeled))
@@ -268,10 +286,18 @@ class Evolution:
             ).all()
             rated = {r.draft_id: r for r in ratings}  # the latest rating of a draft wins
         found = []
-        for draft_id in sorted(low | set(rated)):
+        for draft_id in sorted(low | uncalibrated | set(rated)):
             rating = rated.get(draft_id)
             edited = rating.sent_text if rating is not None and rating.edited else None
-            reason = "edited" if edited else "thumbs_down" if rating is not None else "low_score"
+            reason = (
+                "edited"
+                if edited
+                else "thumbs_down"
+                if rating is not None
+                else "low_score"
+                if draft_id in low
+                else "uncalibrated"
+            )
             context, text = draft_context(self.store, draft_id)
             found.append(Candidate(draft_id, tuple(context), text, reason, edited))
         return found

@@ -10,6 +10,15 @@ from app.store import Draft, Message, Store
 
 CONTEXT_TURNS = 8
 """How many turns up to the customer's message the matcher sees."""
+CALIBRATED_MATCHING = "indomain:"
+"""Version prefix of the matchers trained on the shop's own chats (`InDomainMatching`)."""
+
+
+def is_calibrated(mode: str, matching_scorer_version: str | None) -> bool:
+    """Whether a Final Score can say a draft is good enough to skip the teacher: it compared the
+    draft with a reference reply, or its matcher was trained on the shop's chats. A match-only
+    score from an untrained matcher is uncalibrated (e5 rated an invented promise 0.99)."""
+    return mode != "match_only" or (matching_scorer_version or "").startswith(CALIBRATED_MATCHING)
 
 
 def draft_context(store: Store, draft_id: int, turns: int = CONTEXT_TURNS) -> tuple[list[str], str]:

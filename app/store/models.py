@@ -343,8 +343,11 @@ class TrainingRun(Base):
 class MatcherVersion(Base):
     __tablename__ = "matcher_versions"
     __table_args__ = (
+        # One active version per kind (Store.set_active_matcher also keeps one active matcher
+        # across the matcher kinds; the suggestion ranker is chosen on its own).
         Index(
-            "uq_matcher_versions_one_active",
+            "uq_matcher_versions_one_active_per_kind",
+            "kind",
             "active",
             unique=True,
             sqlite_where=text("active = 1"),

@@ -31,6 +31,10 @@ from app.store.models import (
     utcnow,
 )
 
+RANKER_KIND = "ranker"
+"""``matcher_versions.kind`` of the suggestion ranker (``app.suggest.ranker``); every other kind
+is a reply matcher, of which one is active at a time."""
+
 
 class Repository(KnowledgeQueries):
     """Mixed into ``Store``; holds no state of its own. The shop knowledge's and the suggestion
@@ -181,20 +185,34 @@ class Repository(KnowledgeQueries):
             session.flush()
         return target
 
-    def active_matcher(self, session: Session) -> MatcherVersion | None:
-        return session.scalar(select(MatcherVersion).where(MatcherVersion.active.is_(True)))
+    def active_matcher(self, session: Session, kind: str | None = None) -> MatcherVersion | None:
+        """The active reply matcher (``kind`` None: any kind but the suggestion ranker's), or the
+        active version of ``kind`` ("ranker": the suggestion ranker)."""
+        query = select(MatcherVersion).where(MatcherVersion.active.is_(True))
+        if kind is None:
+            query = query.where(MatcherVersion.kind != RANKER_KIND)
+        else:
+            query = query.where(MatcherVersion.kind == kind)
+        return session.scalar(query)
 
     def get_matcher(self, session: Session, version: str) -> MatcherVersion | None:
         return session.scalar(select(MatcherVersion).where(MatcherVersion.version == version))
 
-    def set_active_matcher(self, session: Session, version: str | None) -> MatcherVersion | None:
-        """Make ``version`` the one active matcher (None: none), like ``set_active_adapter``."""
+    def set_active_matcher(
+        self, session: Session, version: str | None, kind: str | None = None
+    ) -> MatcherVersion | None:
+        """Make ``version`` the one active matcher (None: none), like ``set_active_adapter``.
+        With ``kind="ranker"`` the same for the suggestion ranker, which is chosen independently
+        of the matcher."""
         target = None
         if version is not None:
             target = self.get_matcher(session, version)
             if target is None:
-                raise LookupError(f"matcher version {version!r} does not exist")
-        current = self.active_matcher(session)
+                raise LookupError(f"{kind or 'matcher'} version {version!r} does not exist")
+            if (target.kind == RANKER_KIND) != (kind == RANKER_KIND):
+                wanted = kind or "matcher"
+                raise ValueError(f"version {version!r} is a {target.kind}, not a {wanted}")
+        current = self.active_matcher(session, kind)
         if current is not None and current is not target:
             current.active = False
             session.flush()

@@ -1,0 +1,267 @@
+"""Reply suggestions on a real SQLite store with the real USE encoder and small knowledge written
+for these tests: ranking by learned weights, masks, the guard's demotion, the uncalibrated flag,
+the ranker's training and versions, and `xiaoer eval-suggest`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from app.engine.conversation import Turn
+from app.knowledge import KnowledgeBase
+from app.scoring.corpus import DialoguePair
+from app.store import MatcherVersion, Store, open_store
+from app.suggest.candidates import Suggester
+from app.suggest.masks import conversation_values, fill_masks
+from app.suggest.ranker import FEATURES, RANKER_KIND, Ranker, active_ranker, fit_ranker
+from app.suggest.train import train_ranker_after_import
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path / 'db' / 'xiaoer.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def kb(store: Store) -> KnowledgeBase:
+    return KnowledgeBase(store)
+
+
+SHIPPING = [
+    "亲，付款后48小时内为您发货哦",
+    "亲，一般付款后48小时内发货的呢",
+    "亲亲，48小时内会给您发出的哦",
+    "您好，我们会在48小时内安排发货",
+]
+TOPICS = {
+    "什么时候发货": SHIPPING,
+    "能开发票吗": ["亲，可以开电子发票的哦", "可以的亲，下单时填写发票抬头即可"],
+    "怎么退货": ["亲，在订单页申请售后就可以退货了", "亲，七天无理由退货，申请售后即可"],
+    "发什么快递": ["亲，默认发中通快递哦", "亲，我们默认中通，需要顺丰可以补差价"],
+}
+
+
+def shop_history(copies: int = 1) -> list[DialoguePair]:
+    """Past dialogues, one conversation each, several agents answering alike."""
+    pairs = []
+    for n in range(copies):
+        for question, answers in TOPICS.items():
+            for i, answer in enumerate(answers):
+                pairs.append(
+                    DialoguePair(
+                        ("您好", f"您好，有什么可以帮您{'的' * n}", f"{question}{'？' * (n % 2)}"),
+                        answer,
+                        f"chat-{n}-{question}-{i}",
+                    )
+                )
+    return pairs
+
+
+def chat(*texts: str) -> list[Turn]:
+    n = len(texts)
+    return [Turn("customer" if (n - 1 - i) % 2 == 0 else "agent", t) for i, t in enumerate(texts)]
+
+
+# --- masks ---------------------------------------------------------------------------------------
+
+
+def test_an_order_number_the_customer_gave_fills_the_mask_and_the_rest_stay_highlighted() -> None:
+    values = conversation_values(["我的订单号是 123456789012 还没到"])
+    filled = fill_masks("亲，订单[订单x]已发出，预计[日期x]送达", values)
+    assert filled.text == "亲，订单123456789012已发出，预计[日期x]送达"
+    assert filled.filled == 1
+    assert [m.label for m in filled.masks] == ["[日期x]"]
+    span = filled.masks[0]
+    assert filled.text[span.start : span.end] == "[日期x]"
+
+
+def test_two_different_order_numbers_fill_nothing() -> None:
+    values = conversation_values(["订单 123456789012 和订单号 987654321098 都没到"])
+    filled = fill_masks("订单[订单x]已发出", values)
+    assert filled.text == "订单[订单x]已发出" and [m.label for m in filled.masks] == ["[订单x]"]
+
+
+# --- the ranker ----------------------------------------------------------------------------------
+
+
+def test_the_ranker_learns_which_feature_predicts_the_agents_reply() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, len(FEATURES)))
+    informative = FEATURES.index("context_sim")
+    y = 0.3 + 0.1 * x[:, informative] + rng.normal(scale=0.01, size=2000)
+    ranker = fit_ranker(x, y)
+    weights = ranker.weights()
+    assert max(weights, key=lambda f: abs(weights[f])) == "context_sim"
+    assert ranker.calibrated
+    a, b = np.zeros(len(FEATURES)), np.zeros(len(FEATURES))
+    a[informative], b[informative] = 1.0, -1.0
+    b[FEATURES.index("consensus")] = 3.0  # the untrained default's favourite does not decide
+    assert ranker.score(a)[0] > ranker.score(b)[0]
+    assert Ranker.untrained().score(b)[0] > Ranker.untrained().score(a)[0]
+
+
+def test_a_saved_ranker_loads_back_and_a_broken_file_says_so(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, len(FEATURES)))
+    ranker = fit_ranker(x, x[:, 0], {"heldout_top1_ranker": 0.4})
+    ranker.save(tmp_path)
+    loaded = Ranker.load(tmp_path)
+    assert loaded == ranker
+    np.testing.assert_allclose(loaded.score(x), ranker.score(x))
+    (tmp_path / "ranker.json").write_bytes(b"\x00\xff not json")
+    with pytest.raises(ValueError, match="not a readable ranker file"):
+        Ranker.load(tmp_path)
+    assert not list(tmp_path.glob(".ranker.json.*")), "no temporary file left behind"
+
+
+# --- suggestions ---------------------------------------------------------------------------------
+
+
+def test_past_replies_come_at_once_ranked_uncalibrated_with_their_sources(
+    kb: KnowledgeBase,
+) -> None:
+    kb.import_pairs("past", shop_history())
+    kb.import_pairs("faq", [(("发货时间",), "现货48小时内发货。")], kind="faq")
+    found = Suggester(kb).suggest(chat("你好", "您好", "请问什么时候发货呀"))
+    assert not found.calibrated
+    assert all(not s.calibrated for s in found.ranked)
+    top = found.top(3)
+    assert len(top) == 3 and top[0].source in {"past", "faq"}
+    assert "48小时" in top[0].text, top[0].text
+    assert {s.source for s in found.ranked} == {"past", "faq"}
+    assert all(set(s.features) == set(FEATURES) for s in found.ranked)
+    # The model's draft joins the ranking when it arrives, and is always offered.
+    ranked = found.add_draft("亲，付款后48小时内给您发货的哦")
+    assert any(s.source == "model" and s.entry is None for s in ranked)
+    assert found.ranked is ranked
+
+
+def test_a_reply_with_an_unsupported_promise_ranks_below_every_grounded_one(
+    kb: KnowledgeBase,
+) -> None:
+    history = shop_history()
+    history.append(DialoguePair(("什么时候发货",), "亲，20分钟内给您发货，明天就到", "chat-x"))
+    kb.import_pairs("past", history)
+    found = Suggester(kb).suggest(chat("什么时候发货"))
+    flagged = [i for i, s in enumerate(found.ranked) if s.unsupported]
+    grounded = [i for i, s in enumerate(found.ranked) if s.grounded]
+    assert flagged, [s.text for s in found.ranked]
+    assert "20分钟" in found.ranked[flagged[0]].text
+    assert max(grounded) < min(flagged)
+
+
+def test_masks_are_filled_from_the_conversation_in_suggestions(kb: KnowledgeBase) -> None:
+    kb.import_pairs(
+        "past",
+        [
+            (("我的订单到哪了",), "亲，您的订单[订单x]已经发出了，预计[日期x]送达"),
+            (("订单到哪里了",), "亲，订单[订单x]已经在路上了哦"),
+        ],
+    )
+    found = Suggester(kb).suggest(chat("订单号 123456789012 到哪了"))
+    texts = [s.text for s in found.ranked]
+    assert any("123456789012" in t for t in texts), texts
+    with_date = next(s for s in found.ranked if "预计" in s.text)
+    assert [m.label for m in with_date.masks] == ["[日期x]"]
+
+
+def test_training_after_an_import_activates_a_calibrated_ranker_beside_the_matcher(
+    store: Store, kb: KnowledgeBase
+) -> None:
+    with store.session() as session:  # an in-domain matcher is active and stays active
+        session.add(MatcherVersion(version="m1", kind="indomain", path="/x", metrics={}))
+        session.flush()
+        store.set_active_matcher(session, "m1")
+    kb.import_pairs("past", shop_history(copies=6))
+    events: list[dict[str, object]] = []
+    ranker = train_ranker_after_import(store, kb, events.append)
+    assert ranker is not None and ranker.calibrated
+    assert events[-1]["stage"] == "done"
+    assert ranker.metrics["train_dialogues"] > 0
+    with store.session() as session:
+        assert store.active_matcher(session).version == "m1"
+        active = store.active_matcher(session, kind=RANKER_KIND)
+        assert active is not None and active.version == ranker.version
+    assert active_ranker(store) == ranker
+    found = Suggester(kb).suggest(chat("什么时候发货"))
+    assert found.calibrated and all(s.calibrated for s in found.ranked)
+    with store.session() as session, pytest.raises(ValueError, match="is a ranker"):
+        store.set_active_matcher(session, ranker.version)  # the matcher's kind by default
+
+
+def test_too_little_history_keeps_the_untrained_ranker(store: Store, kb: KnowledgeBase) -> None:
+    kb.import_pairs("past", shop_history()[:5])
+    assert train_ranker_after_import(store, kb) is None
+    assert not active_ranker(store).calibrated
+
+
+# --- eval-suggest --------------------------------------------------------------------------------
+
+OPENER = "有什么问题我可以帮您处理或解决呢"
+
+
+def write_jddc2018(folder: Path, chats: list[list[tuple[str, str]]]) -> tuple[Path, Path]:
+    """JDDC-2018-format files: each chat a list of (customer, agent) turns, one line per reply."""
+    folder.mkdir(parents=True, exist_ok=True)
+    enc, dec = [], []
+    for turns in chats:
+        history = [OPENER]
+        for customer, agent in turns:
+            history.append(customer)
+            enc.append(",".join(history) + ",")
+            dec.append(agent + ",")
+            history.append(agent)
+    (folder / "train.enc").write_text("\n".join(enc) + "\n", encoding="utf-8")
+    (folder / "train.dec").write_text("\n".join(dec) + "\n", encoding="utf-8")
+    return folder / "train.enc", folder / "train.dec"
+
+
+def shop_chats(n: int) -> list[list[tuple[str, str]]]:
+    topics = list(TOPICS.items())
+    return [
+        [
+            (f"{topics[i % 4][0]}，我是第{i}位顾客", topics[i % 4][1][i % 2]),
+            ("好的谢谢", f"不客气，祝您生活愉快{i}"),
+        ]
+        for i in range(n)
+    ]
+
+
+def test_eval_suggest_prints_every_figure_and_refuses_knowledge_holding_the_contexts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chats = shop_chats(12)
+    known = tmp_path / "known"
+    write_jddc2018(known, chats[:8])
+    enc, dec = write_jddc2018(tmp_path / "all", chats)
+    home = tmp_path / "home"
+    with open_store(f"sqlite:///{home / 'xiaoer.db'}") as store:
+        KnowledgeBase(store).import_file(known / "train.enc", "jddc2018")
+    args = ["eval-suggest", "--pairs", str(enc), str(dec), "--knowledge", str(home), "--no-model"]
+    assert main([*args, "--offset", "0", "--limit", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in (
+        "n",
+        "top1_similarity_mean",
+        "top1_similarity_ci95",
+        "top3_best_similarity_mean",
+        "model_only_similarity_mean",
+        "retrieval_top1_similarity_mean",
+        "oracle_k_similarity_mean",
+        "p95_first_suggestion_ms",
+        "p95_all_candidates_ms",
+    ):
+        assert key in report
+    assert report["dropped_overlapping"] == 16, "the 8 known chats' contexts are left out"
+    assert report["n"] == 8
+    assert 0.0 <= report["top1_similarity_mean"] <= report["top3_best_similarity_mean"] <= 1.0
+    assert report["calibrated"] is False
+    # Held-out contexts all from chats the knowledge holds: refused, with the reason.
+    assert main([*args, "--offset", "0", "--limit", "16"]) == 2
+    assert "every held-out context" in capsys.readouterr().err

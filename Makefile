@@ -6,6 +6,12 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # llama-cpp-python compiles from source: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# -march=native turns on llama.cpp's AMX kernels on CPUs that have AMX (Sapphire Rapids and newer
+# Xeons), and those crash on every prompt of more than one token (segfault in
+# ggml_backend_amx_mul_mat, seen on this project's machines): build without them. Not cached,
+# so a wheel built with other flags is never reused.
+LLAMA_SPEC := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml)
+LLAMA_CFLAGS ?= $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 
 STAMP_RUN := $(VENV)/.xiaoer-run
 STAMP_DEV := $(VENV)/.xiaoer-dev
@@ -32,6 +38,7 @@ $(BIN)/python:
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "$(TORCH_SPEC)"
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/pip install --no-cache-dir "$(LLAMA_SPEC)"
 	$(BIN)/pip install -e ".[hf,teacher]"
 	$(BIN)/xiaoer models provision qwen2.5-0.5b qwen2.5-1.5b
 	@touch $@

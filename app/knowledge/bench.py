@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.knowledge.index import ANN_THRESHOLD, NPROBE, VectorIndex, nlist_for
+from app.knowledge.index import ANN_THRESHOLD, VectorIndex, nlist_for, nprobe_for
 
 DIM = 512
 QUERIES = 200
@@ -98,7 +98,7 @@ def bench_size(n: int, seed: int = 0) -> dict[str, Any]:
         ),
     }
     if index.kind == "ivf":
-        result.update(nlist=nlist_for(n), nprobe=NPROBE)
+        result.update(nlist=nlist_for(n), nprobe=nprobe_for(nlist_for(n)))
         exact = VectorIndex.build(ids, vectors, DIM, ann_threshold=n + 1)
         exact_times, exact_tops = _time_searches(exact, queries[:EXACT_QUERIES_MAX])
         result.update(

@@ -225,9 +225,10 @@ class KnowledgePage(QWidget):
         for row, source in enumerate(sources):
             cells: list[Any] = [source.name, kinds.get(source.kind, source.kind), source.format]
             for column, value in enumerate(cells):
-                self.table.setItem(row, column, QTableWidgetItem(str(value)))
+                item = QTableWidgetItem(str(value))
+                if column == 0 and source.path:
+                    item.setToolTip(source.path)
+                self.table.setItem(row, column, item)
             count = QTableWidgetItem(f"{source.entries:,}")
             count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(row, 3, count)
-            if source.path:
-                self.table.item(row, 0).setToolTip(source.path)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -26,9 +28,22 @@ from app.cloud.service import TeacherResult
 from app.engine.conversation import Turn
 from app.scoring.formula import ScoreResult
 from app.scoring.record import score_draft
-from app.ui.services import Services
+from app.suggest.guard import Commitment, check_commitments
+from app.ui.services import Ranking, Services, SuggestionRequest
+from app.ui.suggestions import (
+    GUARD_STYLE,
+    MASK_PATTERN,
+    SHOWN,
+    CandidateList,
+    MaskHighlighter,
+    unfilled_masks,
+    unsupported_text,
+)
 from app.ui.workers import DraftOutcome
-from app.ui.workspace import DraftRecord, MessageView
+from app.ui.workspace import DraftRecord, MessageView, SentCandidates
+
+GUARD_DELAY_MS = 300
+"""The guard checks the agent's edits once typing pauses this long."""
 
 BADGE_STYLE = "QLabel {{ border-radius: 4px; padding: 2px 6px; background: {bg}; color: {fg}; }}"
 
@@ -66,12 +81,32 @@ class DraftPanel(QFrame):
         header.addWidget(self.fallback_badge)
         layout.addLayout(header)
 
+        self.guard_badge = QLabel()
+        self.guard_badge.setObjectName("guardBadge")
+        self.guard_badge.setStyleSheet(GUARD_STYLE)
+        self.guard_badge.setWordWrap(True)
+        self.guard_badge.setToolTip(
+            self.tr(
+                "A promise that neither the conversation nor the shop's knowledge supports: "
+                "check it before sending"
+            )
+        )
+        self.guard_badge.hide()
+        layout.addWidget(self.guard_badge)
+        self.candidates = CandidateList()
+        layout.addWidget(self.candidates)
+
         texts = QSplitter(Qt.Orientation.Horizontal)
         self.editor = QPlainTextEdit()
         self.editor.setObjectName("draftEditor")
         self.editor.setPlaceholderText(
             self.tr("The end model's draft appears here; edit it freely.")
         )
+        self.masks = MaskHighlighter(self.editor.document())
+        self.mask_hint = QLabel()
+        self.mask_hint.setObjectName("maskHint")
+        self.mask_hint.setStyleSheet("color: #7a4f00")
+        self.mask_hint.hide()
         self.cloud_box = QWidget()
         cloud_layout = QVBoxLayout(self.cloud_box)
         cloud_layout.setContentsMargins(0, 0, 0, 0)
@@ -85,6 +120,7 @@ class DraftPanel(QFrame):
         texts.addWidget(self.editor)
         texts.addWidget(self.cloud_box)
         layout.addWidget(texts, 1)
+        layout.addWidget(self.mask_hint)
 
         self.reference = QLabel()
         self.reference.setObjectName("replayReference")
@@ -132,6 +168,20 @@ class DraftPanel(QFrame):
             self.phrases.addItem(label, phrase)
         self.phrases.setCurrentIndex(0)
         self.phrases.blockSignals(False)
+
+    def show_guard(self, unsupported: Sequence[Commitment]) -> None:
+        """The guard's badge for the candidate in the editor; hidden when it promises nothing
+        unsupported."""
+        text = unsupported_text(unsupported)
+        self.guard_badge.setText("⚠ " + text if text else "")
+        self.guard_badge.setVisible(bool(text))
+
+    def show_mask_hint(self) -> None:
+        masks = unfilled_masks(self.editor.toPlainText())
+        self.mask_hint.setText(
+            self.tr("Fill in before sending: {0}").format(" ".join(masks)) if masks else ""
+        )
+        self.mask_hint.setVisible(bool(masks))
 
     def show_score(self, result: ScoreResult | None, threshold: float) -> None:
         def put(label: QLabel, name: str, value: float | None) -> None:
@@ -199,8 +249,27 @@ class ConversationView(QWidget):
         self.key = key
         self.job_id: int | None = None
         self.draft_id: int | None = None
+        """The model's draft in the store (ratings of the model's candidate go to it)."""
         self.reply_to_id: int | None = None
-        self.thumbs: bool | None = None
+        self.request: SuggestionRequest | None = None
+        """This turn's candidates at the suggestion worker."""
+        self.candidates: list[Any] = []
+        """The ranking (``app.suggest``'s ``Suggestion`` objects), best first."""
+        self.uncalibrated = True
+        """No trained ranker was active for the ranking: its scores are not calibrated."""
+        self.current: Any | None = None
+        """The candidate in the editor; None while the model's draft streams into it."""
+        self.auto = True
+        """The agent has neither picked nor edited: a new ranking puts its best into the editor."""
+        self._stream_text = ""
+        self._putting = False
+        self._thumbs: dict[tuple[str, str], bool | None] = {}
+        self._knowledge_drafts: dict[tuple[str, str], int] = {}
+        """Draft rows made for retrieved candidates the agent rated or sent."""
+        self._guard_timer = QTimer(self)
+        self._guard_timer.setSingleShot(True)
+        self._guard_timer.setInterval(GUARD_DELAY_MS)
+        self._guard_timer.timeout.connect(self._guard_edited)
         self.cloud_reply: str | None = None
         self.cloud_pending = False
         self.saving = False
@@ -242,7 +311,8 @@ class ConversationView(QWidget):
         p.down_button.clicked.connect(lambda: self.rate(False))
         p.cloud_button.clicked.connect(self.ask_cloud)
         p.phrases.activated.connect(self._phrase_chosen)
-        p.editor.textChanged.connect(self._update_buttons)
+        p.editor.textChanged.connect(self._editor_changed)
+        p.candidates.chosen.connect(lambda index: self.choose_candidate(index + 1))
         self.customer_input.returnPressed.connect(self._customer_typed)
         self.customer_button.clicked.connect(self._customer_typed)
         worker = services.model
@@ -261,18 +331,40 @@ class ConversationView(QWidget):
     def generating(self) -> bool:
         return self.job_id is not None
 
+    @property
+    def following_model(self) -> bool:
+        """The model's draft is streaming into the editor (no other candidate is in it)."""
+        return self.generating and self.current is None
+
+    def _current_is_model(self) -> bool:
+        return self.current is None or self.current.source == "model"
+
+    @property
+    def thumbs(self) -> bool | None:
+        """The agent's 👍/👎 on the candidate in the editor."""
+        return self._thumbs.get(self._key(self.current))
+
+    @staticmethod
+    def _key(candidate: Any | None) -> tuple[str, str]:
+        if candidate is None:
+            return ("model", "")
+        return (candidate.source, "" if candidate.source == "model" else candidate.text)
+
     def _update_buttons(self) -> None:
         p = self.panel
         has_text = bool(p.editor.toPlainText().strip())
-        p.send_button.setEnabled(has_text and not self.generating and not self.saving)
+        model = self._current_is_model()
+        p.send_button.setEnabled(
+            has_text and not self.following_model and not (self.saving and model)
+        )
         p.stop_button.setEnabled(self.generating)
         p.regenerate_button.setEnabled(
             self.reply_to_id is not None or self._last_customer_id() is not None
         )
         for b in (p.up_button, p.down_button):
-            b.setEnabled(self.draft_id is not None)
+            b.setEnabled(self.draft_id is not None if model else self.reply_to_id is not None)
         p.cloud_button.setEnabled(self._last_customer_id() is not None and not self.cloud_pending)
-        p.editor.setReadOnly(self.generating)
+        p.editor.setReadOnly(self.following_model)
 
     def _last_customer_id(self) -> int | None:
         for m in reversed(self._messages):
@@ -299,7 +391,12 @@ class ConversationView(QWidget):
 
     def _settings_changed(self) -> None:
         self.panel.set_phrases(self.services.settings.quick_phrases)
-        self.panel.show_score(self.last_score, self.services.settings.low_score_threshold)
+        self._show_model_score()
+
+    def _show_model_score(self) -> None:
+        """The scores of the model's draft, while it is the candidate in the editor."""
+        result = self.last_score if self._current_is_model() else None
+        self.panel.show_score(result, self.services.settings.low_score_threshold)
 
     # --- the transcript ----------------------------------------------------------------------
 
@@ -369,21 +466,35 @@ class ConversationView(QWidget):
         self.job_id = self.services.model.draft(turns, self.services.shots_for)
         self.panel.status.setText(self.tr("queued…"))
         self._update_buttons()
+        # The retrieved candidates come from their own worker, without waiting for the model.
+        token = self._draft_token
+        self.request = self.services.suggest(
+            turns, lambda ranking: self._ranked(token, ranking), self._suggest_failed
+        )
 
     def _reset_draft(self) -> None:
         self._draft_token += 1
         self.saving = False
         self.draft_id = None
-        self.thumbs = None
         self.cloud_reply = None
         self.last_score = None
+        self.request = None
+        self.candidates = []
+        self.current = None
+        self.auto = True
+        self._stream_text = ""
+        self._thumbs.clear()
+        self._knowledge_drafts.clear()
         p = self.panel
-        p.editor.clear()
+        self._put("")
         p.up_button.setChecked(False)
         p.down_button.setChecked(False)
         p.cloud_box.hide()
         p.cloud_view.clear()
         p.show_score(None, 0.0)
+        p.show_guard(())
+        p.candidates.show_candidates([], self.uncalibrated, None)
+        p.candidates.show_writing(None)
 
     def stop(self) -> None:
         if self.job_id is not None:
@@ -396,14 +507,19 @@ class ConversationView(QWidget):
     def _on_text(self, job_id: int, text: str) -> None:
         if job_id != self.job_id:
             return
-        self.panel.editor.setPlainText(text)
-        self.panel.editor.moveCursor(QTextCursor.MoveOperation.End)
+        self._stream_text = text
+        if self.current is None:
+            self._put(text)
+            self.panel.editor.moveCursor(QTextCursor.MoveOperation.End)
+        else:
+            self.panel.candidates.show_writing(text)
 
     def _on_failed(self, job_id: int, message: str) -> None:
         if job_id != self.job_id:
             return
         self.job_id = None
         self.panel.status.setText(self.tr("no draft"))
+        self.panel.candidates.show_writing(None)
         self.services.report(self.tr("Drafting a reply"), message)
         self._update_buttons()
 
@@ -411,13 +527,24 @@ class ConversationView(QWidget):
         if job_id != self.job_id:
             return
         self.job_id = None
-        self.panel.editor.setPlainText(outcome.text)
+        self.panel.candidates.show_writing(None)
+        if self.current is None:
+            self._put(outcome.text)
         status = self.tr("stopped") if outcome.cancelled else self.tr("ready")
         if outcome.shots:
             status += " · " + self.tr("past dialogues shown: {0}").format(outcome.shots)
         if outcome.notes:
             status += " · " + "; ".join(outcome.notes)
         self.panel.status.setText(status)
+        if outcome.text and not outcome.cancelled and self.request is not None:
+            # The model's draft joins the ranking (on the suggestion worker, after retrieval).
+            token = self._draft_token
+            self.services.rerank(
+                self.request,
+                outcome.text,
+                lambda ranking: self._ranked(token, ranking),
+                self._suggest_failed,
+            )
         if outcome.text and self.reply_to_id is not None:
             record = DraftRecord(
                 self.reply_to_id,
@@ -450,6 +577,117 @@ class ConversationView(QWidget):
             self.services.scoring.submit(lambda: workspace.record_draft(record), saved, failed)
         self._update_buttons()
 
+    # --- candidates --------------------------------------------------------------------------
+
+    def _ranked(self, token: int, ranking: Ranking) -> None:
+        """A ranking arrived: retrieval's at once, then again with the model's draft in it."""
+        if token != self._draft_token:
+            return  # for an earlier turn or draft
+        self.candidates = list(ranking.suggestions)
+        self.uncalibrated = ranking.uncalibrated
+        if self.auto and self.candidates:
+            self._take(self.candidates[0])
+        elif self.current is not None:
+            # The same candidate, scored again in the new ranking.
+            key = self._key(self.current)
+            self.current = next((c for c in self.candidates if self._key(c) == key), self.current)
+        self._show_candidates()
+
+    def _suggest_failed(self, exc: BaseException) -> None:
+        self.services.report(self.tr("Finding reply candidates"), exc)
+
+    def _put(self, text: str) -> None:
+        """Set the editor's text as the view (not the agent) does."""
+        self._putting = True
+        try:
+            self.panel.editor.setPlainText(text)
+        finally:
+            self._putting = False
+        self.panel.show_mask_hint()
+
+    def _editor_changed(self) -> None:
+        if not self._putting:
+            self.auto = False  # the agent's text: no ranking replaces it any more
+            self.panel.show_mask_hint()
+            if self.candidates:
+                self._guard_timer.start()
+        self._update_buttons()
+
+    def _guard_edited(self) -> None:
+        """The agent edited the text: check its promises against the same evidence (the
+        conversation and the retrieved knowledge), so the badge says what is in the editor."""
+        evidence = [t.text for t in self._turns()] + [
+            c.text for c in self.candidates if c.source != "model"
+        ]
+        result = check_commitments(self.panel.editor.toPlainText(), evidence)
+        self.panel.show_guard(result.unsupported)
+
+    def _take(self, candidate: Any) -> None:
+        """Put a candidate into the editor."""
+        self._guard_timer.stop()
+        self.current = candidate
+        self._put(candidate.text)
+        thumbs = self.thumbs
+        self.panel.up_button.setChecked(thumbs is True)
+        self.panel.down_button.setChecked(thumbs is False)
+        self._show_model_score()
+        self._show_candidates()
+        self._update_buttons()
+
+    def _show_candidates(self) -> None:
+        shown = self.candidates[:SHOWN]
+        index = next((i for i, c in enumerate(shown) if c is self.current), None)
+        p = self.panel
+        p.candidates.show_candidates(shown, self.uncalibrated, index)
+        writing = self.generating and self.current is not None
+        p.candidates.show_writing(self._stream_text if writing else None)
+        self._show_guard()
+
+    def _show_guard(self) -> None:
+        current = self.current
+        if current is None:
+            self.panel.show_guard(())
+        elif self.panel.editor.toPlainText() == current.text:
+            self.panel.show_guard(current.unsupported)  # the ranker's finding
+        else:
+            self._guard_edited()
+
+    def choose_candidate(self, n: int) -> None:
+        """Alt+n: candidate n (1-based) into the editor, its first placeholder selected."""
+        if not 1 <= n <= min(SHOWN, len(self.candidates)):
+            return
+        self.auto = False
+        self._take(self.candidates[n - 1])
+        editor = self.panel.editor
+        found = MASK_PATTERN.search(editor.toPlainText())
+        cursor = editor.textCursor()
+        if found:  # the agent types over the first placeholder
+            cursor.setPosition(found.start())
+            cursor.setPosition(found.end(), QTextCursor.MoveMode.KeepAnchor)
+        else:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+        editor.setTextCursor(cursor)
+        editor.setFocus()
+
+    def _draft_for_current(self) -> int | None:
+        """The draft row that a rating or a send of the editor's candidate goes to; a retrieved
+        candidate gets one (model profile ``knowledge:past`` / ``knowledge:faq``) when first
+        needed, so its ratings and edits join the evolution data like the model's drafts."""
+        candidate = self.current
+        if candidate is None or candidate.source == "model" or self.reply_to_id is None:
+            return self.draft_id
+        key = self._key(candidate)
+        if key not in self._knowledge_drafts:
+            self._knowledge_drafts[key] = self.services.workspace.record_candidate_draft(
+                self.reply_to_id, candidate
+            )
+        return self._knowledge_drafts[key]
+
+    def _draft_of(self, candidate: Any) -> int | None:
+        if candidate.source == "model":
+            return self.draft_id
+        return self._knowledge_drafts.get(self._key(candidate))
+
     # --- scores, ratings, the teacher ------------------------------------------------------
 
     def score(self) -> None:
@@ -468,7 +706,7 @@ class ConversationView(QWidget):
             if draft_id != self.draft_id:
                 return
             self.last_score = result
-            self.panel.show_score(result, services.settings.low_score_threshold)
+            self._show_model_score()
             weak = result.final < services.settings.low_score_threshold
             if weak and self.cloud_reply is None and services.settings.label_weak_drafts:
                 self.ask_cloud()
@@ -478,16 +716,19 @@ class ConversationView(QWidget):
         )
 
     def rate(self, thumbs_up: bool) -> None:
-        if self.draft_id is None:
-            return
-        self.thumbs = None if self.thumbs is thumbs_up else thumbs_up
-        self.panel.up_button.setChecked(self.thumbs is True)
-        self.panel.down_button.setChecked(self.thumbs is False)
+        """👍/👎 the candidate in the editor (a second press of the same one takes it back)."""
+        thumbs = None if self.thumbs is thumbs_up else thumbs_up
         try:
-            self.services.workspace.rate(self.draft_id, self.thumbs)
+            draft_id = self._draft_for_current()
+            if draft_id is None:
+                return
+            self.services.workspace.rate(draft_id, thumbs)
         except Exception as exc:
             self.services.report(self.tr("Saving the rating"), exc)
             return
+        self._thumbs[self._key(self.current)] = thumbs
+        self.panel.up_button.setChecked(thumbs is True)
+        self.panel.down_button.setChecked(thumbs is False)
         if (
             self.thumbs is False
             and self.cloud_reply is None
@@ -503,7 +744,9 @@ class ConversationView(QWidget):
         if reply_to is None:
             return
         turns = self._turns()
-        draft_id = self.draft_id
+        # The label answers the candidate in the editor when it has a draft row, else the model's.
+        draft_id = self._knowledge_drafts.get(self._key(self.current), self.draft_id)
+        token = self._draft_token
         services = self.services
         self.cloud_pending = True
         self.panel.cloud_box.show()
@@ -516,7 +759,7 @@ class ConversationView(QWidget):
         def done(result: TeacherResult) -> None:
             self.cloud_pending = False
             self._update_buttons()
-            if draft_id != self.draft_id:
+            if token != self._draft_token:
                 return
             self.cloud_reply = result.reply
             self.panel.cloud_view.setPlainText(result.reply)
@@ -551,7 +794,7 @@ class ConversationView(QWidget):
             self.insert_phrase(str(phrase))
 
     def insert_phrase(self, phrase: str) -> None:
-        if self.generating:
+        if self.following_model:
             return
         self.panel.editor.insertPlainText(phrase)
         self.panel.editor.setFocus()
@@ -560,14 +803,29 @@ class ConversationView(QWidget):
     # --- sending -----------------------------------------------------------------------------
 
     def send(self) -> None:
+        """Send the editor's text; the store learns which candidate it came from (and the
+        ranking it was picked from)."""
         text = self.panel.editor.toPlainText().strip()
-        if not text or self.generating or self.saving:
+        if not text or self.following_model or (self.saving and self._current_is_model()):
             return
         try:
-            self.services.workspace.send(self.conversation_id, text, self.draft_id, self.thumbs)
+            draft_id = self._draft_for_current()
+            shown = None
+            if self.reply_to_id is not None and self.candidates:
+                chosen = next((i for i, c in enumerate(self.candidates) if c is self.current), None)
+                drafts = {
+                    i: d
+                    for i, c in enumerate(self.candidates)
+                    if (d := self._draft_of(c)) is not None
+                }
+                shown = SentCandidates(self.reply_to_id, self.candidates, chosen, drafts)
+            self.services.workspace.send(self.conversation_id, text, draft_id, self.thumbs, shown)
         except Exception as exc:
             self.services.report(self.tr("Sending the reply"), exc)
             return
+        if self.job_id is not None:  # the agent sent another candidate: the draft is not needed
+            self.services.model.cancel(self.job_id)
+            self.job_id = None
         self._reset_draft()
         self.reply_to_id = self._last_customer_id()
         self.panel.status.setText(

@@ -32,8 +32,8 @@ from app.ui.workers import Runner
 
 class KnowledgePage(QWidget):
     """Lists and changes the shop's knowledge; ``knowledge`` gives the app's shared knowledge
-    base (called on the worker thread), ``imported`` is called on the UI thread after a
-    successful import (the window trains the ranker then)."""
+    base (read once as the page opens, then on its worker thread), ``imported`` is called on the
+    UI thread after a successful import (the window trains the ranker then)."""
 
     _progress = Signal(int, int)
     """(entries embedded, entries to embed), from the worker thread."""
@@ -120,7 +120,12 @@ class KnowledgePage(QWidget):
         layout.addWidget(self.status)
 
         self._progress.connect(self._show_progress)
-        self.refresh()
+        # The first listing is a quick query, read here rather than on the worker: a dialog
+        # opened and closed at once must not be told to wait for an import.
+        try:
+            self._show_sources(self._knowledge().sources())
+        except Exception as exc:
+            self._failed(exc)
 
     @property
     def busy(self) -> bool:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QProgressDialog,
     QPushButton,
     QSplitter,
@@ -39,6 +40,7 @@ from app.ui.evolution_panel import EvolutionPanel
 from app.ui.services import AppContext, Services
 from app.ui.settings import WindowState, save_settings, save_state
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.suggestions import SHOWN
 from app.ui.workspace import ConversationSummary
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,13 @@ def shortcut_table() -> list[ShortcutSpec]:
         ),
         ShortcutSpec(
             "search", "Ctrl+F", QCoreApplication.translate("Shortcuts", "Search the queue")
+        ),
+        ShortcutSpec(
+            "candidate",
+            "Alt+1 … Alt+3",
+            QCoreApplication.translate(
+                "Shortcuts", "Put reply candidate 1–3 into the editor (1 is the draft)"
+            ),
         ),
         ShortcutSpec(
             "phrase",
@@ -318,6 +327,16 @@ class MainWindow(QMainWindow):
         self.overlay = HelpOverlay(shortcut_table(), central)
 
         self.model_status = QLabel(self.tr("loading the end model…"))
+        self.ranker_status = QLabel()
+        self.ranker_status.setObjectName("rankerStatus")
+        self.ranker_bar = QProgressBar()
+        self.ranker_bar.setObjectName("rankerProgress")
+        self.ranker_bar.setMaximumWidth(160)
+        self.ranker_bar.setTextVisible(False)
+        self._ranker_stage = ""
+        for widget in (self.ranker_status, self.ranker_bar):
+            self.statusBar().addPermanentWidget(widget)
+            widget.hide()
         self.statusBar().addPermanentWidget(self.model_status)
         self._build_actions()
 
@@ -328,6 +347,8 @@ class MainWindow(QMainWindow):
         self.services.model.loaded.connect(self._model_loaded)
         self.services.model.load_failed.connect(self._model_failed)
         self.services.model.provision_progress.connect(self._provision_progress)
+        self.services.ranker_progress.connect(self._ranker_progress)
+        self.services.ranker_finished.connect(self._ranker_finished)
         self.evolution.adapter_changed.connect(self.apply_adapter)
         self.evolution.run_finished.connect(lambda ok: self.refresh_queue())
 
@@ -344,6 +365,7 @@ class MainWindow(QMainWindow):
         self.refresh_queue()
         self._restore(state or WindowState())
         self.services.load_model()
+        self.services.warm_suggestions()
 
     # --- actions and shortcuts ---------------------------------------------------------------
 
@@ -412,6 +434,9 @@ class MainWindow(QMainWindow):
         for n in range(1, 10):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{n}"), self)
             shortcut.activated.connect(lambda n=n: self._phrase(n))
+        for n in range(1, SHOWN + 1):
+            shortcut = QShortcut(QKeySequence(f"Alt+{n}"), self)
+            shortcut.activated.connect(lambda n=n: self._candidate(n))
 
     def _escape(self) -> None:
         if self.overlay.isVisible():
@@ -431,6 +456,11 @@ class MainWindow(QMainWindow):
         phrases = self.services.settings.quick_phrases
         if view is not None and n <= len(phrases):
             view.insert_phrase(phrases[n - 1])
+
+    def _candidate(self, n: int) -> None:
+        view = self.current_view()
+        if view is not None:
+            view.choose_candidate(n)
 
     def _focus_search(self) -> None:
         self.pages.setCurrentIndex(0)
@@ -472,6 +502,36 @@ class MainWindow(QMainWindow):
             ).format(done // 1_000_000, total // 1_000_000)
         )
         dialog.setValue(int(done * 1000 / max(total, 1)))
+
+    def _ranker_progress(self, stage: str, done: int, total: int) -> None:
+        """The ranker trains in the background after a knowledge import: a bar, not a dialog."""
+        self._ranker_stage = stage
+        if stage == "encode" and total:
+            text = self.tr("Training the ranker: reading the shop's chats {0} of {1}…").format(
+                done, total
+            )
+        else:
+            text = self.tr("Training the ranker on the shop's chats…")
+        self.ranker_status.setText(text)
+        self.ranker_bar.setRange(0, total)  # 0 to 0: busy, no count
+        self.ranker_bar.setValue(done)
+        self.ranker_status.show()
+        self.ranker_bar.show()
+
+    def _ranker_finished(self, version: str) -> None:
+        self.ranker_bar.hide()
+        self.ranker_status.hide()
+        if version:
+            message = self.tr(
+                "Ranker {0} trained and active: candidate scores are calibrated"
+            ).format(version)
+        elif self._ranker_stage == "skipped":
+            message = self.tr(
+                "Too little chat history to train a ranker yet: candidate scores stay uncalibrated"
+            )
+        else:
+            return
+        self.statusBar().showMessage(message, 15000)
 
     def _close_provision_dialog(self) -> None:
         if self.provision_dialog is not None:
@@ -734,7 +794,12 @@ class MainWindow(QMainWindow):
     # --- settings and automatic evolution ----------------------------------------------------
 
     def open_settings(self) -> SettingsDialog:
-        dialog = SettingsDialog(self.services.settings, parent=self)
+        dialog = SettingsDialog(
+            self.services.settings,
+            parent=self,
+            knowledge=self.services.knowledge,
+            knowledge_imported=self.services.knowledge_imported,
+        )
         if dialog.exec() and dialog.result_settings is not None:
             self.apply_settings_from(dialog)
         return dialog
@@ -804,6 +869,8 @@ class MainWindow(QMainWindow):
             reasons.append(self.tr("a draft is being written"))
         if self.evolution.running:
             reasons.append(self.tr("training is running"))
+        if self.services.ranker_training.busy:
+            reasons.append(self.tr("the ranker is training"))
         return reasons
 
     def close_without_asking(self) -> None:

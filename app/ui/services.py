@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -29,10 +29,40 @@ from app.ui.settings import UiSettings
 from app.ui.workers import ModelWorker, ProgressFn, Runner
 from app.ui.workspace import Workspace
 
+if TYPE_CHECKING:
+    from app.knowledge import KnowledgeBase
+    from app.suggest.candidates import Suggester, Suggestion, Suggestions
+
 log = logging.getLogger(__name__)
 
 TEACHER_EXAMPLES = 8
 """Past dialogues shown to the teacher with each request (the CLI's ``--k``)."""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Candidates for one customer turn (``app.suggest``'s ``Suggestion``), best first, and
+    whether their scores are uncalibrated (no ranker trained on the shop's chats is active)."""
+
+    suggestions: list[Suggestion]
+    uncalibrated: bool
+
+
+@dataclass
+class SuggestionRequest:
+    """One customer turn at the suggestion worker. Its retrieved candidates stay there for the
+    re-ranking once the model's draft is done (the worker runs jobs in order)."""
+
+    turns: list[Turn]
+    found: Suggestions | None = None
+
+
+class RankerTrainingCancelled(Exception):
+    """Raised from the ranker's progress report to stop a training when the window closes."""
+
+
+RankerProgress = Callable[[dict[str, Any]], None]
+"""The ranker's training reports: {"stage": "encode", "done": …, "total": …}, {"stage": …}."""
 
 
 def load_end_model(settings: UiSettings, progress: ProgressFn) -> EndModel:
@@ -59,6 +89,29 @@ def make_teacher_service(settings: UiSettings, store: Store) -> TeacherService:
     return TeacherService(teacher, store, lang=settings.prompt_lang, cost_fn=cost)
 
 
+def make_knowledge_base(store: Store) -> KnowledgeBase:
+    """The shop's knowledge in the store, searched with the process's one USE model."""
+    from app.knowledge import KnowledgeBase
+
+    return KnowledgeBase(store)
+
+
+def load_suggester(knowledge: KnowledgeBase) -> Suggester:
+    """Candidates from the shop's knowledge, ranked by the store's active ranker."""
+    from app.suggest.candidates import Suggester
+
+    return Suggester(knowledge)
+
+
+def train_ranker(store: Store, knowledge: KnowledgeBase, progress: RankerProgress) -> str | None:
+    """Train the ranker on the shop's past dialogues and make it the active one; returns its
+    version, or None when the history is too small to learn from."""
+    from app.suggest.train import train_ranker_after_import
+
+    ranker = train_ranker_after_import(store, knowledge, progress)
+    return None if ranker is None else ranker.version
+
+
 @dataclass
 class AppContext:
     """How the window gets its heavy parts (the real ones by default)."""
@@ -68,6 +121,9 @@ class AppContext:
     load_model: Callable[[UiSettings, ProgressFn], EndModel] = load_end_model
     load_scorer: Callable[[UiSettings, Store], ReplyScorer] = load_reply_scorer
     make_teacher: Callable[[UiSettings, Store], TeacherService] = make_teacher_service
+    make_knowledge: Callable[[Store], KnowledgeBase] = make_knowledge_base
+    load_suggester: Callable[[KnowledgeBase], Suggester] = load_suggester
+    train_ranker: Callable[[Store, KnowledgeBase, RankerProgress], str | None] = train_ranker
     evolve_command: Callable[[], list[str]] = field(default=evolve_command)
     missing_training: Callable[[], list[str]] = field(default=missing_training_stack)
 
@@ -78,6 +134,11 @@ class Services(QObject):
     error = Signal(str, str)
     """(where, message): shown in the window's error banner and logged."""
     settings_changed = Signal()
+    ranker_progress = Signal(str, int, int)
+    """(stage, done, total) while the ranker trains after a knowledge import; total 0: no count."""
+    ranker_finished = Signal(str)
+    """The version of the newly trained ranker, now active; "" when none was made (too little
+    history, a failure, or the window closing)."""
 
     def __init__(self, context: AppContext, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -88,6 +149,15 @@ class Services(QObject):
         self.model = ModelWorker(self)
         self.scoring = Runner("scoring", self)
         self.cloud = Runner("cloud", self)
+        self.suggestions = Runner("suggest", self)
+        self.ranker_training = Runner("ranker", self)
+        """Trains the ranker after a knowledge import, in the background."""
+        """Retrieval and ranking of reply candidates: never waits for the model."""
+        self._knowledge: KnowledgeBase | None = None
+        self._knowledge_lock = threading.Lock()
+        self._suggester: Suggester | None = None
+        self._suggester_failed = False
+        self._ranker_cancel = threading.Event()
         self._scorer: ReplyScorer | None = None
         self._teacher: TeacherService | None = None
         # The past dialogues are used from the model thread and the cloud thread.
@@ -147,6 +217,124 @@ class Services(QObject):
             return []
         return [(ex.query, ex.reply) for ex in bank.retrieve(query, n)]
 
+    # --- the shop's knowledge and reply candidates ---------------------------------------------
+
+    def knowledge(self) -> KnowledgeBase:
+        """The shop's knowledge base, shared by the suggestions and the settings' import (it is
+        safe to use from several threads; an import through it updates its search index)."""
+        with self._knowledge_lock:
+            if self._knowledge is None:
+                self._knowledge = self.context.make_knowledge(self.store)
+            return self._knowledge
+
+    def suggester(self) -> Suggester | None:
+        """Loaded on the suggestion worker on first use; None when it could not be (said once)."""
+        if self._suggester is None and not self._suggester_failed:
+            try:
+                self._suggester = self.context.load_suggester(self.knowledge())
+            except Exception as exc:
+                self._suggester_failed = True
+                log.warning("no reply candidates: %s", exc, exc_info=True)
+                self.report(self.tr("Reply candidates"), exc)
+        return self._suggester
+
+    def warm_suggestions(self) -> None:
+        """Load the suggester, the knowledge index and the encoder now, on the suggestion
+        worker, so the first customer's candidates don't wait for them."""
+
+        def warm() -> None:
+            suggester = self.suggester()
+            if suggester is not None:
+                knowledge = self.knowledge()
+                knowledge.warm()
+                knowledge.encode(["你好"])
+
+        self.suggestions.submit(warm)
+
+    def suggest(
+        self,
+        turns: Sequence[Turn],
+        done: Callable[[Ranking], None],
+        error: Callable[[BaseException], None],
+    ) -> SuggestionRequest:
+        """Retrieve and rank candidates for the customer's latest message on the suggestion
+        worker, at once: the model's draft is not waited for."""
+        request = SuggestionRequest(list(turns))
+
+        def job() -> Ranking:
+            suggester = self.suggester()
+            if suggester is None:
+                return Ranking([], True)
+            request.found = suggester.suggest(request.turns)
+            return Ranking(list(request.found.ranked), not request.found.calibrated)
+
+        self.suggestions.submit(job, done, error)
+        return request
+
+    def rerank(
+        self,
+        request: SuggestionRequest,
+        draft: str,
+        done: Callable[[Ranking], None],
+        error: Callable[[BaseException], None],
+    ) -> None:
+        """Rank the model's finished draft in among the request's candidates."""
+
+        def job() -> Ranking:
+            found = request.found  # set by the request's own job, which ran before this one
+            if found is None:
+                return Ranking([], True)
+            return Ranking(list(found.add_draft(draft)), not found.calibrated)
+
+        self.suggestions.submit(job, done, error)
+
+    def reload_suggester(self) -> None:
+        """A new ranker is active: the suggester is loaded again (on its worker, between turns)
+        with it and with the knowledge vectors its training computed."""
+
+        def reload() -> None:
+            self._suggester, self._suggester_failed = None, False
+            self.suggester()
+
+        self.suggestions.submit(reload)
+
+    def knowledge_imported(self) -> None:
+        """Knowledge was imported through ``knowledge()``: the ranker learns from it."""
+        self.train_ranker()
+
+    def train_ranker(self) -> bool:
+        """Train the ranker on the shop's past dialogues in the background (progress through
+        ``ranker_progress``); it becomes active, and the candidates' scores calibrated, when
+        done. False when a training is already running."""
+        if self.ranker_training.busy:
+            return False
+        store, train, cancel = self.store, self.context.train_ranker, self._ranker_cancel
+        cancel.clear()
+
+        def progress(event: dict[str, Any]) -> None:
+            if cancel.is_set():  # the window is closing: stop between two steps
+                raise RankerTrainingCancelled("the window was closed")
+            self.ranker_progress.emit(
+                str(event.get("stage", "")), int(event.get("done", 0)), int(event.get("total", 0))
+            )
+
+        def job() -> str:
+            return train(store, self.knowledge(), progress) or ""
+
+        def done(version: str) -> None:
+            if version:
+                self.reload_suggester()
+            self.ranker_finished.emit(version)
+
+        def failed(exc: BaseException) -> None:
+            self.ranker_finished.emit("")
+            if not isinstance(exc, RankerTrainingCancelled):
+                self.report(self.tr("Training the ranker"), exc)
+
+        self.ranker_progress.emit("start", 0, 0)
+        self.ranker_training.submit(job, done, failed)
+        return True
+
     def load_model(self) -> None:
         settings = self.settings
         self.model.load(
@@ -180,9 +368,12 @@ class Services(QObject):
         self.error.emit(where, message)
 
     def shutdown(self) -> None:
+        self._ranker_cancel.set()
         self.model.shutdown()
         self.scoring.shutdown(wait=False)
         self.cloud.shutdown(wait=False)
+        self.suggestions.shutdown(wait=False)
+        self.ranker_training.shutdown(wait=False)
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.settings.model, "loaded": self.model.model is not None}

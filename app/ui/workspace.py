@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.engine.conversation import Turn
 from app.store import Conversation, Customer, Draft, Message, Rating, Score, Store
+from app.store.knowledge import NewCandidate
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,23 @@ class DraftRecord:
     prompt_tokens: int
     completion_tokens: int
     adapter: str | None
+
+
+@dataclass(frozen=True)
+class SentCandidates:
+    """The candidates a reply was picked from, for the store (the ranker learns from them)."""
+
+    reply_to_id: int
+    ranking: Sequence[Any]
+    """``app.suggest``'s ``Suggestion`` objects, best first, as the agent last saw them."""
+    chosen: int | None
+    """The index in ``ranking`` of the candidate sent (edited or not); None: the agent's own."""
+    draft_ids: dict[int, int]
+    """Index in ``ranking`` → the draft row of that candidate, where it has one."""
+
+
+KNOWLEDGE_PROFILE = "knowledge:{0}"
+"""The draft row of a retrieved candidate: ``knowledge:past`` or ``knowledge:faq``."""
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
@@ -121,16 +141,35 @@ class Workspace:
         text: str,
         draft_id: int | None = None,
         thumbs_up: bool | None = None,
+        candidates: SentCandidates | None = None,
     ) -> int:
-        """The agent's reply goes into the transcript; a draft gets a rating with what was sent.
+        """The agent's reply goes into the transcript; a draft gets a rating with what was sent;
+        the candidates it was picked from are kept with which one was chosen.
 
-        Both land in one unit of work, so a sent reply is never without its rating.
+        All land in one unit of work, so a sent reply is never without its rating.
         """
         with self.store.session() as session:
             message = self.store.add_message(session, conversation_id, "agent", text)
             if draft_id is not None:
                 self.store.record_rating(session, draft_id, thumbs_up=thumbs_up, sent_text=text)
+            if candidates is not None:
+                record_candidates(self.store, session, candidates)
             return message.id
+
+    def record_candidate_draft(self, reply_to_id: int, candidate: Any) -> int:
+        """A draft row for a retrieved candidate (a past reply or an FAQ answer) the agent rated
+        or sent, so that its ratings and edits become evolution data like the model's drafts."""
+        with self.store.session() as session:
+            draft = self.store.add_draft(
+                session,
+                reply_to_id,
+                candidate.text,
+                model_profile=KNOWLEDGE_PROFILE.format(candidate.source),
+                latency_ms=0,
+                prompt_tokens=0,
+                completion_tokens=0,
+            )
+            return draft.id
 
     def record_draft(self, record: DraftRecord) -> int:
         with self.store.session() as session:
@@ -276,3 +315,39 @@ class Workspace:
             row = [conversation_id, m.id, m.role, m.sent_at.isoformat(), m.text]
             writer.writerow([spreadsheet_safe(cell) for cell in row])
         return out.getvalue()
+
+
+def record_candidates(store: Store, session: Session, sent: SentCandidates) -> None:
+    """The ranking the agent picked from (rank 0 was the draft), the sent one marked chosen."""
+    rows = store.record_candidates(
+        session,
+        sent.reply_to_id,
+        [
+            NewCandidate(
+                rank=rank,
+                source=c.source,
+                text=c.text,
+                score=float(c.score),
+                knowledge_entry_id=c.entry.id if getattr(c, "entry", None) is not None else None,
+                draft_id=sent.draft_ids.get(rank),
+                features=_plain(getattr(c, "features", None) or {}),
+            )
+            for rank, c in enumerate(sent.ranking)
+        ],
+    )
+    if sent.chosen is not None:
+        store.choose_candidate(session, rows[sent.chosen].id, sent.draft_ids.get(sent.chosen))
+
+
+def _plain(features: dict[str, Any]) -> dict[str, Any]:
+    """Features as JSON can hold them (numpy numbers become floats)."""
+    out: dict[str, Any] = {}
+    for key, value in features.items():
+        if isinstance(value, bool | int | float | str) or value is None:
+            out[str(key)] = value
+        else:
+            try:
+                out[str(key)] = float(value)
+            except (TypeError, ValueError):
+                out[str(key)] = str(value)
+    return out

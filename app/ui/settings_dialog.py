@@ -30,6 +30,7 @@ from app.cloud.redact import redact_for_cloud
 from app.engine import models
 from app.errors import XiaoerError
 from app.ui.settings import MAX_SHOTS, UiSettings
+from app.ui.workers import Runner
 
 if TYPE_CHECKING:
     from app.knowledge import KnowledgeBase
@@ -286,6 +287,11 @@ class SettingsDialog(QDialog):
         self.redact_output.setReadOnly(True)
         box.addWidget(self.redact_input)
         box.addWidget(self.redact_output)
+        # The firewall loads its dictionaries on first use (~0.5 s) and long text takes tens of
+        # ms: the preview is redacted on its own worker so typing never waits for it.
+        self.redact_worker = Runner("redact-preview", self)
+        self._redact_next: str | None = None
+        """Text typed while a redaction runs: only the latest is redacted next."""
         self.redact_input.textChanged.connect(self._update_redaction)
         self.tabs.addTab(page, self.tr("Privacy"))
 
@@ -370,8 +376,33 @@ class SettingsDialog(QDialog):
         return True
 
     def _update_redaction(self) -> None:
-        result = redact_for_cloud(self.redact_input.toPlainText())
-        self.redact_output.setPlainText(result.redacted)
+        self._redact_next = self.redact_input.toPlainText()
+        if not self.redact_worker.busy:
+            self._redact_latest()
+
+    def _redact_latest(self) -> None:
+        """Redact the latest text on the worker; one redaction runs at a time."""
+        text, self._redact_next = self._redact_next, None
+        if text is None:
+            return
+        self.redact_worker.submit(
+            lambda: redact_for_cloud(text).redacted,
+            done=self._redaction_done,
+            error=self._redaction_failed,
+        )
+
+    def _redaction_done(self, redacted: str) -> None:
+        if self._redact_next is not None:  # the text changed meanwhile: this result is stale
+            self._redact_latest()
+            return
+        self.redact_output.setPlainText(redacted)
+
+    def _redaction_failed(self, exc: BaseException) -> None:
+        if self._redact_next is not None:
+            self._redact_latest()
+            return
+        self.redact_output.clear()
+        self.error_label.setText(str(exc))
 
     def build(self) -> tuple[UiSettings, providers.TeacherConfig]:
         """The settings as entered; raises XiaoerError naming what is wrong."""
@@ -420,6 +451,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         if not self._knowledge_busy():
+            self.redact_worker.shutdown(wait=False)  # a preview still running is dropped
             super().done(result)
 
     def accept(self) -> None:

@@ -43,18 +43,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Write ``path`` with ``write(binary file)``, all or nothing; returns ``path``."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], mode: int | None = None) -> Path:
+    """Write ``path`` with ``write(binary file)``, all or nothing; returns ``path``.
+
+    ``mode`` (e.g. ``0o600`` for a file holding a key) is set on the temporary file before
+    anything is written into it, so the data is never readable more widely, not even for a
+    moment; without it the new file keeps the old one's permissions (a new one gets 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        if mode is not None and hasattr(os, "fchmod"):  # POSIX (Windows has no such modes)
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():  # keep the old file's permissions (mkstemp makes 0600)
+        if mode is None and path.exists():  # keep the old file's permissions
             shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -64,12 +71,14 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    return atomic_write(path, lambda fh: fh.write(data))
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data), mode)
 
 
-def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    return atomic_write_bytes(path, text.encode(encoding))
+def atomic_write_text(
+    path: Path, text: str, encoding: str = "utf-8", mode: int | None = None
+) -> Path:
+    return atomic_write_bytes(path, text.encode(encoding), mode)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray[Any, Any]) -> Path:

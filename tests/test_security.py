@@ -304,6 +304,8 @@ STATE_WRITERS = [
     "app/evolve/loop.py",  # evolution settings
     "app/ui/settings.py",  # the app's settings and state
     "app/engine/models.py",  # model stamps and the user's model list
+    "app/cloud/providers.py",  # the teacher's settings
+    "app/cloud/server.py",  # the local teacher's state file (its key)
 ]
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -37,6 +36,7 @@ from app.cloud.teacher import (
     Usage,
 )
 from app.errors import XiaoerError
+from app.fsio import atomic_write_text
 
 if TYPE_CHECKING:
     from google import genai
@@ -551,11 +551,9 @@ def load_config() -> TeacherConfig:
 
 def save_config(config: TeacherConfig) -> Path:
     """Write the settings atomically; the dataclass has no field a secret could go into."""
-    path = config_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(config), ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(
+        config_path(), json.dumps(asdict(config), ensure_ascii=False, indent=2)
+    )
 
 
 def make_teacher(config: TeacherConfig) -> CloudTeacher:

@@ -36,6 +36,7 @@ from app.cloud.llama_server import KEY_ENV, MIN_KEY_CHARS
 from app.engine import models
 from app.engine.llamacpp_backend import default_threads
 from app.errors import XiaoerError
+from app.fsio import atomic_write_text
 
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "teacher-server.json"
@@ -342,15 +343,9 @@ class TeacherServer:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable and writable by this user only (0600)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)  # O_EXCL below: a file someone else left there is not reused
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` all or nothing (temp file, fsync, rename), readable and
+    writable by this user only (0600): the temporary file is 0600 before the key goes in."""
+    atomic_write_text(path, text, mode=0o600)
 
 
 def _read_state() -> dict[str, Any] | None:

@@ -7,10 +7,20 @@ replay file when one is given (else a few typed messages); one chat has a stream
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from app.ui.bench_ui import headless_home, run_until
 
 SAMPLE = ["你好，在吗？", "我昨天下的单，什么时候发货？", "可以选择顺丰快递吗？"]
+SUGGEST_QUESTION = "你好，我昨天买的羽绒服能便宜点吗？什么时候发货"
+DEMO_PAST = [
+    # A few past dialogues of the made-up demo shop (written for the project, like its FAQ).
+    (("羽绒服能便宜点吗",), "亲，价格是统一的哦，现在满99元包邮，还可以领店铺券[金额x]元。"),
+    (("昨天买的什么时候发货",), "亲，下午四点前付款的订单当天就发出了，您的订单[订单x]今天发哦。"),
+    (("能便宜一点吗 什么时候发", "亲，已经是活动价了哦"), "亲，付款后48小时内发货~"),
+    (("还有优惠吗",), "亲，店铺首页可以领券，下单时会自动抵扣哦。"),
+    (("发什么快递",), "亲，默认发中通和韵达，需要顺丰可以补10元运费差价。"),
+]
 
 
 def take_screenshots(
@@ -61,6 +71,8 @@ def take_screenshots(
         written.append(path)
         dialog.close()
 
+        written.append(suggestions_screenshot(window, out))
+
         window.toggle_evolution()
         run_until(lambda: False, 0.3)
         path = out / "evolution.png"
@@ -72,3 +84,25 @@ def take_screenshots(
         app.processEvents()
         context.store.close()
     return written
+
+
+def suggestions_screenshot(window: Any, out: Path) -> Path:
+    """The demo shop's FAQ and past replies as candidates, the model's draft ranked in."""
+    from app.knowledge import import_demo_faq
+    from app.ui.channels import Incoming
+
+    knowledge = window.services.knowledge()
+    import_demo_faq(knowledge)
+    knowledge.import_pairs("demo-past", DEMO_PAST)
+    conversation_id = window.receive(Incoming("manual", "demo-s", "顾客S", SUGGEST_QUESTION))
+    view = window.open_conversation(conversation_id) if conversation_id is not None else None
+    if view is not None:
+        run_until(lambda: any(c.source == "model" for c in view.candidates), 300)
+        # Show a candidate with a placeholder to fill, as the agent would pick it (Alt+n).
+        masked = [n for n, c in enumerate(view.candidates[:3], start=1) if c.masks]
+        if masked:
+            view.choose_candidate(masked[0])
+    run_until(lambda: False, 0.3)
+    path = out / "suggestions.png"
+    window.grab().save(str(path))
+    return path

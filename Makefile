@@ -20,13 +20,17 @@ STAMP_INSTALLER := $(VENV)/.xiaoer-installer
 FLAVOUR ?= lite
 BUNDLE := dist/$(if $(filter full,$(FLAVOUR)),xiaoer-full,xiaoer)
 
-.PHONY: run test setup setup-dev lint typecheck bench clean installer installer-smoke
+.PHONY: run test test-fast setup setup-dev lint typecheck bench clean installer installer-smoke
 
 run: setup
 	$(BIN)/xiaoer
 
 test: setup-dev
 	$(BIN)/python -m pytest
+
+# The edit-test loop: every test that loads no real model weights (those are marked `slow`).
+test-fast: setup-dev
+	$(BIN)/python -m pytest -m "not slow"
 
 setup: $(STAMP_RUN)
 setup-dev: $(STAMP_DEV)

@@ -62,6 +62,7 @@ def write_lora(
     return out
 
 
+@pytest.mark.slow  # reads the real GGUF's tensor shapes
 def test_export_refuses_adapters_it_cannot_serve(tmp_path: Path, embedded_model_path: Path) -> None:
     peft_dir = write_lora(tmp_path / "lora", embedded_model_path, 0.01, 0, layers=range(2))
     pairs, alpha, r = lora_pairs(peft_dir)

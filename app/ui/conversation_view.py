@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -266,6 +266,8 @@ class ConversationView(QWidget):
         self._thumbs: dict[tuple[str, str], bool | None] = {}
         self._knowledge_drafts: dict[tuple[str, str], int] = {}
         """Draft rows made for retrieved candidates the agent rated or sent."""
+        self.closed = False
+        """The tab was closed (its widgets may be gone): late results are dropped."""
         self._guard_timer = QTimer(self)
         self._guard_timer.setSingleShot(True)
         self._guard_timer.setInterval(GUARD_DELAY_MS)
@@ -500,6 +502,14 @@ class ConversationView(QWidget):
         if self.job_id is not None:
             self.services.model.cancel(self.job_id)
 
+    def dispose(self) -> None:
+        """The tab is closing: stop the draft; results still on their way are dropped."""
+        self.stop()
+        self.closed = True
+        self._draft_token += 1  # the draft's save and its rankings see a newer turn
+        self.draft_id = None  # and its score another draft
+        self._guard_timer.stop()
+
     def _on_started(self, job_id: int) -> None:
         if job_id == self.job_id:
             self.panel.status.setText(self.tr("writing…"))
@@ -594,7 +604,8 @@ class ConversationView(QWidget):
         self._show_candidates()
 
     def _suggest_failed(self, exc: BaseException) -> None:
-        self.services.report(self.tr("Finding reply candidates"), exc)
+        where = QCoreApplication.translate("ConversationView", "Finding reply candidates")
+        self.services.report(where, exc)
 
     def _put(self, text: str) -> None:
         """Set the editor's text as the view (not the agent) does."""
@@ -757,6 +768,8 @@ class ConversationView(QWidget):
             return services.teacher().ask(turns, message_id=reply_to, draft_id=draft_id)
 
         def done(result: TeacherResult) -> None:
+            if self.closed:
+                return
             self.cloud_pending = False
             self._update_buttons()
             if token != self._draft_token:
@@ -778,6 +791,10 @@ class ConversationView(QWidget):
             self.score()
 
         def failed(exc: BaseException) -> None:
+            if self.closed:  # the tab's widgets are gone; the banner is the window's
+                where = QCoreApplication.translate("ConversationView", "Asking the teacher")
+                services.report(where, exc)
+                return
             self.cloud_pending = False
             self.panel.cloud_view.setPlainText(
                 self.tr("The teacher could not answer: {0}").format(exc)

@@ -697,7 +697,7 @@ class MainWindow(QMainWindow):
 
     def close_view(self, view: ConversationView, finish: bool) -> None:
         """Close a tab; ``finish`` also closes the conversation (it leaves the queue)."""
-        view.stop()
+        view.dispose()
         self.tabs.removeTab(self.tabs.indexOf(view))
         self.views.pop(view.conversation_id, None)
         if finish:

@@ -227,3 +227,15 @@ def test_an_import_in_the_settings_starts_the_rankers_training(
     assert finished.args == [""]
     assert "Too little chat history" in window.statusBar().currentMessage()
     assert [s.name for s in window.services.knowledge().sources()] == ["faq"]
+
+
+def test_results_for_a_closed_chat_are_dropped(qtbot, window, parts: Parts) -> None:
+    seed_knowledge(window)
+    parts.backend.gate = threading.Event()
+    view = window.open_conversation(arrive(window, "什么时候发货？"))
+    qtbot.waitUntil(lambda: view.generating)
+    window.close_view(view, finish=False)  # candidates and the draft are still on their way
+    parts.backend.gate.set()
+    qtbot.waitUntil(lambda: not window.services.model.drafting)
+    qtbot.wait(300)  # the draft's save, its ranking and its score arrive for a deleted tab
+    assert window.tabs.count() == 0

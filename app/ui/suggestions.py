@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QSyntaxHighlighter, QTextCharFormat
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from app.suggest.guard import Commitment
 from app.suggest.masks import MASK
@@ -118,7 +118,9 @@ class CandidateRow(QFrame):
         self.text = QLabel()
         self.text.setObjectName("candidateText")
         self.text.setTextFormat(Qt.TextFormat.PlainText)
-        self.text.setMinimumWidth(80)
+        # A long reply is cut at the panel's edge (the tooltip has it all) rather than widening
+        # the window to fit it.
+        self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         for w in (self.key, self.source, self.score, self.guard):
             layout.addWidget(w)
         layout.addWidget(self.text, 1)

@@ -464,3 +464,16 @@ def test_the_bench_measures_both_indexes() -> None:
     assert small["p50_query_ms"] <= small["p95_query_ms"]
     large = bench.bench_size(bench.ANN_THRESHOLD)
     assert large["index"] == "ivf" and large["top1_agrees_with_exact"] >= 0.95
+
+
+def test_an_import_racing_another_of_the_same_source_fails_cleanly(
+    kb: KnowledgeBase, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kb.import_file(FIXTURES / "faq.csv", name="faq")
+    before = embeddings(store)
+    # As if another import had added the same entries after this one read the source's hashes.
+    monkeypatch.setattr(store, "knowledge_hashes", lambda session, source_id: {})
+    with pytest.raises(KnowledgeError, match="another import of this source ran"):
+        kb.import_file(FIXTURES / "faq.csv", name="faq")
+    assert embeddings(store) == before
+    assert kb.sources()[0].entries == 2

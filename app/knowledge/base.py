@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.exc import IntegrityError
 
 from app.knowledge.formats import (
     EntryKind,
@@ -264,9 +265,15 @@ class KnowledgeBase:
                 )
                 for i, e in enumerate(batch)
             ]
-            with self.store.session() as session:
-                ids = self.store.add_knowledge_entries(session, source_id, rows)
-                self.store.refresh_knowledge_source(session, source_id)
+            try:
+                with self.store.session() as session:
+                    ids = self.store.add_knowledge_entries(session, source_id, rows)
+                    self.store.refresh_knowledge_source(session, source_id)
+            except IntegrityError as exc:  # the unique (source, hash): another import ran too
+                raise KnowledgeError(
+                    f"{name}: another import of this source ran at the same time; "
+                    f"import it again ({report.added} entries were added before this)"
+                ) from exc
             with self._lock:
                 if self._indexes is not None:
                     self._indexes[parsed.kind].add(ids, vectors)

@@ -33,7 +33,9 @@ _USER_MODELS_DIR = (
     .joinpath("models")
 )
 
-REAL_WEIGHTS_FIXTURES = frozenset({"embedded_model_path", "end_model"})
+# Fixtures that hand out real weights: the end model's GGUF and the model loaded from it, the
+# local teacher's GGUF (test_teacher_server.py). A fixture built on one of these counts too.
+REAL_WEIGHTS_FIXTURES = frozenset({"embedded_model_path", "end_model", "teacher_model_path"})
 SLOW_HINT = (
     "it loads real model weights, so it belongs to the slow tier: mark it @pytest.mark.slow "
     "(make test-fast leaves those out; make test runs them)"

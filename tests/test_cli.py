@@ -1,4 +1,6 @@
-"""The `xiaoer` command line, run as a real subprocess against the real embedded model."""
+"""The `xiaoer` command line against the real embedded model: as a real subprocess where the
+process itself matters (the entry point, stdin bytes, Ctrl-C), else in-process through
+``app.cli.main`` (the same parser and commands, without a new interpreter per call)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import main
 from tests.conftest import cli_env, terminal_sigint
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -27,6 +30,13 @@ def xiaoer(args, env, **kwargs) -> subprocess.CompletedProcess[str]:
         check=False,
         **kwargs,
     )
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``xiaoer args`` in this process (the data and models dirs are the test's, via its env)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.slow
@@ -69,22 +79,21 @@ def test_models_verify_and_list(embedded_model_path, models_dir, data_home) -> N
     assert default["status"] == "verified"
 
 
-def test_models_verify_fails_on_a_wrong_file(tmp_path: Path, data_home) -> None:
+def test_models_verify_fails_on_a_wrong_file(tmp_path: Path, capsys, monkeypatch) -> None:
     models = tmp_path / "models"
     models.mkdir()
     (models / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF" + b"\0" * 100)
-    result = xiaoer(["models", "verify", "qwen2.5-0.5b"], cli_env(models, data_home))
-    assert result.returncode == 1
-    assert "FAILED" in result.stdout and "size" in result.stdout
+    monkeypatch.setenv("XIAOER_MODELS_DIR", str(models))
+    code, out, _ = run(capsys, "models", "verify", "qwen2.5-0.5b")
+    assert code == 1
+    assert "FAILED" in out and "size" in out
 
 
-def test_missing_model_file_says_how_to_fix(tmp_path: Path, data_home) -> None:
-    result = xiaoer(
-        ["draft", "你好", "--model", str(tmp_path / "nope.gguf")], cli_env(tmp_path, data_home)
-    )
-    assert result.returncode == 1
-    assert "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_missing_model_file_says_how_to_fix(tmp_path: Path, capsys) -> None:
+    code, _, err = run(capsys, "draft", "你好", "--model", str(tmp_path / "nope.gguf"))
+    assert code == 1
+    assert "does not exist" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -135,29 +144,26 @@ def test_bench_engine_prints_the_json_keys(embedded_model_path, models_dir, data
         assert report[key] is not None and report[key] > 0, key
 
 
-def test_score_prints_the_formula_fields(models_dir, data_home) -> None:
-    env = cli_env(models_dir, data_home)
+def test_score_prints_the_formula_fields(capsys) -> None:
     args = ["score", "--query", "可以选择快递吗？", "--reply", "可以的亲，下单备注快递公司就行。"]
-    full = xiaoer([*args, "--cloud", "可以的，请在下单时备注快递公司。"], env)
-    assert full.returncode == 0, full.stderr
-    report = json.loads(full.stdout)
+    code, out, err = run(capsys, *args, "--cloud", "可以的，请在下单时备注快递公司。")
+    assert code == 0, err
+    report = json.loads(out)
     assert set(report) >= {"similarity", "matching", "final", "fallback", "mode", "scorer_versions"}
     if not report["fallback"]:
         expected = 0.8 * report["similarity"] + 0.2 * report["matching"]
         assert abs(report["final"] - expected) < 1e-9
-    only = json.loads(xiaoer(args, env).stdout)
+    only = json.loads(run(capsys, *args)[1])
     assert only["mode"] == "match_only" and only["similarity"] is None
     assert only["final"] == only["matching"]
-    bad = xiaoer([*args, "--alpha", "1.5"], env)
-    assert bad.returncode == 1 and "alpha" in bad.stderr
+    code, _, err = run(capsys, *args, "--alpha", "1.5")
+    assert code == 1 and "alpha" in err
 
 
-def test_bench_score_prints_the_json_keys(models_dir, data_home) -> None:
-    result = xiaoer(
-        ["bench", "score", "--runs", "3", "--batch", "16"], cli_env(models_dir, data_home)
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+def test_bench_score_prints_the_json_keys(capsys) -> None:
+    code, out, err = run(capsys, "bench", "score", "--runs", "3", "--batch", "16")
+    assert code == 0, err
+    report = json.loads(out)
     assert report["per_draft_ms"] > 0 and report["pairs_per_s"] > 0
 
 

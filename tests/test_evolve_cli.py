@@ -1,6 +1,7 @@
 """The paper's experiment through the `xiaoer` command line, as a real subprocess: train a LoRA on
 JDDC-format pairs with the real 0.5B, list it, evaluate it on held-out pairs against the real
-local teacher beside the base model, and write the report (slow: real models)."""
+local teacher beside the base model, and write the report (slow: real models). Refusals and
+comparisons, which load no model, call the same commands in-process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from app.evolve.evaluate import mean_ci95, paired_deltas
 from tests.conftest import cli_env
-from tests.test_cli import xiaoer
+from tests.test_cli import run, xiaoer
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 ENC, DEC = CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"
@@ -29,13 +30,13 @@ def test_paired_deltas_cancel_what_the_contexts_share() -> None:
         paired_deltas({"final": [0.1, 0.2]}, base)
 
 
-def test_train_refuses_a_corpus_of_curt_replies_and_says_why(models_dir, data_home, tmp_path):
+def test_train_refuses_a_corpus_of_curt_replies_and_says_why(capsys, data_home, tmp_path):
     corpus = tmp_path / "curt.jsonl"
     lines = [{"context": ["在吗"], "reply": "在的"}, {"context": ["好"], "reply": "好的亲"}]
     corpus.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), "utf-8")
     args = ["train", "--corpus", str(corpus), "--format", "jsonl", "--name", "curt"]
-    refused = xiaoer(args, cli_env(models_dir, data_home))
-    assert refused.returncode == 1 and "--min-reply-chars" in refused.stderr, refused.stderr
+    code, _, err = run(capsys, *args)
+    assert code == 1 and "--min-reply-chars" in err, err
     assert not (data_home / "adapters" / "lora-curt").exists()
 
 
@@ -99,10 +100,10 @@ def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, 
     assert (out / "heatmap.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_shots_need_the_past_dialogues_to_choose_from(models_dir, data_home) -> None:
+def test_shots_need_the_past_dialogues_to_choose_from(capsys) -> None:
     held_out = ["--pairs", str(ENC), str(DEC), "--limit", "1", "--shots", "2"]
-    refused = xiaoer(["eval", *held_out], cli_env(models_dir, data_home))
-    assert refused.returncode == 1 and "--shots needs --examples" in refused.stderr
+    code, _, err = run(capsys, "eval", *held_out)
+    assert code == 1 and "--shots needs --examples" in err
 
 
 def test_paired_differences_from_an_earlier_run_need_the_same_contexts(tmp_path) -> None:
@@ -133,7 +134,7 @@ def _items_file(path: Path, contexts: str, similarity: list[float]) -> Path:
 
 
 def test_runs_compared_with_the_base_over_two_splits_and_averaged_over_seeds(
-    tmp_path, models_dir, data_home
+    tmp_path, capsys
 ) -> None:
     def items(name: str, contexts: str, similarity: list[float]) -> Path:
         return _items_file(tmp_path / f"{name}.jsonl", contexts, similarity)
@@ -142,9 +143,9 @@ def test_runs_compared_with_the_base_over_two_splits_and_averaged_over_seeds(
     seed1 = [items("s1-a", "ab", [0.3, 0.5]), items("s1-b", "c", [0.4])]
     seed2 = [items("s2-a", "ab", [0.1, 0.3]), items("s2-b", "c", [0.7])]
     args = ["compare", "--base", *map(str, base), "--run", *map(str, seed1)]
-    done = xiaoer([*args, "--run", *map(str, seed2)], cli_env(models_dir, data_home))
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+    code, out, err = run(capsys, *args, "--run", *map(str, seed2))
+    assert code == 0, err
+    summary = json.loads(out)
     assert summary["n"] == 3
     first, second = summary["runs"]
     assert first["delta_similarity_to_reference_mean"] == pytest.approx(0.4 / 3, abs=1e-4)
@@ -206,10 +207,10 @@ def test_training_and_drafting_with_past_dialogues_shown(
     assert result["against"]["delta_matching_mean"] == pytest.approx(difference, abs=2e-4)
 
 
-def test_a_round_with_unreadable_past_dialogues_says_so(models_dir, data_home, tmp_path) -> None:
+def test_a_round_with_unreadable_past_dialogues_says_so(capsys, tmp_path) -> None:
     missing = tmp_path / "missing.jsonl"
     args = ["evolve", "--now", "--jsonl", "--examples", str(missing), "--shots", "2"]
-    refused = xiaoer(args, cli_env(models_dir, data_home))
-    assert refused.returncode == 1
-    event = json.loads(refused.stdout.splitlines()[-1])
+    code, out, _ = run(capsys, *args)
+    assert code == 1
+    event = json.loads(out.splitlines()[-1])
     assert event["event"] == "error" and "missing.jsonl" in event["message"]

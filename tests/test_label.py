@@ -15,7 +15,7 @@ from app.cloud.prompt import Example
 from app.cloud.service import CircuitBreaker, RetryPolicy, TeacherService, outbox_counts
 from app.cloud.teacher import TeacherUnavailable
 from app.store import OutboxItem, Store, TeacherReply, open_store
-from tests.test_teacher_service import ScriptedTeacher
+from tests.doubles import ScriptedTeacher
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -26,7 +26,6 @@ import keyring.backend
 import keyring.backends.fail
 import keyring.errors
 import pytest
-from jaraco.classes import properties
 
 from app.cloud import providers, secrets
 from app.cloud.providers import (
@@ -45,6 +44,7 @@ from app.cloud.teacher import (
     TeacherUnavailable,
     Usage,
 )
+from tests.doubles import MemoryKeyring
 
 pytest.importorskip("openai", reason="the openai SDK is a core dependency")
 pytest.importorskip("google.genai", reason="google-genai is a core dependency")
@@ -443,28 +443,6 @@ def test_gemini_without_key_is_rejected_before_any_request(
 
 
 # --- API keys in the keyring ----------------------------------------------------------------------
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """Secrets in a dict, for tests; never chosen by keyring's own backend discovery."""
-
-    @properties.classproperty
-    def priority(cls) -> float:
-        raise RuntimeError("only set explicitly by tests")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.store.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError("no such password")
 
 
 class PlaintextKeyring(MemoryKeyring):

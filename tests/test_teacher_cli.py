@@ -162,7 +162,7 @@ def test_set_key_keeps_the_key_for_one_host(
 
     import keyring
 
-    from tests.test_providers import MemoryKeyring
+    from tests.doubles import MemoryKeyring
 
     previous = keyring.get_keyring()
     backend = MemoryKeyring()

@@ -25,6 +25,7 @@ from app.engine.conversation import Turn
 from app.evolve.data import read_examples
 from app.evolve.loop import Evolution
 from app.store import Store, TeacherReply, open_store
+from tests.doubles import OneExample
 
 # Another customer's data, in the shop's past dialogue the prompt shows as an example.
 EXAMPLE = Example(
@@ -39,13 +40,6 @@ CONVERSATION = (
 )
 OWN_VALUES = ["张伟", "13812345678"]
 PLAIN = (Turn("customer", "这件衣服七天内能退货吗"),)
-
-
-class OneExample:
-    """An example bank stand-in: the same past dialogue for every query."""
-
-    def retrieve(self, query: str, k: int) -> list[Example]:
-        return [EXAMPLE]
 
 
 @dataclass
@@ -87,7 +81,7 @@ def teacher_service(store: Store | None, teacher: CopyingTeacher) -> TeacherServ
     return TeacherService(
         teacher,
         store,
-        OneExample(),  # type: ignore[arg-type]
+        OneExample(EXAMPLE),
         k=1,
         retry=RetryPolicy(attempts=1),
         sleep=lambda s: None,

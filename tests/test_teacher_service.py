@@ -8,7 +8,6 @@ local teacher server in test_teacher_server.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,12 @@ from app.cloud.service import (
     usage_by_provider,
 )
 from app.cloud.teacher import (
-    TeacherAnswer,
     TeacherRejected,
-    TeacherRequest,
     TeacherUnavailable,
-    Usage,
 )
 from app.engine.conversation import Turn
 from app.store import OutboxItem, Store, TeacherReply, open_store
+from tests.doubles import OneExample, ScriptedTeacher
 
 PII = ["13812345678", "张伟", "520401029636"]
 CONVERSATION = [
@@ -38,24 +35,6 @@ CONVERSATION = [
     Turn("agent", "您好，请问有什么可以帮您？"),
     Turn("customer", "订单号520401029636，电话13812345678，能改地址吗"),
 ]
-
-
-@dataclass
-class ScriptedTeacher:
-    """Plays back a script of answers (str) and failures (exceptions); records each request."""
-
-    script: list[object]
-    provider: str = "scripted"
-    model: str = "m1"
-    is_local: bool = False
-    requests: list[TeacherRequest] = field(default_factory=list)
-
-    def complete(self, request: TeacherRequest) -> TeacherAnswer:
-        self.requests.append(request)
-        step = self.script.pop(0) if self.script else "好的，已为您处理。"
-        if isinstance(step, Exception):
-            raise step
-        return TeacherAnswer(str(step), self.provider, self.model, Usage(100, 20))
 
 
 @pytest.fixture
@@ -151,14 +130,10 @@ def test_scripted_outbox_keeps_a_failed_request_until_it_succeeds(store: Store) 
         assert s.scalars(select(TeacherReply)).one().reply_text == "[NAME_1]您好，可以改。"
 
 
-class OneExample:
-    def retrieve(self, query: str, k: int) -> list[Example]:
-        return [Example("能开发票吗", "亲，可以开的，下单时选择发票类型即可")]
-
-
 def test_scripted_outbox_resends_the_first_prompt_and_one_item_per_request(store: Store) -> None:
     down = ScriptedTeacher([TeacherUnavailable("connection refused")] * 6)
-    asking = service(down, store, examples=OneExample(), k=1, max_tokens=64)
+    invoice = Example("能开发票吗", "亲，可以开的，下单时选择发票类型即可")
+    asking = service(down, store, examples=OneExample(invoice), k=1, max_tokens=64)
     for _ in range(2):  # the same request failing twice stays one item
         with pytest.raises(TeacherUnavailable):
             asking.ask(CONVERSATION, message_id=None)

@@ -4,6 +4,7 @@ the exact and the ANN index, the ANN cache, and the schema migration."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,6 +349,8 @@ def test_the_knowledge_base_switches_to_ann_and_caches_it(store: Store, tmp_path
     assert kb.index_kinds()["dialogue"] == "ivf"
     cache = kb.cache_dir / "knowledge-dialogue.faiss"
     assert cache.is_file()
+    if os.name == "posix":  # the vectors encode customers' words: this user's only
+        assert cache.stat().st_mode & 0o777 == 0o600
     probe = "第123号问题：订单"
     expected = [h.entry.id for h in KnowledgeBase(store, ann_threshold=10**9).search(probe, 3)]
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from app.fsio import atomic_write_bytes
 
 ANN_THRESHOLD = 30_000
 """Vectors from which the IVF index is used. Exact search of one query over 10k 512-d vectors
@@ -229,7 +229,8 @@ class VectorIndex:
             raise RuntimeError("only the IVF index is cached; the exact one builds in no time")
         data = faiss.serialize_index(self._ivf).tobytes()
         meta = json.dumps({"fingerprint": fingerprint, "trained_on": self._trained_on}).encode()
-        _atomic_write(path, len(meta).to_bytes(4, "little") + meta + data)
+        # All or nothing (temp file, fsync, rename); private: the vectors encode customers' words.
+        atomic_write_bytes(path, len(meta).to_bytes(4, "little") + meta + data, mode=0o600)
 
     @classmethod
     def load(
@@ -272,18 +273,3 @@ def _one_thread() -> Iterator[None]:
             yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename over: a crash leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

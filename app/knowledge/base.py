@@ -265,29 +265,31 @@ class KnowledgeBase:
                 )
                 for i, e in enumerate(batch)
             ]
-            try:
-                with self.store.session() as session:
-                    ids = self.store.add_knowledge_entries(session, source_id, rows)
-                    self.store.refresh_knowledge_source(session, source_id)
-            except IntegrityError as exc:  # the unique (source, hash): another import ran too
-                raise KnowledgeError(
-                    f"{name}: another import of this source ran at the same time; "
-                    f"import it again ({report.added} entries were added before this)"
-                ) from exc
+            # Saved and indexed under the lock: an index built from the store meanwhile would
+            # otherwise hold this batch already and get it twice.
             with self._lock:
+                try:
+                    with self.store.session() as session:
+                        ids = self.store.add_knowledge_entries(session, source_id, rows)
+                        self.store.refresh_knowledge_source(session, source_id)
+                except IntegrityError as exc:  # the unique (source, hash): another import ran
+                    raise KnowledgeError(
+                        f"{name}: another import of this source ran at the same time; "
+                        f"import it again ({report.added} entries were added before this)"
+                    ) from exc
                 if self._indexes is not None:
                     self._indexes[parsed.kind].add(ids, vectors)
             report.added += len(ids)
             if progress is not None:
                 progress(report.added, len(new))
 
-        with self.store.session() as session:
-            self.store.delete_knowledge_entries(session, vanished)
-            self.store.refresh_knowledge_source(
-                session, source_id, path=path, format=fmt, encoder=self.encoder_version
-            )
-        report.removed = len(vanished)
         with self._lock:
+            with self.store.session() as session:
+                self.store.delete_knowledge_entries(session, vanished)
+                self.store.refresh_knowledge_source(
+                    session, source_id, path=path, format=fmt, encoder=self.encoder_version
+                )
+            report.removed = len(vanished)
             if self._indexes is not None:
                 self._indexes[parsed.kind].remove(vanished)
             if new or vanished:
@@ -328,13 +330,13 @@ class KnowledgeBase:
 
     def remove(self, name: str) -> int:
         """Remove a source and its entries; returns how many entries went with it."""
-        with self.store.session() as session:
-            source = self.store.knowledge_source(session, name)
-            if source is None:
-                raise KnowledgeError(f"No knowledge source named {name!r}")
-            kind = source.kind
-            ids = self.store.remove_knowledge_source(session, name)
         with self._lock:
+            with self.store.session() as session:
+                source = self.store.knowledge_source(session, name)
+                if source is None:
+                    raise KnowledgeError(f"No knowledge source named {name!r}")
+                kind = source.kind
+                ids = self.store.remove_knowledge_source(session, name)
             if self._indexes is not None:
                 self._indexes[kind].remove(ids)
                 self._after_change(kind)

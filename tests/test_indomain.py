@@ -114,6 +114,8 @@ def small_config(**overrides: Any) -> MatcherTrainConfig:
         "ngram_dim": 32,
         "char_buckets": 1 << 10,
         "char_dim": 16,
+        # Two torch threads spin-wait on each other on a busy 2-core machine: 36 s against 5 s.
+        "threads": 1,
     }
     values.update(overrides)
     return MatcherTrainConfig(**values)

@@ -13,11 +13,11 @@ from app.engine import EmptyMessageError, GenerationConfig, ModelError, Turn
 from app.engine.end_model import EndModel, EngineConfig
 from app.engine.gguf_lora import base_tensor_shapes, write_lora_gguf
 
-pytestmark = pytest.mark.slow
 HAN = re.compile(r"[\u4e00-\u9fff]")
 GREEDY = GenerationConfig(temperature=0.0, max_tokens=24, seed=7)
 
 
+@pytest.mark.slow
 def test_drafts_a_chinese_reply(end_model) -> None:
     reply = end_model.reply(
         [Turn("customer", "可以选择快递吗？")], GenerationConfig(max_tokens=48, seed=1)
@@ -25,6 +25,7 @@ def test_drafts_a_chinese_reply(end_model) -> None:
     assert len(HAN.findall(reply)) >= 3, reply
 
 
+@pytest.mark.slow
 def test_reply_streams_in_pieces_and_is_repeatable_when_greedy(end_model) -> None:
     conv = [Turn("customer", "你好")]
     pieces = list(end_model.stream_reply(conv, generation=GREEDY))
@@ -32,6 +33,7 @@ def test_reply_streams_in_pieces_and_is_repeatable_when_greedy(end_model) -> Non
     assert "".join(pieces) == "".join(end_model.stream_reply(conv, generation=GREEDY))
 
 
+@pytest.mark.slow
 def test_cancel_stops_between_tokens(end_model) -> None:
     cancel = threading.Event()
     pieces = []
@@ -46,6 +48,7 @@ def test_cancel_stops_between_tokens(end_model) -> None:
     assert len(pieces) == 3
 
 
+@pytest.mark.slow
 def test_multi_turn_conversation_is_used(end_model) -> None:
     conv = [
         Turn("customer", "我叫小王，我买的是红色的杯子"),
@@ -56,11 +59,13 @@ def test_multi_turn_conversation_is_used(end_model) -> None:
     assert "红" in reply
 
 
+@pytest.mark.slow
 def test_empty_message_raises_before_generating(end_model) -> None:
     with pytest.raises(EmptyMessageError):
         end_model.stream_reply([Turn("customer", " \n\t ")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "text",
     [
@@ -76,6 +81,7 @@ def test_odd_input_gets_a_reply(end_model, text: str) -> None:
     assert not end_model.last_fit.truncated_latest
 
 
+@pytest.mark.slow
 def test_100k_character_message_fits_the_context(end_model) -> None:
     text = "请问这件衣服有货吗" + "啊" * 100_000 + "什么时候发货？"
     prompt, report = end_model.prepare([Turn("customer", text)], max_tokens=8)
@@ -89,6 +95,7 @@ def test_100k_character_message_fits_the_context(end_model) -> None:
     assert isinstance("".join(reply), str)
 
 
+@pytest.mark.slow
 def test_long_history_drops_oldest_turns(end_model) -> None:
     conv = []
     for i in range(60):
@@ -126,6 +133,7 @@ def lora_file(embedded_model_path: Path, tmp_path_factory: pytest.TempPathFactor
     return write_lora_gguf(tmp_path_factory.mktemp("lora") / "noise.gguf", arch, 8.0, pairs)
 
 
+@pytest.mark.slow
 def test_lora_adapter_switches_without_reload(end_model, lora_file: Path) -> None:
     conv = [Turn("customer", "可以选择快递吗？")]
     base = end_model.reply(conv, GREEDY)
@@ -144,6 +152,7 @@ def test_lora_adapter_switches_without_reload(end_model, lora_file: Path) -> Non
     assert backend.llm is llm_before, "switching adapters must not reload the model"
 
 
+@pytest.mark.slow
 def test_bad_adapter_file_is_refused(end_model, tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
@@ -160,6 +169,7 @@ def test_corrupt_gguf_file_gives_a_clear_error(tmp_path: Path) -> None:
         EndModel.load(EngineConfig(model=str(bad)))
 
 
+@pytest.mark.slow
 def test_a_closed_model_raises_instead_of_crashing(embedded_model_path) -> None:
     model = EndModel.load(EngineConfig())
     model.close()

@@ -33,7 +33,6 @@ from app.engine.conversation import Turn
 from app.store import OutboxItem, TeacherReply, open_store
 from tests.conftest import terminal_sigint
 
-pytestmark = pytest.mark.slow
 pytest.importorskip("uvicorn", reason="the local teacher needs llama-cpp-python[server]")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +151,7 @@ def assert_locked_down(server: TeacherServer, home: Path) -> None:
     assert http(server, "GET", "/v1/models", rebinding)[0] == 400
 
 
+@pytest.mark.slow
 def test_teacher_answers_a_chinese_question(
     served_teacher: TeacherServer, in_teacher_home: Path
 ) -> None:
@@ -164,6 +164,7 @@ def test_teacher_answers_a_chinese_question(
     assert answer.model == TEACHER.filename
 
 
+@pytest.mark.slow
 def test_running_server_is_found_from_another_process(
     served_teacher: TeacherServer, in_teacher_home: Path
 ) -> None:
@@ -181,6 +182,7 @@ def test_running_server_is_found_from_another_process(
     assert (teacher.is_local, teacher.model) == (True, TEACHER.filename)
 
 
+@pytest.mark.slow
 def test_teacher_listens_on_loopback_only(served_teacher: TeacherServer) -> None:
     assert_loopback_only(served_teacher)
     log = served_teacher.log_path.read_text(encoding="utf-8", errors="replace")
@@ -209,6 +211,7 @@ def test_other_hosts_are_refused_and_the_command_line_is_pinned(tmp_path: Path) 
     }
 
 
+@pytest.mark.slow
 def test_end_model_served_then_stopped(
     embedded_model_path: Path, data_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,6 +252,7 @@ def test_a_broken_model_fails_with_the_log_tail(tmp_path: Path) -> None:
     assert running_server() is None
 
 
+@pytest.mark.slow
 def test_serve_forever_stops_cleanly_on_ctrl_c(
     embedded_model_path: Path, data_home: Path, models_dir: Path
 ) -> None:
@@ -300,6 +304,7 @@ def xiaoer(home: Path, models_dir: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_serve_detached_then_teacher_stop(
     embedded_model_path: Path, data_home: Path, models_dir: Path
 ) -> None:
@@ -331,6 +336,7 @@ def test_serve_detached_then_teacher_stop(
     assert json.loads(out)["stopped"] is False
 
 
+@pytest.mark.slow
 def test_teacher_stop_ends_a_foreground_serve_cleanly(
     embedded_model_path: Path, data_home: Path, models_dir: Path
 ) -> None:
@@ -372,6 +378,7 @@ def test_teacher_stop_leaves_a_reused_pid_alone(data_home: Path) -> None:
         bystander.wait()
 
 
+@pytest.mark.slow
 def test_outbox_request_is_answered_once_the_real_server_is_up(
     embedded_model_path: Path, data_home: Path
 ) -> None:

@@ -239,3 +239,28 @@ def test_results_for_a_closed_chat_are_dropped(qtbot, window, parts: Parts) -> N
     qtbot.waitUntil(lambda: not window.services.model.drafting)
     qtbot.wait(300)  # the draft's save, its ranking and its score arrive for a deleted tab
     assert window.tabs.count() == 0
+
+
+def test_the_candidates_speak_chinese(qtbot, context, parts: Parts, answer_quit, qapp) -> None:
+    from app.ui.i18n import install_translator
+    from app.ui.main_window import MainWindow
+
+    assert install_translator(qapp, "zh_CN") == "zh_CN"
+    try:
+        w = MainWindow(context)
+        qtbot.addWidget(w)
+        qtbot.waitUntil(lambda: w.model_ready)
+        seed_knowledge(w)
+        parts.backend.replies = ["亲，20分钟内发货。"]
+        view = w.open_conversation(arrive(w, "什么时候发货？"))
+        qtbot.waitUntil(lambda: any(c.source == "model" for c in view.candidates), timeout=10000)
+        labels = {row.source.text() for row in view.panel.candidates.visible_rows()}
+        assert labels and labels <= {"历史回复", "常见问题", "模型"}
+        assert view.panel.candidates.rows[0].score.text().endswith("未校准")
+        model = next(i for i, c in enumerate(view.candidates) if c.source == "model")
+        view.candidates.insert(0, view.candidates.pop(model))  # as if it ranked first
+        view.choose_candidate(1)
+        assert view.panel.guard_badge.text() == "⚠ 未经支持的承诺（时间）：20分钟内发货"
+        w.close()
+    finally:
+        install_translator(qapp, "en")

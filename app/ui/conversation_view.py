@@ -261,6 +261,8 @@ class ConversationView(QWidget):
         """The candidate in the editor; None while the model's draft streams into it."""
         self.auto = True
         """The agent has neither picked nor edited: a new ranking puts its best into the editor."""
+        self.model_pending = False
+        """This turn has candidates only: the end model was not ready to write its draft."""
         self._stream_text = ""
         self._putting = False
         self._thumbs: dict[tuple[str, str], bool | None] = {}
@@ -386,10 +388,10 @@ class ConversationView(QWidget):
         return turns
 
     def needs_draft(self) -> bool:
-        """The customer spoke last and no draft answers it yet."""
+        """The customer spoke last and no draft answers it yet (or only candidates do)."""
         if not self._messages or self._messages[-1].role != "customer" or self.generating:
             return False
-        return self.reply_to_id != self._messages[-1].id
+        return self.reply_to_id != self._messages[-1].id or self.model_pending
 
     def _settings_changed(self) -> None:
         self.panel.set_phrases(self.services.settings.quick_phrases)
@@ -455,8 +457,12 @@ class ConversationView(QWidget):
 
     # --- drafting ----------------------------------------------------------------------------
 
-    def request_draft(self) -> None:
-        """Draft (again) a reply to the customer's latest message."""
+    def request_draft(self, model: bool | None = None) -> None:
+        """Candidates and the model's draft (again) for the customer's latest message.
+
+        ``model``: whether the end model can write now (default: whether it is loaded). When it
+        can't, the retrieved candidates come alone and the draft follows in `draft_when_ready`.
+        """
         reply_to = self._last_customer_id()
         if reply_to is None:
             return
@@ -465,14 +471,34 @@ class ConversationView(QWidget):
         turns = self._turns()
         self._reset_draft()
         self.reply_to_id = reply_to
-        self.job_id = self.services.model.draft(turns, self.services.shots_for)
-        self.panel.status.setText(self.tr("queued…"))
-        self._update_buttons()
         # The retrieved candidates come from their own worker, without waiting for the model.
         token = self._draft_token
         self.request = self.services.suggest(
             turns, lambda ranking: self._ranked(token, ranking), self._suggest_failed
         )
+        if model is None:
+            model = self.services.model.model is not None
+        if model:
+            self._start_model_draft(turns)
+        else:
+            self.model_pending = True
+            self.panel.status.setText(self.tr("no end model yet: candidates only"))
+            self._update_buttons()
+
+    def draft_when_ready(self) -> None:
+        """The end model is ready: it writes its draft for a turn that has candidates only,
+        keeping them (and whatever the agent has done with them)."""
+        if self.model_pending and not self.generating and self._last_customer_id() is not None:
+            if self.reply_to_id == self._last_customer_id():
+                self._start_model_draft(self._turns())
+            else:
+                self.request_draft(model=True)
+
+    def _start_model_draft(self, turns: list[Turn]) -> None:
+        self.model_pending = False
+        self.job_id = self.services.model.draft(turns, self.services.shots_for)
+        self.panel.status.setText(self.tr("queued…"))
+        self._update_buttons()
 
     def _reset_draft(self) -> None:
         self._draft_token += 1
@@ -481,6 +507,7 @@ class ConversationView(QWidget):
         self.cloud_reply = None
         self.last_score = None
         self.request = None
+        self.model_pending = False
         self.candidates = []
         self.current = None
         self.auto = True

@@ -545,7 +545,9 @@ class MainWindow(QMainWindow):
         self.model_status.setText(self.tr("end model: {0}").format(profile))
         self.apply_adapter()
         for view in self.views.values():
-            if view.needs_draft():
+            if view.model_pending:
+                view.draft_when_ready()
+            elif view.needs_draft():
                 view.request_draft()
 
     def _model_failed(self, message: str) -> None:
@@ -619,8 +621,8 @@ class MainWindow(QMainWindow):
     def _schedule_draft(self, view: ConversationView) -> None:
         # Several messages may arrive in one poll: draft once, after the last.
         def later() -> None:
-            if view.conversation_id in self.views and view.needs_draft() and self.model_ready:
-                view.request_draft()
+            if view.conversation_id in self.views and view.needs_draft():
+                view.request_draft(model=self.model_ready)
 
         QTimer.singleShot(0, later)
 
@@ -675,8 +677,8 @@ class MainWindow(QMainWindow):
             reference = self._references.pop(conversation_id, None)
             if reference:
                 view.set_reference(reference)
-            if view.needs_draft() and self.model_ready:
-                view.request_draft()
+            if view.needs_draft():
+                view.request_draft(model=self.model_ready)
         self.tabs.setCurrentWidget(view)
         self.centre.setCurrentIndex(1)
         self.queue.unread.pop(conversation_id, None)

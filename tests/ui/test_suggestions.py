@@ -264,3 +264,59 @@ def test_the_candidates_speak_chinese(qtbot, context, parts: Parts, answer_quit,
         w.close()
     finally:
         install_translator(qapp, "en")
+
+
+def test_candidates_come_without_the_end_model_and_can_be_sent(
+    qtbot, context, parts: Parts, answer_quit, store: Store
+) -> None:
+    from app.engine.models import ModelError
+    from app.ui.main_window import MainWindow
+
+    parts.load_error = ModelError("Unknown model 'x'")
+    w = MainWindow(context)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.banner.isVisible())
+    seed_knowledge(w)
+    view = w.open_conversation(arrive(w, "什么时候发货？"))
+    qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)
+    assert view.panel.editor.toPlainText() == view.candidates[0].text
+    assert view.panel.status.text() == "no end model yet: candidates only"
+    best = view.candidates[0]
+    view.send()
+    with store.session() as session:
+        chosen = session.scalars(
+            select(SuggestionCandidate).where(SuggestionCandidate.chosen.is_(True))
+        ).one()
+        assert chosen.rank == 0 and chosen.text == best.text
+    w.close()
+
+
+def test_the_models_draft_follows_when_it_is_loaded_and_keeps_the_agents_pick(
+    qtbot, context, parts: Parts, answer_quit
+) -> None:
+    from app.engine.end_model import EndModel
+    from app.ui.main_window import MainWindow
+
+    loading = threading.Event()
+
+    def slow_loader(settings: Any, progress: Any) -> EndModel:
+        loading.wait(20)  # e.g. the first start, assembling the model
+        return EndModel(parts.backend, "你是店小二。", settings.generation_config())
+
+    parts.loader = slow_loader
+    w = MainWindow(context)
+    qtbot.addWidget(w)
+    w.show()
+    seed_knowledge(w)
+    view = w.open_conversation(arrive(w, "什么时候发货？"))
+    qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)
+    assert not w.model_ready and view.model_pending
+    view.choose_candidate(2)
+    picked = view.current
+    loading.set()
+    qtbot.waitUntil(lambda: any(c.source == "model" for c in view.candidates), timeout=10000)
+    assert view.draft_id is not None or view.saving
+    assert view.current is not None and view.current.text == picked.text
+    assert view.panel.editor.toPlainText() == picked.text
+    w.close()

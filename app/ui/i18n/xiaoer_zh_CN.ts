@@ -22,17 +22,17 @@
 <context>
     <name>CandidateRow</name>
     <message>
-        <location filename="../suggestions.py" line="141"/>
+        <location filename="../suggestions.py" line="143"/>
         <source>The ranker&apos;s score; uncalibrated until a ranker trained on the shop&apos;s own chats is active (import past dialogues under Settings → Shop knowledge)</source>
         <translation>排序模型的分数；在启用基于本店聊天记录训练的排序模型之前未经校准（在 设置 → 店铺知识 中导入历史对话）</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="145"/>
+        <location filename="../suggestions.py" line="147"/>
         <source>The ranker&apos;s score</source>
         <translation>排序模型的分数</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="165"/>
+        <location filename="../suggestions.py" line="167"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
@@ -40,132 +40,138 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="294"/>
+        <location filename="../conversation_view.py" line="298"/>
         <source>Paste or type the customer&apos;s message and press Enter</source>
         <translation>粘贴或输入顾客消息后按回车</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="296"/>
+        <location filename="../conversation_view.py" line="300"/>
         <source>Add customer message</source>
         <translation>添加顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="410"/>
+        <location filename="../conversation_view.py" line="414"/>
         <source>Customer</source>
         <translation>顾客</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="412"/>
+        <location filename="../conversation_view.py" line="416"/>
         <source>Shop</source>
         <translation>店铺</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="414"/>
+        <location filename="../conversation_view.py" line="418"/>
         <source>System</source>
         <translation>系统</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="431"/>
+        <location filename="../conversation_view.py" line="435"/>
         <source>The real agent answered: {0}</source>
         <translation>真实客服的回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="443"/>
+        <location filename="../conversation_view.py" line="447"/>
         <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="467"/>
+        <location filename="../conversation_view.py" line="485"/>
+        <source>no end model yet: candidates only</source>
+        <translation>端侧模型尚未就绪：仅显示候选回复</translation>
+    </message>
+    <message>
+        <location filename="../conversation_view.py" line="500"/>
         <source>queued…</source>
         <translation>排队中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="505"/>
+        <location filename="../conversation_view.py" line="542"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="521"/>
+        <location filename="../conversation_view.py" line="558"/>
         <source>no draft</source>
         <translation>无草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="523"/>
+        <location filename="../conversation_view.py" line="560"/>
         <source>Drafting a reply</source>
         <translation>生成回复草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="533"/>
+        <location filename="../conversation_view.py" line="570"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="533"/>
+        <location filename="../conversation_view.py" line="570"/>
         <source>ready</source>
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="535"/>
+        <location filename="../conversation_view.py" line="572"/>
         <source>past dialogues shown: {0}</source>
         <translation>参考了 {0} 段历史对话</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="575"/>
+        <location filename="../conversation_view.py" line="612"/>
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="597"/>
+        <location filename="../conversation_view.py" line="634"/>
         <source>Finding reply candidates</source>
         <translation>查找候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="715"/>
+        <location filename="../conversation_view.py" line="753"/>
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="727"/>
+        <location filename="../conversation_view.py" line="765"/>
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="753"/>
+        <location filename="../conversation_view.py" line="791"/>
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="768"/>
+        <location filename="../conversation_view.py" line="808"/>
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="775"/>
+        <location filename="../conversation_view.py" line="815"/>
         <source>Teacher&apos;s reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="776"/>
+        <location filename="../conversation_view.py" line="816"/>
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="783"/>
+        <location filename="../conversation_view.py" line="827"/>
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="786"/>
+        <location filename="../conversation_view.py" line="822"/>
+        <location filename="../conversation_view.py" line="830"/>
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="824"/>
+        <location filename="../conversation_view.py" line="868"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="832"/>
+        <location filename="../conversation_view.py" line="876"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -586,72 +592,72 @@
         <translation>删除所选</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="137"/>
+        <location filename="../knowledge_page.py" line="142"/>
         <source>Import shop knowledge</source>
         <translation>导入店铺知识</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="139"/>
+        <location filename="../knowledge_page.py" line="144"/>
         <source>Knowledge files (*.md *.csv *.jsonl *.txt *.enc);;All files (*)</source>
         <translation>知识文件 (*.md *.csv *.jsonl *.txt *.enc);;所有文件 (*)</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="150"/>
+        <location filename="../knowledge_page.py" line="155"/>
         <source>Importing {0}…</source>
         <translation>正在导入 {0}…</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="154"/>
+        <location filename="../knowledge_page.py" line="159"/>
         <source>Importing the demo FAQ…</source>
         <translation>正在导入演示 FAQ…</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="161"/>
+        <location filename="../knowledge_page.py" line="166"/>
         <source>Select a source to remove.</source>
         <translation>请先选择要删除的来源。</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="166"/>
+        <location filename="../knowledge_page.py" line="171"/>
         <source>Remove knowledge</source>
         <translation>删除知识</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="167"/>
+        <location filename="../knowledge_page.py" line="172"/>
         <source>Remove {0} and its {1} entries?</source>
         <translation>删除 {0} 及其 {1} 个条目？</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="171"/>
+        <location filename="../knowledge_page.py" line="176"/>
         <source>Removing {0}…</source>
         <translation>正在删除 {0}…</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="198"/>
+        <location filename="../knowledge_page.py" line="203"/>
         <source>{0}: {1} entries read, {2} added, {3} removed, {4} unchanged.</source>
         <translation>{0}：读取 {1} 条，新增 {2} 条，删除 {3} 条，{4} 条未变。</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="202"/>
+        <location filename="../knowledge_page.py" line="207"/>
         <source>{0} unreadable lines skipped: {1}</source>
         <translation>跳过 {0} 行无法读取的内容：{1}</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="213"/>
+        <location filename="../knowledge_page.py" line="218"/>
         <source>Removed {0} ({1} entries).</source>
         <translation>已删除 {0}（{1} 个条目）。</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="219"/>
+        <location filename="../knowledge_page.py" line="224"/>
         <source>Failed: {0}</source>
         <translation>失败：{0}</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="223"/>
+        <location filename="../knowledge_page.py" line="228"/>
         <source>Past dialogues</source>
         <translation>过往对话</translation>
     </message>
     <message>
-        <location filename="../knowledge_page.py" line="223"/>
+        <location filename="../knowledge_page.py" line="228"/>
         <source>FAQ</source>
         <translation>常见问题</translation>
     </message>
@@ -678,210 +684,210 @@
     </message>
     <message>
         <location filename="../main_window.py" line="329"/>
-        <location filename="../main_window.py" line="823"/>
+        <location filename="../main_window.py" line="827"/>
         <source>loading the end model…</source>
         <translation>正在加载端侧模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="372"/>
+        <location filename="../main_window.py" line="373"/>
         <source>Main</source>
         <translation>主工具栏</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="390"/>
-        <location filename="../main_window.py" line="724"/>
+        <location filename="../main_window.py" line="391"/>
+        <location filename="../main_window.py" line="728"/>
         <source>New customer</source>
         <translation>新顾客</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="392"/>
-        <location filename="../main_window.py" line="738"/>
+        <location filename="../main_window.py" line="393"/>
+        <location filename="../main_window.py" line="742"/>
         <source>Start replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="394"/>
+        <location filename="../main_window.py" line="395"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="397"/>
+        <location filename="../main_window.py" line="398"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="398"/>
+        <location filename="../main_window.py" line="399"/>
         <source>Export chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="399"/>
+        <location filename="../main_window.py" line="400"/>
         <source>Shortcuts</source>
         <translation>快捷键</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="482"/>
+        <location filename="../main_window.py" line="483"/>
         <source>First start: assembling and verifying the embedded model…</source>
         <translation>首次启动：正在组装并校验内置模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="489"/>
+        <location filename="../main_window.py" line="490"/>
         <source>Preparing the end model</source>
         <translation>正在准备端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="500"/>
+        <location filename="../main_window.py" line="501"/>
         <source>First start: assembling and verifying the embedded model… {0} of {1} MB</source>
         <translation>首次启动：正在组装并校验内置模型… {0} / {1} MB</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="509"/>
+        <location filename="../main_window.py" line="510"/>
         <source>Training the ranker: reading the shop&apos;s chats {0} of {1}…</source>
         <translation>正在训练排序模型：读取本店聊天记录 {0} / {1}…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="513"/>
+        <location filename="../main_window.py" line="514"/>
         <source>Training the ranker on the shop&apos;s chats…</source>
         <translation>正在用本店聊天记录训练排序模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="525"/>
+        <location filename="../main_window.py" line="526"/>
         <source>Ranker {0} trained and active: candidate scores are calibrated</source>
         <translation>排序模型 {0} 已训练并启用：候选分数已校准</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="529"/>
+        <location filename="../main_window.py" line="530"/>
         <source>Too little chat history to train a ranker yet: candidate scores stay uncalibrated</source>
         <translation>聊天记录太少，暂时无法训练排序模型：候选分数仍未校准</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="544"/>
-        <location filename="../main_window.py" line="572"/>
+        <location filename="../main_window.py" line="545"/>
+        <location filename="../main_window.py" line="575"/>
         <source>end model: {0}</source>
         <translation>端侧模型：{0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="553"/>
+        <location filename="../main_window.py" line="556"/>
         <source>no end model</source>
         <translation>无端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="555"/>
+        <location filename="../main_window.py" line="558"/>
         <source>The end model could not be loaded</source>
         <translation>无法加载端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="558"/>
+        <location filename="../main_window.py" line="561"/>
         <source>Choose another model in Settings; you can still type replies yourself.</source>
         <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="570"/>
+        <location filename="../main_window.py" line="573"/>
         <source>end model: {0} + adapter {1}</source>
         <translation>端侧模型：{0} + 适配器 {1}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="578"/>
+        <location filename="../main_window.py" line="579"/>
         <source>Loading the active adapter</source>
         <translation>加载当前适配器</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="589"/>
+        <location filename="../main_window.py" line="593"/>
         <source>Channel {0}</source>
         <translation>渠道 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="601"/>
+        <location filename="../main_window.py" line="605"/>
         <source>Receiving a customer message</source>
         <translation>接收顾客消息</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="629"/>
+        <location filename="../main_window.py" line="633"/>
         <source>Reading the conversations</source>
         <translation>读取会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="667"/>
+        <location filename="../main_window.py" line="671"/>
         <source>Opening the conversation</source>
         <translation>打开会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="705"/>
+        <location filename="../main_window.py" line="709"/>
         <source>Closing the conversation</source>
         <translation>关闭会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="724"/>
+        <location filename="../main_window.py" line="728"/>
         <source>The customer&apos;s message:</source>
         <translation>顾客消息：</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="743"/>
+        <location filename="../main_window.py" line="747"/>
         <source>Replay corpus (JDDC 2019 chat file)</source>
         <translation>回放语料（JDDC 2019 聊天文件）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="755"/>
+        <location filename="../main_window.py" line="759"/>
         <source>Starting the replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="759"/>
+        <location filename="../main_window.py" line="763"/>
         <source>Stop replay</source>
         <translation>停止回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="761"/>
+        <location filename="../main_window.py" line="765"/>
         <source>Replaying {0} conversations from {1}</source>
         <translation>正在回放 {1} 中的 {0} 个会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="772"/>
+        <location filename="../main_window.py" line="776"/>
         <source>Export the chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="788"/>
+        <location filename="../main_window.py" line="792"/>
         <source>Exporting the chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="790"/>
+        <location filename="../main_window.py" line="794"/>
         <source>Exported to {0}</source>
         <translation>已导出到 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="819"/>
+        <location filename="../main_window.py" line="823"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="867"/>
+        <location filename="../main_window.py" line="871"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="869"/>
+        <location filename="../main_window.py" line="873"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="871"/>
+        <location filename="../main_window.py" line="875"/>
         <source>the ranker is training</source>
         <translation>排序模型正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="887"/>
+        <location filename="../main_window.py" line="891"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="889"/>
+        <location filename="../main_window.py" line="893"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="890"/>
+        <location filename="../main_window.py" line="894"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>
@@ -907,7 +913,7 @@
         <translation>候选回复</translation>
     </message>
     <message>
-        <location filename="../services.py" line="319"/>
+        <location filename="../services.py" line="332"/>
         <source>Training the ranker</source>
         <translation>训练排序模型</translation>
     </message>
@@ -915,307 +921,307 @@
 <context>
     <name>SettingsDialog</name>
     <message>
-        <location filename="../settings_dialog.py" line="74"/>
+        <location filename="../settings_dialog.py" line="75"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="100"/>
+        <location filename="../settings_dialog.py" line="101"/>
         <source>A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)</source>
         <translation>内置配置、已注册模型、GGUF 文件或 HF 目录（如 ChatGLM3-6B）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="103"/>
-        <location filename="../settings_dialog.py" line="232"/>
-        <location filename="../settings_dialog.py" line="251"/>
+        <location filename="../settings_dialog.py" line="104"/>
+        <location filename="../settings_dialog.py" line="233"/>
+        <location filename="../settings_dialog.py" line="252"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="107"/>
-        <location filename="../settings_dialog.py" line="136"/>
+        <location filename="../settings_dialog.py" line="108"/>
+        <location filename="../settings_dialog.py" line="137"/>
         <source>End model</source>
         <translation>端侧模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="109"/>
+        <location filename="../settings_dialog.py" line="110"/>
         <source>Backend</source>
         <translation>后端</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="111"/>
+        <location filename="../settings_dialog.py" line="112"/>
         <source>Device</source>
         <translation>设备</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="113"/>
+        <location filename="../settings_dialog.py" line="114"/>
         <source>8-bit / 4-bit: transformers backend on a CUDA GPU</source>
         <translation>8 位 / 4 位：仅 transformers 后端在 CUDA GPU 上可用</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="114"/>
+        <location filename="../settings_dialog.py" line="115"/>
         <source>Quantization</source>
         <translation>量化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="118"/>
+        <location filename="../settings_dialog.py" line="119"/>
         <source>GPU layers (llama.cpp)</source>
         <translation>GPU 层数（llama.cpp）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="123"/>
+        <location filename="../settings_dialog.py" line="124"/>
         <source>Context window (tokens)</source>
         <translation>上下文窗口（token）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="125"/>
+        <location filename="../settings_dialog.py" line="126"/>
         <source>System prompt language</source>
         <translation>系统提示语言</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="128"/>
+        <location filename="../settings_dialog.py" line="129"/>
         <source>Temperature</source>
         <translation>温度</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="131"/>
+        <location filename="../settings_dialog.py" line="132"/>
         <source>Top p</source>
         <translation>Top p</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="135"/>
+        <location filename="../settings_dialog.py" line="136"/>
         <source>Longest draft (tokens)</source>
         <translation>草稿最大长度（token）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="142"/>
+        <location filename="../settings_dialog.py" line="143"/>
         <source>Provider</source>
         <translation>服务商</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="145"/>
+        <location filename="../settings_dialog.py" line="146"/>
         <source>e.g. gemini-3.8-flash, deepseek-chat; empty: the default</source>
         <translation>例如 gemini-3.8-flash、deepseek-chat；留空使用默认</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="147"/>
+        <location filename="../settings_dialog.py" line="148"/>
         <source>Model</source>
         <translation>模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="150"/>
+        <location filename="../settings_dialog.py" line="151"/>
         <source>Base URL</source>
         <translation>接口地址</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="153"/>
+        <location filename="../settings_dialog.py" line="154"/>
         <source>Timeout (s)</source>
         <translation>超时（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="156"/>
+        <location filename="../settings_dialog.py" line="157"/>
         <source>Price per 1000 input tokens</source>
         <translation>每 1000 输入 token 价格</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="159"/>
+        <location filename="../settings_dialog.py" line="160"/>
         <source>Price per 1000 output tokens</source>
         <translation>每 1000 输出 token 价格</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="164"/>
+        <location filename="../settings_dialog.py" line="165"/>
         <source>stored only in the OS keyring</source>
         <translation>仅保存在系统钥匙串中</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="165"/>
+        <location filename="../settings_dialog.py" line="166"/>
         <source>Save key</source>
         <translation>保存密钥</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="169"/>
+        <location filename="../settings_dialog.py" line="170"/>
         <source>API key</source>
         <translation>API 密钥</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="180"/>
+        <location filename="../settings_dialog.py" line="181"/>
         <source>Teacher</source>
         <translation>教师模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="187"/>
+        <location filename="../settings_dialog.py" line="188"/>
         <source>α (weight of similarity)</source>
         <translation>α（相似度权重）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="190"/>
+        <location filename="../settings_dialog.py" line="191"/>
         <source>Θ (matcher reliability threshold)</source>
         <translation>Θ（匹配模型可信阈值）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="193"/>
+        <location filename="../settings_dialog.py" line="194"/>
         <source>Low-score threshold</source>
         <translation>低分阈值</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="194"/>
+        <location filename="../settings_dialog.py" line="195"/>
         <source>Ask the teacher for a label on 👎 and on low scores</source>
         <translation>点 👎 或低分时向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="199"/>
+        <location filename="../settings_dialog.py" line="200"/>
         <source>Off (Evolve now only)</source>
         <translation>关闭（仅手动“立即进化”）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="200"/>
+        <location filename="../settings_dialog.py" line="201"/>
         <source>Once a day</source>
         <translation>每天一次</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="201"/>
+        <location filename="../settings_dialog.py" line="202"/>
         <source>After enough new labels</source>
         <translation>积累足够新标注后</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="205"/>
+        <location filename="../settings_dialog.py" line="206"/>
         <source>Automatic evolution</source>
         <translation>自动进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="209"/>
+        <location filename="../settings_dialog.py" line="210"/>
         <source>New labels before a run</source>
         <translation>触发进化所需的新标注数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="210"/>
+        <location filename="../settings_dialog.py" line="211"/>
         <source>Scoring &amp;&amp; evolution</source>
         <translation>评分与进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="217"/>
+        <location filename="../settings_dialog.py" line="218"/>
         <source>Follow the system</source>
         <translation>跟随系统</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="223"/>
+        <location filename="../settings_dialog.py" line="224"/>
         <source>Language (after a restart)</source>
         <translation>界面语言（重启后生效）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="225"/>
+        <location filename="../settings_dialog.py" line="226"/>
         <source>One quick phrase per line</source>
         <translation>每行一条快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="226"/>
+        <location filename="../settings_dialog.py" line="227"/>
         <source>Quick phrases</source>
         <translation>快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="230"/>
+        <location filename="../settings_dialog.py" line="231"/>
         <source>a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt</source>
         <translation>JDDC 2019 聊天文件，例如 ../shared/data/jddc2019/chat_0.1per.txt</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="236"/>
-        <location filename="../settings_dialog.py" line="317"/>
+        <location filename="../settings_dialog.py" line="237"/>
+        <location filename="../settings_dialog.py" line="323"/>
         <source>Replay corpus</source>
         <translation>回放语料</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="239"/>
+        <location filename="../settings_dialog.py" line="240"/>
         <source>Seconds between replay customers</source>
         <translation>回放顾客间隔（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="243"/>
+        <location filename="../settings_dialog.py" line="244"/>
         <source>a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs</source>
         <translation>JDDC 2018 .enc 文件、JDDC 2019 聊天文件或 JSONL 问答对</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="247"/>
+        <location filename="../settings_dialog.py" line="248"/>
         <source>The shop&apos;s past dialogues: the end model and the teacher are shown the ones most similar to the customer&apos;s message</source>
         <translation>本店的历史对话：端侧模型和教师会参考其中与顾客消息最相似的几段</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="255"/>
-        <location filename="../settings_dialog.py" line="324"/>
+        <location filename="../settings_dialog.py" line="256"/>
+        <location filename="../settings_dialog.py" line="330"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="259"/>
+        <location filename="../settings_dialog.py" line="260"/>
         <source>0 shows none</source>
         <translation>0 表示不参考</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="260"/>
+        <location filename="../settings_dialog.py" line="261"/>
         <source>Past dialogues shown per draft</source>
         <translation>每次草稿参考的历史对话数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="261"/>
+        <location filename="../settings_dialog.py" line="262"/>
         <source>Workspace</source>
         <translation>工作台</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="276"/>
+        <location filename="../settings_dialog.py" line="277"/>
         <source>What a cloud teacher would receive (the local teacher gets the original):</source>
         <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="282"/>
+        <location filename="../settings_dialog.py" line="283"/>
         <source>Type a customer message with a phone number, an address…</source>
         <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="290"/>
+        <location filename="../settings_dialog.py" line="296"/>
         <source>Privacy</source>
         <translation>隐私</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="309"/>
+        <location filename="../settings_dialog.py" line="315"/>
         <source>End model (GGUF)</source>
         <translation>端侧模型（GGUF）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="312"/>
+        <location filename="../settings_dialog.py" line="318"/>
         <source>Hugging Face model directory</source>
         <translation>Hugging Face 模型目录</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="326"/>
+        <location filename="../settings_dialog.py" line="332"/>
         <source>Dialogues (*.enc *.txt *.jsonl);;All files (*)</source>
         <translation>对话文件 (*.enc *.txt *.jsonl);;所有文件 (*)</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="340"/>
+        <location filename="../settings_dialog.py" line="346"/>
         <source>The local teacher needs no key.</source>
         <translation>本地教师模型无需密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="350"/>
+        <location filename="../settings_dialog.py" line="356"/>
         <source>A key is saved for {0}.</source>
         <translation>已为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="352"/>
+        <location filename="../settings_dialog.py" line="358"/>
         <source>No key saved for {0} yet.</source>
         <translation>尚未为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="368"/>
+        <location filename="../settings_dialog.py" line="374"/>
         <source>The key for {0} is saved in the OS keyring.</source>
         <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="269"/>
+        <location filename="../settings_dialog.py" line="270"/>
         <source>Shop knowledge</source>
         <translation>店铺知识</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="418"/>
+        <location filename="../settings_dialog.py" line="449"/>
         <source>Wait until the knowledge import has finished.</source>
         <translation>请等待知识导入完成。</translation>
     </message>

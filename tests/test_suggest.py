@@ -18,7 +18,14 @@ from app.scoring.corpus import DialoguePair
 from app.store import MatcherVersion, Store, open_store
 from app.suggest.candidates import Suggester
 from app.suggest.masks import conversation_values, fill_masks
-from app.suggest.ranker import FEATURES, RANKER_KIND, Ranker, active_ranker, fit_ranker
+from app.suggest.ranker import (
+    FEATURES,
+    RANKER_KIND,
+    Ranker,
+    active_ranker,
+    fit_ranker,
+    register_ranker,
+)
 from app.suggest.train import train_ranker_after_import
 
 
@@ -265,3 +272,23 @@ def test_eval_suggest_prints_every_figure_and_refuses_knowledge_holding_the_cont
     # Held-out contexts all from chats the knowledge holds: refused, with the reason.
     assert main([*args, "--offset", "0", "--limit", "16"]) == 2
     assert "every held-out context" in capsys.readouterr().err
+
+
+def test_replies_from_outside_the_knowledge_are_scored_like_the_draft(kb: KnowledgeBase) -> None:
+    kb.import_pairs("past", shop_history())
+    found = Suggester(kb).suggest(chat("什么时候发货"))
+    on_topic, off_topic = found.score_texts(["亲，48小时内给您发货哦", "亲，可以开电子发票的哦"])
+    assert on_topic > off_topic
+
+
+def test_a_ranker_of_another_feature_set_is_not_used(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, len(FEATURES)))
+    ranker = fit_ranker(x, x[:, 0])
+    register_ranker(store, ranker, tmp_path / "r1")
+    assert active_ranker(store) == ranker
+    raw = json.loads((tmp_path / "r1" / "ranker.json").read_text(encoding="utf-8"))
+    raw["features"] = [*raw["features"][:-1], "retired_feature"]
+    (tmp_path / "r1" / "ranker.json").write_text(json.dumps(raw), encoding="utf-8")
+    fallback = active_ranker(store)
+    assert fallback.version == "untrained" and not fallback.calibrated

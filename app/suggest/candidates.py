@@ -109,6 +109,13 @@ class Suggestions:
     def top(self, n: int = DIVERSE) -> list[Suggestion]:
         return self.ranked[:n]
 
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        """The ranker's score of other replies for this turn (one the agent typed, a response-
+        selection set's candidates), measured like the model's draft; the guard is not applied."""
+        if self._state is None or not texts:
+            return [0.0] * len(texts)
+        return self._state.score_texts(texts)
+
     def add_draft(self, text: str) -> list[Suggestion]:
         """Rank the model's draft among the candidates (replacing an earlier draft); returns the
         new ranking, also kept in ``ranked``."""
@@ -179,6 +186,7 @@ class _TurnState:
     context: list[str]
     customer: list[str]
     query_vector: npt.NDArray[np.float32]
+    context_vector: npt.NDArray[np.float32]
     candidates: list[_Candidate]
     evidence_answers: npt.NDArray[np.float32]
     evidence_weights: Floats
@@ -216,6 +224,7 @@ class _TurnState:
             context,
             customer,
             q,
+            c,
             cands,
             pool.evidence_answers,
             pool.weights,
@@ -251,8 +260,9 @@ class _TurnState:
                 [cand.context_sim for cand in cands],
                 centrality,
                 [math.log1p(len(cand.filled_text)) for cand in cands],
-                [float(cand.retrieved) for cand in cands],
                 [float(len(cand.masks)) for cand in cands],
+                answers @ self.query_vector,
+                answers @ self.context_vector,
             ]
         ).astype(np.float64)
         return rows, agreement
@@ -303,20 +313,34 @@ class _TurnState:
         echo = bool(self.customer) and repeats_customer(self.customer[-1], cand.filled_text)
         return result.unsupported, echo
 
+    def _outside(self, texts: Sequence[str]) -> list[_Candidate]:
+        """Replies from outside the knowledge (the model's draft, typed text) as candidates. They
+        have no question of their own, so they get the evidence's mean question and context
+        similarity: neither helped nor hurt by them."""
+        vectors = self.kb.encode(list(texts))
+        values = conversation_values(self.customer)
+        out = []
+        for text, vector in zip(texts, vectors, strict=True):
+            cand = _Candidate(
+                text,
+                "model",
+                None,
+                vector,
+                self.neutral["query_sim"],
+                self.neutral["context_sim"],
+                retrieved=False,
+            )
+            filled = fill_masks(text, values)
+            cand.filled_text, cand.masks = filled.text, filled.masks
+            out.append(cand)
+        return out
+
     def with_draft(self, text: str) -> list[Suggestion]:
-        vector = self.kb.encode([text])[0]
-        draft = _Candidate(
-            text,
-            "model",
-            None,
-            vector,
-            self.neutral["query_sim"],
-            self.neutral["context_sim"],
-            retrieved=False,
-        )
-        filled = fill_masks(text, conversation_values(self.customer))
-        draft.filled_text, draft.masks = filled.text, filled.masks
-        return self.rank(draft)
+        return self.rank(self._outside([text])[0])
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        rows, _ = self._features(self._outside(texts))
+        return [float(v) for v in self.ranker.score(rows)]
 
 
 # --- the pool, shared by live suggestions and ranker training -----------------------------------

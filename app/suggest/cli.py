@@ -99,8 +99,12 @@ def cmd_eval_suggest(args: argparse.Namespace) -> int:
 
     draft_fn = None
     if not args.no_model:
+        from app.engine import models
         from app.engine.end_model import EndModel
 
+        profile = models.PROFILES[models.DEFAULT_PROFILE]
+        if not models.profile_path(profile).is_file():  # a fresh data dir: assemble it first
+            models.provision(profile)
         model = EndModel.load()
         draft_fn = model.reply
     try:

@@ -37,8 +37,9 @@ FEATURES = (
     "context_sim",
     "centrality",
     "log_chars",
-    "retrieved",
     "masks",
+    "reply_query_sim",
+    "reply_context_sim",
 )
 """What `app.suggest.candidates` measures for every candidate:
 consensus    similarity-weighted mean USE similarity of its answer to the answers of the past
@@ -47,8 +48,10 @@ query_sim    USE similarity of its question to our customer's last message
 context_sim  USE similarity of its last few turns to ours
 centrality   similarity of its answer to the centroid of all the shop's answers (a stock reply?)
 log_chars    log(1 + characters of the answer)
-retrieved    1 if it came from the similar dialogues, 0 if from the stock replies / the model
 masks        platform masks left unfilled in it
+reply_query_sim    USE similarity of its answer to our customer's last message (does it answer
+                   this at all? matters for replies not retrieved: the model's draft, typed text)
+reply_context_sim  USE similarity of its answer to our last few turns
 """
 ProgressFn = Callable[[dict[str, Any]], None]
 

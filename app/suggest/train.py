@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,23 +32,35 @@ SAMPLE = 800
 MIN_DIALOGUES = 50
 """Below this much history there is nothing to learn from: the untrained ranker stays."""
 HELD_OUT = 0.2
+RANDOM_REPLIES = 10
+"""Off-topic replies (of random other conversations) added to each training dialogue's
+candidates: a draft or a typed reply can miss the question, which retrieved replies never do,
+and the ranker must learn to tell (this is what carries it to other shops' chats)."""
 SEARCH_BATCH = 64
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def _examples(
-    kb: KnowledgeBase, vectors: KnowledgeVectors, entries: list[KnowledgeEntry]
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(features, targets, is-retrieved) per sampled dialogue."""
+    kb: KnowledgeBase,
+    vectors: KnowledgeVectors,
+    entries: list[KnowledgeEntry],
+    rng: random.Random,
+    progress: ProgressFn,
+) -> list[Example]:
+    """The candidates of each sampled dialogue with its own conversation left out, plus
+    `RANDOM_REPLIES` replies of random other conversations (off-topic, like a bad draft)."""
     untrained = Ranker.untrained()
+    everyone = vectors.dialogue_ids()
     out = []
     for start in range(0, len(entries), SEARCH_BATCH):
+        progress({"stage": "features", "done": start, "total": len(entries)})
         batch = entries[start : start + SEARCH_BATCH]
         ids = [e.id for e in batch]
         q, c, truth = vectors.query(ids), vectors.context(ids), vectors.answer(ids)
         # A few extra hits make up for the ones of the entry's own conversation left out.
         found = kb.search_vectors(q, FIRST_STAGE + 20, "dialogue")
         for i, entry in enumerate(batch):
+            conversation = vectors.conversation(entry.id)
             state = _TurnState.build(
                 list(entry.context),
                 list(entry.context),
@@ -59,38 +72,53 @@ def _examples(
                 untrained,
                 kb,
                 SHOWN,
-                exclude_conversation=vectors.conversation(entry.id),
+                exclude_conversation=conversation,
             )
             if not state.candidates:
                 continue
-            rows, _ = state._features(state.candidates)
-            answers = np.stack([cand.answer_vector for cand in state.candidates])
+            others = [
+                j
+                for j in rng.sample(everyone, min(len(everyone), RANDOM_REPLIES * 2))
+                if vectors.conversation(j) != conversation
+            ][:RANDOM_REPLIES]
+            off_topic = state._outside([vectors.answer_text(j) for j in others])
+            # The agent's own reply is the perfect candidate (target 1): what sets it apart from
+            # off-topic replies is what the ranker needs for replies it did not retrieve.
+            own = state._outside([entry.answer])
+            cands = [*state.candidates, *off_topic, *own]
+            rows, _ = state._features(cands)
+            answers = np.stack([cand.answer_vector for cand in cands])
             targets = np.clip(answers @ truth[i], 0.0, 1.0)
             retrieval = np.array(
-                [
-                    cand.query_sim + cand.context_sim if cand.retrieved else -9.0
-                    for cand in state.candidates
-                ]
+                [cand.query_sim + cand.context_sim if cand.retrieved else -9.0 for cand in cands]
             )
-            out.append((rows, targets, retrieval))
+            out.append(Example(rows, targets, retrieval, len(state.candidates)))
     return out
 
 
-def _first_pick_means(
-    ranker: Ranker, examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-) -> dict[str, float]:
+@dataclass
+class Example:
+    rows: np.ndarray
+    targets: np.ndarray
+    retrieval: np.ndarray
+    pool: int
+    """The first ``pool`` rows are the live candidates; the rest are off-topic replies."""
+
+
+def _first_pick_means(ranker: Ranker, examples: list[Example]) -> dict[str, float]:
+    """Mean similarity to the agent's reply of the first pick among the live candidates."""
     if not examples:
         return {}
     picks: dict[str, list[float]] = {"ranker": [], "consensus": [], "retrieval": [], "oracle": []}
     consensus = FEATURES.index("consensus")
-    for rows, targets, retrieval in examples:
+    for ex in examples:
+        rows, targets = ex.rows[: ex.pool], ex.targets[: ex.pool]
         picks["ranker"].append(float(targets[int(np.argmax(ranker.score(rows)))]))
         picks["consensus"].append(float(targets[int(np.argmax(rows[:, consensus]))]))
-        picks["retrieval"].append(float(targets[int(np.argmax(retrieval))]))
+        picks["retrieval"].append(float(targets[int(np.argmax(ex.retrieval[: ex.pool]))]))
         picks["oracle"].append(float(targets.max()))
-    return {f"heldout_top1_{k}": round(float(np.mean(v)), 4) for k, v in picks.items()} | {
-        "heldout_contexts": len(examples)
-    }
+    means = {f"heldout_top1_{k}": round(float(np.mean(v)), 4) for k, v in picks.items()}
+    return means | {"heldout_contexts": len(examples)}
 
 
 def train_ranker(
@@ -117,12 +145,12 @@ def train_ranker(
     fit_entries = [e for e in sampled if vectors.conversation(e.id) not in held]
     check_entries = [e for e in sampled if vectors.conversation(e.id) in held]
     report({"stage": "features", "dialogues": len(sampled)})
-    fit_examples = _examples(kb, vectors, fit_entries)
-    check_examples = _examples(kb, vectors, check_entries)
+    fit_examples = _examples(kb, vectors, fit_entries, rng, report)
+    check_examples = _examples(kb, vectors, check_entries, rng, report)
     if not fit_examples:
         return None
-    x = np.concatenate([rows for rows, _, _ in fit_examples])
-    y = np.concatenate([targets for _, targets, _ in fit_examples])
+    x = np.concatenate([ex.rows for ex in fit_examples])
+    y = np.concatenate([ex.targets for ex in fit_examples])
     ranker = fit_ranker(x, y)
     metrics = {
         **_first_pick_means(ranker, check_examples),

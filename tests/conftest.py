@@ -93,7 +93,10 @@ def _link_provisioned_models(into: Path) -> list[str]:
         source = _USER_MODELS_DIR / profile.filename
         if not models._stamp_matches(source, profile):
             continue  # not provisioned there (or changed since): provisioned into `into` on use
-        (into / profile.filename).symlink_to(source)
+        try:
+            (into / profile.filename).symlink_to(source)
+        except OSError:  # no symlinks here (Windows without developer mode): assembled on use
+            continue
         stamp = models._stamp_path(source)
         shutil.copyfile(stamp, models._stamp_path(into / profile.filename))
         linked.append(profile.name)

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from app.engine.gguf_lora import base_tensor_shapes, write_lora_gguf
+from app.evolve.loop import sha256_of
 from app.store import AdapterVersion, Draft, Score, Store, TeacherReply
 from app.ui.channels import Incoming
 from app.ui.main_window import MainWindow
@@ -77,7 +78,12 @@ def test_promoting_an_adapter_hot_swaps_it_into_the_running_model(
     with store.session() as session:
         session.add(
             AdapterVersion(
-                version="noise-1", method="lora", base_model="qwen2.5-0.5b", path=str(version_dir)
+                version="noise-1",
+                method="lora",
+                base_model="qwen2.5-0.5b",
+                path=str(version_dir),
+                # as an export records it: a version without its hash is never served
+                metrics={"sha256": sha256_of(version_dir / "adapter.gguf")},
             )
         )
     w = real_window(qtbot, store, UiSettings(max_tokens=24, temperature=0.0))

@@ -143,8 +143,13 @@ class Suggester:
         self._lock = threading.Lock()
 
     def reload_ranker(self) -> Ranker:
-        """Pick up the store's active ranker (after a training in the background)."""
+        """Pick up the store's active ranker (after a training in the background), and the
+        entries' vectors that the training encoded and saved."""
         self.ranker = active_ranker(self.kb.store)
+        vectors = KnowledgeVectors(self.kb, self.vectors.path)
+        with self._lock:
+            if len(vectors) >= len(self.vectors):
+                self.vectors = vectors
         return self.ranker
 
     def suggest(self, turns: Sequence[Turn]) -> Suggestions:

@@ -186,6 +186,7 @@ def test_training_after_an_import_activates_a_calibrated_ranker_beside_the_match
         session.flush()
         store.set_active_matcher(session, "m1")
     kb.import_pairs("past", shop_history(copies=6))
+    early = Suggester(kb)  # made before the training, as the window's is
     events: list[dict[str, object]] = []
     ranker = train_ranker_after_import(store, kb, events.append)
     assert ranker is not None and ranker.calibrated
@@ -196,6 +197,8 @@ def test_training_after_an_import_activates_a_calibrated_ranker_beside_the_match
         active = store.active_matcher(session, kind=RANKER_KIND)
         assert active is not None and active.version == ranker.version
     assert active_ranker(store) == ranker
+    assert not early.ranker.calibrated
+    assert early.reload_ranker() == ranker and len(early.vectors) == len(kb)
     found = Suggester(kb).suggest(chat("什么时候发货"))
     assert found.calibrated and all(s.calibrated for s in found.ranked)
     with store.session() as session, pytest.raises(ValueError, match="is a ranker"):

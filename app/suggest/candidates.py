@@ -26,7 +26,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -461,7 +461,7 @@ def build_pool(
                 _Candidate(
                     vectors.answer_text(i),
                     "past",
-                    _StockEntry.of(vectors, i),
+                    vectors.stock_entry(i),
                     stock_a[j],
                     float(stock_q[j]),
                     float(stock_c[j]),
@@ -476,14 +476,6 @@ def build_pool(
         weights,
         neutral,
     )
-
-
-class _StockEntry:
-    """A stock reply is a past entry not fetched from the store (its text is all we need)."""
-
-    @staticmethod
-    def of(vectors: KnowledgeVectors, entry_id: int) -> KnowledgeEntry:
-        return vectors.stock_entry(entry_id)
 
 
 def diverse_first(
@@ -506,18 +498,3 @@ def diverse_first(
         chosen.append(best)
         covered = np.maximum(covered, agreement[best])
     return chosen
-
-
-def as_jsonable(s: Suggestion) -> dict[str, Any]:
-    """A suggestion as plain data (for the CLI and logs)."""
-    out = {
-        "text": s.text,
-        "source": s.source,
-        "score": s.score,
-        "calibrated": s.calibrated,
-        "unsupported": [c.text for c in s.unsupported],
-        "masks": [m.label for m in s.masks],
-        "entry": None if s.entry is None else s.entry.id,
-        "features": s.features,
-    }
-    return out

@@ -157,7 +157,8 @@ class FixedMatching:
 
     value: float = 0.7
     by_reply: dict[str, float] = field(default_factory=dict)
-    version: str = "fixed-match"
+    version: str = "indomain:fixed-match"
+    """As a matcher trained on the shop's chats: its match-only scores count (`is_calibrated`)."""
 
     def matching(self, contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> Any:
         return np.asarray([self.by_reply.get(r, self.value) for r in replies])

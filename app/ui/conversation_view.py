@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from app.cloud.service import TeacherResult
 from app.engine.conversation import Turn
 from app.scoring.formula import ScoreResult
-from app.scoring.record import score_draft
+from app.scoring.record import is_calibrated, score_draft
 from app.suggest.guard import Commitment, check_commitments
 from app.ui.services import Ranking, Services, SuggestionRequest
 from app.ui.suggestions import (
@@ -735,17 +735,21 @@ class ConversationView(QWidget):
         services = self.services
         settings = services.settings
 
-        def job() -> ScoreResult:
-            return score_draft(
-                services.store, services.scorer(), draft_id, cloud, settings.alpha, settings.theta
+        def job() -> tuple[ScoreResult, bool]:
+            scorer = services.scorer()
+            result = score_draft(
+                services.store, scorer, draft_id, cloud, settings.alpha, settings.theta
             )
+            return result, is_calibrated(result.mode, scorer.versions["matching"])
 
-        def done(result: ScoreResult) -> None:
+        def done(scored: tuple[ScoreResult, bool]) -> None:
+            result, calibrated = scored
             if draft_id != self.draft_id:
                 return
             self.last_score = result
             self._show_model_score()
-            weak = result.final < services.settings.low_score_threshold
+            # As the evolution loop: a score no trained matcher made never says "good enough".
+            weak = result.final < services.settings.low_score_threshold or not calibrated
             if weak and self.cloud_reply is None and services.settings.label_weak_drafts:
                 self.ask_cloud()
 

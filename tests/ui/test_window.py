@@ -139,6 +139,23 @@ def test_a_weak_draft_gets_a_teacher_label_by_itself(qtbot, window, parts: Parts
     assert len(parts.teacher.requests) == 1
 
 
+def test_a_high_score_from_an_untrained_matcher_still_asks_the_teacher(
+    qtbot, window, parts: Parts
+) -> None:
+    parts.matching.version = "e5-small"  # not trained on the shop's chats: uncalibrated
+    parts.matching.value = 0.99  # e5 rated an invented promise this high
+    view = open_and_draft(qtbot, window, "羽绒服能便宜点吗")
+    qtbot.waitUntil(lambda: view.cloud_reply is not None)
+    assert view.last_score is not None and len(parts.teacher.requests) == 1
+
+
+def test_a_trained_matchers_good_score_skips_the_teacher(qtbot, window, parts: Parts) -> None:
+    view = open_and_draft(qtbot, window, "退货运费谁出")
+    qtbot.waitUntil(lambda: view.last_score is not None)
+    qtbot.wait(200)
+    assert view.cloud_reply is None and parts.teacher.requests == []
+
+
 def test_fallback_is_shown_when_the_teachers_own_match_is_below_theta(
     qtbot, window, parts: Parts
 ) -> None:

@@ -566,7 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     redact_mode = redact.add_mutually_exclusive_group(required=True)
     redact_mode.add_argument("--jsonl", action="store_true", help='stdin: {"text": …} lines')
     redact_mode.add_argument(
-        "--eval", metavar="FILE", help='a labelled set ({"text": …, "pii": […]} lines): one JSON report'
+        "--eval",
+        metavar="FILE",
+        help='a labelled set ({"text": …, "pii": […]} lines): one JSON report',
     )
     redact.set_defaults(func=cmd_redact)
 
@@ -599,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval-guard", help="precision/recall of the commitment guard on labelled sets (JSON)"
     )
     evalg.add_argument(
-        "--cases", action="append", help="a JSONL labelled set (repeatable; default: dev + held-out)"
+        "--cases",
+        action="append",
+        help="a JSONL labelled set (repeatable; default: dev + held-out)",
     )
     evalg.set_defaults(func=cmd_eval_guard)
 

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QT_FREE = ["app/engine", "app/evolve", "app/store", "app/scoring", "app/cloud", "app/suggest", "app/knowledge"]
+QT_FREE = [
+    "app/engine",
+    "app/evolve",
+    "app/store",
+    "app/scoring",
+    "app/cloud",
+    "app/suggest",
+    "app/knowledge",
+]
 
 
 def qt_imports(path: Path) -> list[str]:

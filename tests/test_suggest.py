@@ -205,6 +205,23 @@ def test_training_after_an_import_activates_a_calibrated_ranker_beside_the_match
         store.set_active_matcher(session, ranker.version)  # the matcher's kind by default
 
 
+def test_importing_past_dialogues_on_the_command_line_trains_the_ranker(tmp_path: Path) -> None:
+    from app.cli import main
+    from app.store import open_store
+
+    enc, _ = write_jddc2018(tmp_path / "jddc", shop_chats(40))
+    assert main(["knowledge", "import", str(enc), "--format", "jddc2018", "--no-train"]) == 0
+    with open_store() as store:
+        assert not active_ranker(store).calibrated
+    assert main(["knowledge", "import", str(enc), "--format", "jddc2018"]) == 0  # nothing new
+    with open_store() as store:
+        assert not active_ranker(store).calibrated
+    enc, _ = write_jddc2018(tmp_path / "jddc", shop_chats(60))
+    assert main(["knowledge", "import", str(enc), "--format", "jddc2018"]) == 0
+    with open_store() as store:
+        assert active_ranker(store).calibrated
+
+
 def test_too_little_history_keeps_the_untrained_ranker(store: Store, kb: KnowledgeBase) -> None:
     kb.import_pairs("past", shop_history()[:5])
     assert train_ranker_after_import(store, kb) is None

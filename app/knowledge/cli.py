@@ -24,6 +24,12 @@ def add_parsers(sub: Any) -> None:
     imp.add_argument(
         "--demo", action="store_true", help="import the demo shop's FAQ that ships with Xiaoer"
     )
+    imp.add_argument(
+        "--no-train",
+        action="store_true",
+        help="don't train the suggestion ranker after importing past dialogues (the default, as "
+        "in the app, trains it and makes it active)",
+    )
     ksub.add_parser("list", help="the imported sources with their entry counts (JSON)")
     remove = ksub.add_parser("remove", help="remove a source and its entries")
     remove.add_argument("name")
@@ -32,6 +38,22 @@ def add_parsers(sub: Any) -> None:
     search.add_argument("--k", type=int, default=10, help="how many (default 10)")
     search.add_argument("--kind", choices=["dialogue", "faq"], help="only past dialogues or FAQ")
     knowledge.set_defaults(func=cmd_knowledge)
+
+
+def _train_ranker(store: Any, kb: Any) -> None:
+    """What the app does after an import: the ranker learns from the history just imported."""
+    from app.suggest.train import train_ranker_after_import
+
+    def progress(event: dict[str, Any]) -> None:
+        print(f"training the ranker: {event.get('stage')} {event.get('done', '')}", file=sys.stderr)
+
+    ranker = train_ranker_after_import(store, kb, progress)
+    if ranker is None:
+        print(
+            "too few past dialogues to train the ranker: scores stay uncalibrated", file=sys.stderr
+        )
+    else:
+        print(f"ranker {ranker.version} trained and active", file=sys.stderr)
 
 
 def _print(value: Any) -> None:
@@ -57,6 +79,8 @@ def cmd_knowledge(args: argparse.Namespace) -> int:
             progress.done()
             print(report.summary(), file=sys.stderr)
             _print(vars(report))
+            if report.kind == "dialogue" and (report.added or report.removed) and not args.no_train:
+                _train_ranker(store, kb)
         elif args.knowledge_cmd == "list":
             sources = kb.sources()
             _print(

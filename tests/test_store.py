@@ -1,5 +1,6 @@
-"""The local store on real SQLite files: migrations, round trips, constraints, damaged and locked
-files, and a failing migration."""
+"""The store on real SQLite files and on a real PostgreSQL server (tests/postgres.py starts it):
+migrations, round trips and constraints on both; damaged and locked files and a failing migration
+on SQLite, the server's own upgrade rules on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -45,8 +46,16 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "db" / "xiaoer.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Store]:
+    """The store on each backend: an SQLite file (solo) and a PostgreSQL database (team)."""
+    url = f"sqlite:///{db_path}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    with open_store(url) as opened:
+        yield opened
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
+def sqlite_store(db_path: Path) -> Iterator[Store]:
     with open_store(f"sqlite:///{db_path}") as opened:
         yield opened
 
@@ -109,6 +118,24 @@ def test_models_match_the_migrations(store: Store) -> None:
 def test_only_sqlite_files_are_accepted() -> None:
     with pytest.raises(StoreError, match="SQLite database file"):
         open_store("sqlite://")
+
+
+def test_a_server_database_is_built_by_the_same_migrations(pg_url: str) -> None:
+    with open_store(pg_url) as store, store.session() as session:
+        assert store.is_server
+        assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+        tables = set(
+            session.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+        )
+    assert set(Base.metadata.tables) | {"alembic_version"} == tables
+    with open_store(pg_url) as again:  # a second program finds it at head
+        assert again.is_server
+
+
+def test_an_unreachable_server_is_a_store_error(pg_server: Any) -> None:
+    with pytest.raises(StoreError, match="Can't reach the shop database") as caught:
+        open_store(f"postgresql+psycopg://xiaoer:secret@127.0.0.1:{pg_server.port}/no_such_db")
+    assert "secret" not in str(caught.value)
 
 
 # --- round trips -------------------------------------------------------------------------------
@@ -278,7 +305,8 @@ def test_helpers_record_a_draft_its_rating_and_score(store: Store) -> None:
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
     _, message_id = seed_conversation(store)
-    with pytest.raises(sa_exc.IntegrityError, match="FOREIGN KEY"), store.session() as session:
+    foreign_key = pytest.raises(sa_exc.IntegrityError, match=r"(?i)foreign key")
+    with foreign_key, store.session() as session:
         session.add(
             Draft(
                 conversation_id=12345,
@@ -372,13 +400,33 @@ def test_set_active_adapter_keeps_exactly_one_active(store: Store) -> None:
 
 
 def test_the_database_itself_refuses_a_second_active_adapter(store: Store) -> None:
-    with pytest.raises(sa_exc.IntegrityError, match="UNIQUE"), store.session() as session:
+    with store.session() as session:  # any number of retired ones
+        for version in ("r1", "r2"):
+            session.add(
+                AdapterVersion(
+                    version=version, method="lora", base_model="m", path="/", status="retired"
+                )
+            )
+    with pytest.raises(sa_exc.IntegrityError, match=r"(?i)unique"), store.session() as session:
         for version in ("v1", "v2"):
             session.add(
                 AdapterVersion(
                     version=version, method="lora", base_model="m", path="/", status="active"
                 )
             )
+
+
+def test_the_database_itself_refuses_a_second_active_matcher_of_a_kind(store: Store) -> None:
+    with store.session() as session:  # one active per kind; inactive ones of a kind, any number
+        for version, kind, active in [
+            ("m1", "indomain", True),
+            ("r1", "ranker", True),
+            ("m2", "indomain", False),
+            ("m3", "indomain", False),
+        ]:
+            session.add(MatcherVersion(version=version, kind=kind, path="/", active=active))
+    with pytest.raises(sa_exc.IntegrityError, match=r"(?i)unique"), store.session() as session:
+        session.add(MatcherVersion(version="m4", kind="indomain", path="/", active=True))
 
 
 def test_set_active_matcher_keeps_exactly_one_active(store: Store) -> None:
@@ -418,8 +466,11 @@ def test_a_unit_of_work_that_raises_leaves_nothing_behind(store: Store) -> None:
         assert [c.masked_id for c in second.scalars(select(Customer))] == ["c2"]
 
 
-def test_a_unit_of_work_holds_the_write_lock_from_its_start(store: Store, db_path: Path) -> None:
+def test_a_unit_of_work_holds_the_write_lock_from_its_start(
+    sqlite_store: Store, db_path: Path
+) -> None:
     """Otherwise another program's write between our read and our write would fail ours."""
+    store = sqlite_store
     seed_conversation(store)
     with store.session() as session:
         customer = session.scalars(select(Customer)).one()
@@ -566,8 +617,9 @@ def add_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, cod
 
 
 def test_a_failed_migration_restores_the_original_and_keeps_a_backup(
-    store: Store, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = sqlite_store
     seed_conversation(store)
     store.close()
     before = dump(db_path)
@@ -583,8 +635,9 @@ def test_a_failed_migration_restores_the_original_and_keeps_a_backup(
 
 
 def test_an_upgrade_keeps_a_backup_of_the_old_revision(
-    store: Store, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = sqlite_store
     seed_conversation(store)
     store.close()
     before = dump(db_path)
@@ -602,11 +655,36 @@ def test_an_upgrade_keeps_a_backup_of_the_old_revision(
     assert older_copy.read_bytes() == b"an older copy, maybe the only good one"
 
 
-def test_a_database_from_a_newer_xiaoer_is_refused(store: Store, db_path: Path) -> None:
-    store.close()
+def test_a_database_from_a_newer_xiaoer_is_refused(sqlite_store: Store, db_path: Path) -> None:
+    sqlite_store.close()
     with closing(sqlite3.connect(db_path)) as conn, conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     before = db_path.read_bytes()
     with pytest.raises(StoreError, match="newer Xiaoer"):
         open_store(f"sqlite:///{db_path}")
     assert db_path.read_bytes() == before
+
+
+def test_a_server_database_from_a_newer_xiaoer_is_refused(pg_url: str) -> None:
+    with open_store(pg_url) as store, store.session() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="newer Xiaoer"):
+        open_store(pg_url)
+
+
+def test_a_failed_server_migration_changes_nothing(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL changes its schema inside the transaction: a failed upgrade is rolled back."""
+    with open_store(pg_url) as store:
+        seed_conversation(store)
+    add_revision(
+        tmp_path, monkeypatch, "broken", BROKEN_REVISION.replace('op.execute("COMMIT")', "")
+    )
+    with pytest.raises(StoreError, match=f"from revision {HEAD} to {NEXT} failed"):
+        open_store(pg_url)
+    monkeypatch.setattr(migrate, "VERSION_LOCATIONS", migrate.VERSION_LOCATIONS[:1])
+    with open_store(pg_url) as store, store.session() as session:
+        assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+        assert session.scalar(select(Customer.display_name)) == "小王"
+        assert "doomed" not in inspect(session.connection()).get_table_names()

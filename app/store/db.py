@@ -1,6 +1,7 @@
-"""Opening the database: one SQLite file, brought to the newest schema on open.
+"""Opening the database, brought to the newest schema on open: one SQLite file (solo, the
+default) or the shop's PostgreSQL server (team mode, ``XIAOER_DATABASE_URL``; docs/team.md).
 
-Every connection uses WAL (readers don't wait for the writer), enforces foreign keys and waits
+Every SQLite connection uses WAL (readers don't wait for the writer), enforces foreign keys and waits
 for a lock instead of failing at once. Every unit of work starts with ``BEGIN IMMEDIATE``: it takes
 the write lock up front, so waiting for another program happens there, before any of the work,
 and a transaction can't fail halfway when it turns from reading to writing.
@@ -8,6 +9,7 @@ and a transaction can't fail halfway when it turns from reading to writing.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -27,10 +29,26 @@ from app.store.repo import Repository
 DB_FILENAME = "xiaoer.db"
 LOCK_TIMEOUT_S = 5.0
 """How long a write waits for another program's lock before giving up with a StoreError."""
+DATABASE_URL_ENV = "XIAOER_DATABASE_URL"
+"""The shop's database in team mode, e.g. ``postgresql+psycopg://xiaoer@db.shop.lan/xiaoer``."""
+SERVER_BACKENDS = ("postgresql",)
+CONNECT_TIMEOUT_S = 5
+"""How long connecting to a database server may take before the server counts as unreachable."""
 
 
 def default_path() -> Path:
     return paths.data_dir() / DB_FILENAME
+
+
+def shop_database_url(setting: str | None = None) -> str | None:
+    """The shop's database in team mode: ``XIAOER_DATABASE_URL``, else ``setting`` (the desktop's
+    settings); None in solo mode. The URL may name a password; it is never logged or shown."""
+    url = os.environ.get(DATABASE_URL_ENV, "").strip() or (setting or "").strip()
+    return url or None
+
+
+def is_server_url(url: str) -> bool:
+    return make_url(url).get_backend_name() in SERVER_BACKENDS
 
 
 class Store(Repository):
@@ -43,6 +61,8 @@ class Store(Repository):
     def __init__(self, engine: Engine, path: Path, lock_timeout: float) -> None:
         self.engine = engine
         self.path = path
+        """The SQLite file; for a server database, the place in the data dir beside which this
+        desktop keeps the store's files (rankers, caches)."""
         self.lock_timeout = lock_timeout
         # Objects stay readable after their unit of work ends (e.g. handed to the UI thread).
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -59,10 +79,22 @@ class Store(Repository):
                 yield session
         except sa_exc.DBAPIError as exc:
             if is_locked(exc):
-                raise locked_error(self.path, self.lock_timeout) from exc
+                raise locked_error(self.label, self.lock_timeout) from exc
             if is_corrupt(exc):
                 raise corrupt_error(self.path, exc.orig) from exc
             raise
+
+    @property
+    def is_server(self) -> bool:
+        """A database server (PostgreSQL, team mode) rather than this desktop's SQLite file."""
+        return self.engine.dialect.name != "sqlite"
+
+    @property
+    def label(self) -> str:
+        """Where the data is, for messages: the file, or the server's URL without a password."""
+        if self.is_server:
+            return self.engine.url.render_as_string(hide_password=True)
+        return str(self.path)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -80,12 +112,16 @@ class Store(Repository):
 
 
 def open_store(url: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Store:
-    """Open (creating if needed) the SQLite database at ``url`` and migrate it to the newest schema.
+    """Open (creating if needed) the database at ``url`` and migrate it to the newest schema.
 
-    ``url`` is an SQLAlchemy SQLite URL such as ``sqlite:////path/to/file.db``; the default is
-    ``xiaoer.db`` in the data dir. Raises StoreError for a damaged file (left untouched), a file
-    from a newer Xiaoer, a failed migration (file restored) or a lock held too long.
+    ``url`` is an SQLAlchemy SQLite URL such as ``sqlite:////path/to/file.db`` (the default is
+    ``xiaoer.db`` in the data dir: solo mode), or a PostgreSQL one such as
+    ``postgresql+psycopg://user@host/db`` (the shop's database in team mode; the database must
+    exist). Raises StoreError for a damaged file (left untouched), a database from a newer Xiaoer,
+    a failed migration (file restored), a lock held too long or a server that can't be reached.
     """
+    if url is not None and is_server_url(url):
+        return _open_server(url, lock_timeout)
     path = default_path() if url is None else _file_of(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Customers' messages: this user's only. SQLite gives the -wal and -shm files the database
@@ -100,6 +136,33 @@ def open_store(url: str | None = None, *, lock_timeout: float = LOCK_TIMEOUT_S) 
     return Store(_make_engine(path, lock_timeout, foreign_keys=True), path, lock_timeout)
 
 
+def _open_server(url: str, lock_timeout: float) -> Store:
+    parsed = make_url(url)
+    if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(
+        parsed,
+        # A desktop's connections outlive server restarts: test each before use, so a restarted
+        # server costs one reconnect, not one failed unit of work.
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            # Waiting for another session's row lock is bounded like SQLite's busy timeout.
+            "options": f"-c lock_timeout={round(lock_timeout * 1000)}",
+        },
+    )
+    label = parsed.render_as_string(hide_password=True)
+    try:
+        migrate.upgrade_server_to_head(engine, label)
+    except sa_exc.OperationalError as exc:
+        engine.dispose()
+        raise StoreError(f"Can't reach the shop database {label}: {exc.orig}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, paths.data_dir() / "shop", lock_timeout)
+
+
 def _private_db_files(path: Path) -> None:
     paths.private_file(path)
     for sidecar in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -110,7 +173,9 @@ def _private_db_files(path: Path) -> None:
 def _file_of(url: str) -> Path:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        raise StoreError(f"The store needs an SQLite database file, not {url!r}")
+        raise StoreError(
+            f"The store needs an SQLite database file or a PostgreSQL server, not {url!r}"
+        )
     return Path(parsed.database).expanduser().resolve()
 
 

@@ -27,9 +27,30 @@ def _error_name(error: BaseException) -> str:
     return str(getattr(found, "sqlite_errorname", "")) if found is not None else ""
 
 
+def _sqlstate(error: BaseException) -> str:
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    return str(getattr(orig, "sqlstate", "") or "")
+
+
 def is_locked(error: BaseException) -> bool:
-    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock past the busy timeout."""
-    return _error_name(error).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    """SQLITE_BUSY / SQLITE_LOCKED, or PostgreSQL's lock_not_available (55P03): another
+    connection holds the lock past the lock timeout."""
+    return _error_name(error).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
+        _sqlstate(error) == "55P03"
+    )
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """The database server can't be reached: refused, gone, timed out, or the connection broke
+    (a server stopped or killed mid-session). Not an error in the data: retrying later helps."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        # Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, can't
+        # connect now); no SQLSTATE at all: the connection attempt itself failed.
+        state = _sqlstate(error)
+        return state == "" or state.startswith(("08", "57P"))
+    return False
 
 
 def is_corrupt(error: BaseException) -> bool:
@@ -37,7 +58,7 @@ def is_corrupt(error: BaseException) -> bool:
     return _error_name(error).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
 
 
-def locked_error(path: Path, waited_s: float) -> StoreError:
+def locked_error(path: Path | str, waited_s: float) -> StoreError:
     return StoreError(
         f"The database {path} is locked by another program (waited {waited_s:g} s). Nothing "
         "from this change was saved. Close the other program (another Xiaoer window or a "

@@ -1,4 +1,7 @@
-"""Bring a database file to the newest schema with the Alembic revisions in ``migrations/``.
+"""Bring a database to the newest schema with the Alembic revisions in ``migrations/``.
+
+The same revisions build an SQLite file (solo) and the shop's PostgreSQL database (team mode):
+SQLite alters a table by rebuilding it (Alembic's batch mode), PostgreSQL alters it in place.
 
 Alembic runs programmatically: its environment and revisions are files inside this package, found
 next to this module, so a checkout and an installed wheel migrate the same way and no alembic.ini
@@ -59,6 +62,47 @@ def head_revision() -> str:
     return head
 
 
+def _check_known(current: str | None, script: ScriptDirectory, where: object) -> None:
+    if current is None:
+        return
+    try:
+        script.get_revision(current)
+    except CommandError as exc:
+        raise StoreError(
+            f"The database {where} has schema revision {current}, which this version of "
+            "Xiaoer does not know: it was written by a newer Xiaoer. Update Xiaoer, or move "
+            "the file away to start with an empty database."
+        ) from exc
+
+
+MIGRATION_LOCK = 0x5841_4F45_5231  # "XAOER1": one pg_advisory_xact_lock key for the upgrade
+"""Desktops and workers starting at once upgrade the shop's database one at a time."""
+
+
+def upgrade_server_to_head(engine: Engine, label: str) -> None:
+    """Migrate a database server's database (PostgreSQL) to the newest revision.
+
+    PostgreSQL changes its schema inside a transaction: a failed upgrade leaves the database as
+    it was, so no copy is made (the shop's own backups cover the server). Programs starting
+    together wait for each other on an advisory lock; the last ones find it at head.
+    """
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        _check_known(current, script, label)
+        try:
+            command.upgrade(alembic_config(conn), "head")
+        except Exception as exc:
+            raise StoreError(
+                f"Updating the database {label} from revision {current} to {head} failed "
+                f"({exc}). Nothing was changed. Please report this."
+            ) from exc
+
+
 def upgrade_to_head(engine: Engine, path: Path, lock_timeout: float) -> None:
     """Migrate the database at ``path`` (reached through ``engine``) to the newest revision.
 
@@ -73,15 +117,7 @@ def upgrade_to_head(engine: Engine, path: Path, lock_timeout: float) -> None:
         has_tables = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one() > 0
     if current == head:
         return
-    if current is not None:
-        try:
-            script.get_revision(current)
-        except CommandError as exc:
-            raise StoreError(
-                f"The database {path} has schema revision {current}, which this version of "
-                "Xiaoer does not know: it was written by a newer Xiaoer. Update Xiaoer, or move "
-                "the file away to start with an empty database."
-            ) from exc
+    _check_known(current, script, path)
 
     backup = _backup(path, current) if has_tables else None
     try:

@@ -298,6 +298,7 @@ class AdapterVersion(Base):
             "status",
             unique=True,
             sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
         ),
     )
 
@@ -351,6 +352,7 @@ class MatcherVersion(Base):
             "active",
             unique=True,
             sqlite_where=text("active = 1"),
+            postgresql_where=text("active"),
         ),
     )
 

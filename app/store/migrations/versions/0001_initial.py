@@ -66,6 +66,7 @@ def upgrade() -> None:
         ["status"],
         unique=True,
         sqlite_where=sa.text("status = 'active'"),
+        postgresql_where=sa.text("status = 'active'"),
     )
 
     op.create_table(
@@ -94,6 +95,7 @@ def upgrade() -> None:
         ["active"],
         unique=True,
         sqlite_where=sa.text("active = 1"),
+        postgresql_where=sa.text("active"),
     )
 
     op.create_table(

@@ -25,12 +25,18 @@ def upgrade() -> None:
         ["kind", "active"],
         unique=True,
         sqlite_where=sa.text("active = 1"),
+        postgresql_where=sa.text("active"),
     )
 
 
 def downgrade() -> None:
     # Before 0005 only one version of any kind could be active: keep the matcher's.
-    op.execute("UPDATE matcher_versions SET active = 0 WHERE active = 1 AND kind != 'indomain'")
+    matchers = sa.table("matcher_versions", sa.column("active", sa.Boolean()), sa.column("kind"))
+    op.execute(
+        matchers.update()
+        .where(matchers.c.active.is_(True), matchers.c.kind != "indomain")
+        .values(active=False)
+    )
     op.drop_index("uq_matcher_versions_one_active_per_kind", table_name="matcher_versions")
     op.create_index(
         "uq_matcher_versions_one_active",
@@ -38,4 +44,5 @@ def downgrade() -> None:
         ["active"],
         unique=True,
         sqlite_where=sa.text("active = 1"),
+        postgresql_where=sa.text("active"),
     )

@@ -17,7 +17,9 @@ import pytest
 from app.cloud.service import RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherAnswer, TeacherRequest, TeacherUnavailable, Usage
 from app.evolve.data import Example
-from app.evolve.loop import Evolution, EvolutionSettings, sha256_of
+from app.evolve.loop import Evolution
+from app.evolve.promotion import sha256_of
+from app.evolve.settings import EvolutionSettings
 from app.store import AdapterVersion, OutboxItem, Store, TeacherReply, open_store
 
 
@@ -333,14 +335,14 @@ def test_a_killed_training_registers_nothing_and_loses_no_label(
     evo.fetch_labels()
     labels_before = len(evo.labels())
 
-    import app.evolve.loop as loop
+    import app.evolve.training as training
 
     def killed(config_path, progress=None, cancel=None):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         child.send_signal(signal.SIGKILL)
         return "failed", {"event": "error", "message": f"exited with code {child.wait()}"}
 
-    monkeypatch.setattr(loop, "run_training", killed)
+    monkeypatch.setattr(training, "run_training", killed)
     with pytest.raises(RuntimeError, match="training failed"):
         evo.train()
     assert evo.adapters() == []

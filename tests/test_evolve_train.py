@@ -17,8 +17,8 @@ from app.engine.hf_backend import TransformersBackend
 from app.engine.models import ModelSource
 from app.evolve.config import TrainConfig
 from app.evolve.data import IGNORE_INDEX, Example, encode, read_examples, write_examples
-from app.evolve.loop import run_training
 from app.evolve.train import train
+from app.evolve.trainer_process import run_training
 
 torch = pytest.importorskip("torch", reason="training needs the [hf] extra")
 

@@ -118,7 +118,7 @@ def test_training_never_writes_into_an_existing_version(
     tmp_path: Path, data_home: Path, training_must_not_start: list[Path], capsys
 ) -> None:
     from app.cli import main
-    from app.evolve.loop import adapters_dir
+    from app.evolve.versions import adapters_dir
 
     run = adapters_dir() / "lora-shop"
     (run / "adapter").mkdir(parents=True)
@@ -212,7 +212,7 @@ def test_a_name_cannot_escape_the_adapters_folder(
 def test_a_damaged_served_adapter_is_told_apart_from_its_recorded_hash(
     tmp_path: Path, data_home: Path
 ) -> None:
-    from app.evolve.loop import AdapterDamaged, sha256_of, verified_served_path
+    from app.evolve.promotion import AdapterDamaged, sha256_of, verified_served_path
 
     run = tmp_path / "v1"
     run.mkdir()
@@ -244,7 +244,7 @@ def test_a_swapped_active_adapter_falls_back_to_the_base_model(
     from app.engine.hf_backend import TransformersBackend
     from app.engine.models import ModelSource
     from app.errors import XiaoerError
-    from app.evolve.loop import apply_active_adapter, sha256_of
+    from app.evolve.promotion import apply_active_adapter, sha256_of
 
     run = tmp_path / "v1"
     for folder, seed in (("adapter", 0), ("another", 1)):
@@ -301,7 +301,7 @@ STATE_WRITERS = [
     "app/engine/gguf_lora.py",  # the GGUF LoRA export
     "app/evolve/train.py",  # adapters, checkpoints, metrics
     "app/evolve/config.py",  # run configs
-    "app/evolve/loop.py",  # evolution settings
+    "app/evolve/settings.py",  # evolution settings
     "app/ui/settings.py",  # the app's settings and state
     "app/engine/models.py",  # model stamps and the user's model list
     "app/cloud/providers.py",  # the teacher's settings
@@ -495,12 +495,12 @@ def fake_python(tmp_path: Path, script: str, monkeypatch: pytest.MonkeyPatch) ->
 def test_an_out_of_memory_kill_of_the_trainer_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    from app.evolve.loop import run_training
+    from app.evolve.trainer_process import run_training
 
     fake_python(tmp_path, KILLS_ITSELF, monkeypatch)
     (tmp_path / "run.json").write_text("{}")
     events: list[dict[str, object]] = []
-    with caplog.at_level("WARNING", logger="app.evolve.loop"):
+    with caplog.at_level("WARNING", logger="app.evolve.trainer_process"):
         status, last = run_training(tmp_path / "run.json", events.append)
     assert status == "failed"
     message = str(last["message"])
@@ -516,7 +516,7 @@ def test_an_out_of_memory_kill_of_the_trainer_says_so(
 def test_a_failed_trainer_keeps_its_last_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.evolve.loop import run_training
+    from app.evolve.trainer_process import run_training
 
     fake_python(tmp_path, FAILS_LOUDLY, monkeypatch)
     (tmp_path / "run.json").write_text("{}")

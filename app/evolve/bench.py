@@ -86,8 +86,8 @@ def bench_evolve(
     labels: int = 50, steps: int | None = None, corpus: Path = DEFAULT_CORPUS
 ) -> dict[str, Any]:
     from app.engine.end_model import EndModel, EngineConfig
+    from app.evolve import Evolution, EvolutionSettings, apply_active_adapter
     from app.evolve.config import TrainConfig
-    from app.evolve.loop import Evolution, EvolutionSettings, apply_active_adapter
 
     corpus = corpus.resolve()
     models_dir = paths.models_dir()

@@ -24,7 +24,9 @@ from app.evolve.data import (
     with_shots,
     write_examples,
 )
-from app.evolve.loop import Evolution, EvolutionSettings, Progress, run_training
+from app.evolve.loop import Evolution
+from app.evolve.settings import EvolutionSettings
+from app.evolve.trainer_process import Progress, run_training
 from app.evolve.versions import (
     check_version_name,
     is_finished,

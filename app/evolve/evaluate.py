@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.evolve.data import Example, as_turns
-from app.evolve.loop import Served, draft_replies
+from app.evolve.gate import Served, draft_replies
 from app.fsio import loads_json
 from app.store import AdapterVersion
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from app.engine import models
 from app.evolve.data import Example, as_turns
-from app.evolve.loop import PAPER_PROBES, Served, draft_replies
+from app.evolve.gate import Served, draft_replies
+from app.evolve.settings import PAPER_PROBES
 
 
 def checkpoints(run_dir: Path) -> list[tuple[str, Path]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.evolve.loop import sha256_of
+from app.evolve.promotion import sha256_of
 from app.store import AdapterVersion, Store
 
 

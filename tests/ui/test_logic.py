@@ -106,7 +106,8 @@ def test_parse_event_and_command() -> None:
 
 def add_adapter(store: Store, version: str, promoted: datetime | None, status: str) -> None:
     """An adapter version with a (stand-in) GGUF file whose hash is recorded, as export does."""
-    from app.evolve.loop import adapters_dir, sha256_of
+    from app.evolve.promotion import sha256_of
+    from app.evolve.versions import adapters_dir
 
     run = adapters_dir() / version
     run.mkdir(parents=True)

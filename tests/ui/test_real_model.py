@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from app.engine.gguf_lora import base_tensor_shapes, write_lora_gguf
-from app.evolve.loop import sha256_of
+from app.evolve.promotion import sha256_of
 from app.store import AdapterVersion, Draft, Score, Store, TeacherReply
 from app.ui.channels import Incoming
 from app.ui.main_window import MainWindow

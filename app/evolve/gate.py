@@ -1,0 +1,147 @@
+"""The gate: a candidate adapter version against the active one, before anything is promoted.
+
+Both draft greedy replies to the probes and to held-back recent labels; the scorer gives each a
+Final Score. ``gate()`` is the verdict, a pure function of those scores: promote only if the mean
+Final is higher by a margin and no probe regresses past a tolerance. ``run_gate()`` drafts, scores,
+judges and records the verdict on the candidate's row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.engine.backend import GenerationConfig
+from app.evolve.data import Example, as_turns
+from app.evolve.promotion import adapter_row, served_path
+from app.store import AdapterVersion, Store
+
+GATE_GENERATION = GenerationConfig(temperature=0.0, max_tokens=64, repeat_penalty=1.1)
+
+
+@dataclass(frozen=True)
+class GateItem:
+    """One gate input as both versions answered it, with the Final Score of each answer."""
+
+    context: str
+    """The customer's last turn."""
+    kind: str
+    """``probe``, or the source of a held-back label."""
+    candidate: float
+    active: float
+    candidate_reply: str = ""
+    active_reply: str = ""
+
+
+@dataclass
+class GateResult:
+    version: str
+    promoted: bool
+    candidate_final: float
+    active_final: float | None
+    reason: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def gate(version: str, items: Sequence[GateItem], margin: float, tolerance: float) -> GateResult:
+    """Whether candidate ``version`` passes: its mean Final is at least the active's + ``margin``
+    and no probe's Final drops by more than ``tolerance``. ``items`` must hold a probe."""
+    rows = [asdict(item) for item in items]
+    cand_mean = sum(item.candidate for item in items) / len(items)
+    base_mean = sum(item.active for item in items) / len(items)
+    worst = min(item.candidate - item.active for item in items if item.kind == "probe")
+    better = cand_mean >= base_mean + margin
+    no_regression = worst >= -tolerance
+    if not better:
+        reason = f"mean Final {cand_mean:.3f} is not above {base_mean:.3f} + {margin}"
+    elif not no_regression:
+        reason = f"a probe dropped by {-worst:.3f} (> tolerance {tolerance})"
+    else:
+        reason = f"mean Final {cand_mean:.3f} ≥ {base_mean:.3f} + {margin}"
+    passed = better and no_regression
+    return GateResult(version, passed, round(cand_mean, 4), round(base_mean, 4), reason, rows)
+
+
+def run_gate(
+    store: Store,
+    scorer: Any,
+    version: str,
+    items: Sequence[Example],
+    references: Sequence[str | None],
+    base_model: str,
+    margin: float,
+    tolerance: float,
+) -> GateResult:
+    """Draft ``items`` (shown their shots) with candidate ``version`` and with the active version,
+    score both against ``references``, judge with ``gate()`` and record the verdict on the
+    candidate's row (rejected when it fails)."""
+    from app.scoring.scorers import ScoreItem
+
+    with store.session() as session:
+        candidate = adapter_row(store, session, version)
+        active = store.active_adapter(session)
+        session.expunge_all()
+    cand_replies = draft_replies(Served.of(candidate), items, base_model)
+    base_replies = draft_replies(Served.of(active), items, base_model)
+
+    def scores(replies: list[str]) -> list[Any]:
+        batch = [
+            ScoreItem(list(ex.context), reply, ref)
+            for ex, reply, ref in zip(items, replies, references, strict=True)
+        ]
+        return list(scorer.score_many(batch))
+
+    cand, base = scores(cand_replies), scores(base_replies)
+    judged = [
+        GateItem(ex.context[-1], ex.source, c.final, b.final, cr, br)
+        for ex, c, b, cr, br in zip(items, cand, base, cand_replies, base_replies, strict=True)
+    ]
+    result = gate(version, judged, margin, tolerance)
+    with store.session() as session:
+        row = adapter_row(store, session, version)
+        verdict = {k: v for k, v in asdict(result).items() if k != "version"}
+        verdict["against"] = active.version if active is not None else None
+        row.metrics = {**row.metrics, "gate": verdict}
+        if not result.promoted:
+            row.status = "rejected"
+    return result
+
+
+@dataclass(frozen=True)
+class Served:
+    """An adapter as the engine serves it: LoRA as GGUF on llama.cpp, the others as peft dirs."""
+
+    name: str
+    method: str
+    path: Path
+
+    @classmethod
+    def of(cls, row: AdapterVersion | None) -> Served | None:
+        return None if row is None else cls(row.version, row.method, served_path(row))
+
+
+def draft_replies(
+    adapter: Served | None,
+    items: Sequence[Example],
+    base_model: str,
+    generation: GenerationConfig = GATE_GENERATION,
+) -> list[str]:
+    """Greedy replies for ``items`` (shown their ``shots``) from the base model with ``adapter``
+    (None: no adapter)."""
+    from app.engine.end_model import EndModel, EngineConfig
+    from app.evolve.base import trainable_dir
+
+    if adapter is None or adapter.method == "lora":
+        model = EndModel.load(EngineConfig(model=base_model), generation)
+    else:
+        config = EngineConfig(model=str(trainable_dir(base_model)), backend="transformers")
+        model = EndModel.load(config, generation)
+    try:
+        if adapter is not None:
+            model.load_adapter(adapter.name, adapter.path)
+            model.set_adapter(adapter.name)
+        return [model.reply(as_turns(ex.context), shots=ex.shots) for ex in items]
+    finally:
+        model.close()

@@ -1,0 +1,86 @@
+"""The manager's evolution policy (``<data dir>/evolution.json``) and the paper's probe inputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from app import paths
+from app.evolve.config import METHODS, Method
+from app.evolve.data import MIN_REPLY_CHARS
+from app.fsio import atomic_write_text
+
+PAPER_PROBES = (
+    "你好",
+    "可以选择快递吗？",
+    "520401029636",
+    "能便宜点吗？",
+    "太烦了，我从昨天就一直等这个快递，都不敢出门。",
+    "今天买的话今天发货吗？",
+)
+
+
+@dataclass
+class EvolutionSettings:
+    """The manager's evolution policy (``<data dir>/evolution.json``)."""
+
+    low_score: float = field(default=0.5, metadata={"help": "Final Score below this → candidate"})
+    method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
+    objective: str = field(
+        default="sft", metadata={"help": "sft (labels) or kto (labels + 👍/👎 drafts, LoRA)"}
+    )
+    preset: str = field(default="quick", metadata={"help": "quick (CPU minutes) or paper"})
+    steps: int | None = field(default=None, metadata={"help": "override the preset's steps"})
+    replay: int = field(default=20, metadata={"help": "earlier labels and corpus pairs mixed in"})
+    corpus: str | None = field(default=None, metadata={"help": "JSONL pairs for replay"})
+    examples: str | None = field(
+        default=None,
+        metadata={"help": "the shop's past dialogues (a corpus file): shown to the teacher"},
+    )
+    shots: int = field(
+        default=0,
+        metadata={"help": "past dialogues of `examples` in each training prompt and gate draft"},
+    )
+    holdback: int = field(default=5, metadata={"help": "recent labels kept out of training"})
+    min_label_chars: int = field(
+        default=MIN_REPLY_CHARS,
+        metadata={"help": "teacher labels and corpus replies shorter than this are not trained on"},
+    )
+    margin: float = field(default=0.01, metadata={"help": "mean Final gain needed to promote"})
+    tolerance: float = field(default=0.15, metadata={"help": "largest drop allowed on one probe"})
+    auto_every: int | None = field(default=None, metadata={"help": "evolve after K new labels"})
+    probes: list[str] = field(default_factory=lambda: list(PAPER_PROBES))
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+        if not 0 <= self.low_score <= 1:
+            raise ValueError("low_score must be in [0, 1]")
+        if self.objective not in ("sft", "kto"):
+            raise ValueError(f"Unknown objective {self.objective!r}: use sft or kto")
+        if self.objective == "kto" and self.method != "lora":
+            raise ValueError("KTO preference training is offered for the lora method")
+        if min(self.holdback, self.replay, self.min_label_chars, self.shots) < 0:
+            raise ValueError("holdback, replay, min_label_chars and shots must be >= 0")
+        if self.shots and not self.examples:
+            raise ValueError("shots needs examples: the past dialogues to choose them from")
+
+    @staticmethod
+    def path() -> Path:
+        return paths.data_dir() / "evolution.json"
+
+    @classmethod
+    def load(cls) -> EvolutionSettings:
+        path = cls.path()
+        if not path.exists():
+            return cls()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: unreadable evolution settings ({exc})") from exc
+
+    def save(self) -> None:
+        atomic_write_text(self.path(), json.dumps(asdict(self), ensure_ascii=False, indent=2))

@@ -29,9 +29,10 @@ from app.engine.conversation import Turn
 from app.scoring.formula import ScoreResult
 from app.scoring.record import is_calibrated, score_draft
 from app.suggest.guard import Commitment, check_commitments
+from app.ui.icons import IconLabel, icon
 from app.ui.services import Ranking, Services, SuggestionRequest
 from app.ui.suggestions import (
-    GUARD_STYLE,
+    GUARD_COLOURS,
     MASK_PATTERN,
     SHOWN,
     CandidateList,
@@ -81,9 +82,8 @@ class DraftPanel(QFrame):
         header.addWidget(self.fallback_badge)
         layout.addLayout(header)
 
-        self.guard_badge = QLabel()
-        self.guard_badge.setObjectName("guardBadge")
-        self.guard_badge.setStyleSheet(GUARD_STYLE)
+        self.guard_badge = IconLabel("warning", "guardBadge")
+        self.guard_badge.setBoxStyle(*GUARD_COLOURS)
         self.guard_badge.setWordWrap(True)
         self.guard_badge.setToolTip(
             self.tr(
@@ -134,10 +134,14 @@ class DraftPanel(QFrame):
         self.send_button.setObjectName("sendButton")
         self.regenerate_button = QPushButton(self.tr("Regenerate"))
         self.stop_button = QPushButton(self.tr("Stop"))
-        self.up_button = QPushButton("👍")
+        self.up_button = QPushButton(icon("thumbs-up"), "")
+        self.up_button.setObjectName("thumbsUp")
+        self.up_button.setAccessibleName(self.tr("Good draft"))
         self.up_button.setCheckable(True)
         self.up_button.setToolTip(self.tr("Good draft (Ctrl+Up)"))
-        self.down_button = QPushButton("👎")
+        self.down_button = QPushButton(icon("thumbs-down"), "")
+        self.down_button.setObjectName("thumbsDown")
+        self.down_button.setAccessibleName(self.tr("Bad draft"))
         self.down_button.setCheckable(True)
         self.down_button.setToolTip(
             self.tr("Bad draft (Ctrl+Down): the teacher is asked for a label")
@@ -173,7 +177,7 @@ class DraftPanel(QFrame):
         """The guard's badge for the candidate in the editor; hidden when it promises nothing
         unsupported."""
         text = unsupported_text(unsupported)
-        self.guard_badge.setText("⚠ " + text if text else "")
+        self.guard_badge.setText(text)
         self.guard_badge.setVisible(bool(text))
 
     def show_mask_hint(self) -> None:

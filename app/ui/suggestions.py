@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLay
 
 from app.suggest.guard import Commitment
 from app.suggest.masks import MASK
+from app.ui.icons import IconLabel
 
 if TYPE_CHECKING:
     from app.suggest.candidates import Suggestion
@@ -27,10 +28,8 @@ SHOWN = 3
 MASK_PATTERN = MASK
 """JD's placeholders for masked private data in past replies: [数字x], [订单x], [金额x] …"""
 
-GUARD_STYLE = (
-    "QLabel { border-radius: 4px; padding: 2px 6px; background: #fde2c8; color: #8a3b00; "
-    "font-weight: bold; }"
-)
+GUARD_COLOURS = ("#fde2c8", "#8a3b00")
+"""The guard's warning: background and text colour."""
 SOURCE_STYLE = "QLabel {{ border-radius: 4px; padding: 1px 6px; background: {bg}; color: #222; }}"
 SOURCE_COLOURS = {"past": "#d2e3fc", "faq": "#e6f4ea", "model": "#f3e8fd"}
 
@@ -112,9 +111,8 @@ class CandidateRow(QFrame):
         self.score = QLabel()
         self.score.setObjectName("candidateScore")
         self.score.setStyleSheet("color: #555")
-        self.guard = QLabel()
-        self.guard.setObjectName("candidateGuard")
-        self.guard.setStyleSheet(GUARD_STYLE)
+        self.guard = IconLabel("warning", "candidateGuard")
+        self.guard.setBoxStyle(*GUARD_COLOURS)
         self.text = QLabel()
         self.text.setObjectName("candidateText")
         self.text.setTextFormat(Qt.TextFormat.PlainText)
@@ -147,7 +145,7 @@ class CandidateRow(QFrame):
             else self.tr("The ranker's score")
         )
         guard = unsupported_text(suggestion.unsupported)
-        self.guard.setText("⚠ " + guard if guard else "")
+        self.guard.setText(guard)
         self.guard.setVisible(bool(guard))
         self.text.setText(suggestion.text.replace("\n", " "))
         self.text.setToolTip(suggestion.text)

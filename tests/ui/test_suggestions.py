@@ -260,7 +260,7 @@ def test_the_candidates_speak_chinese(qtbot, context, parts: Parts, answer_quit,
         model = next(i for i, c in enumerate(view.candidates) if c.source == "model")
         view.candidates.insert(0, view.candidates.pop(model))  # as if it ranked first
         view.choose_candidate(1)
-        assert view.panel.guard_badge.text() == "⚠ 未经支持的承诺（时间）：20分钟内发货"
+        assert view.panel.guard_badge.text() == "未经支持的承诺（时间）：20分钟内发货"
         w.close()
     finally:
         install_translator(qapp, "en")

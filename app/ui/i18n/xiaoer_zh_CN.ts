@@ -22,17 +22,17 @@
 <context>
     <name>CandidateRow</name>
     <message>
-        <location filename="../suggestions.py" line="143"/>
+        <location filename="../suggestions.py" line="141"/>
         <source>The ranker&apos;s score; uncalibrated until a ranker trained on the shop&apos;s own chats is active (import past dialogues under Settings → Shop knowledge)</source>
         <translation>排序模型的分数；在启用基于本店聊天记录训练的排序模型之前未经校准（在 设置 → 店铺知识 中导入历史对话）</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="147"/>
+        <location filename="../suggestions.py" line="145"/>
         <source>The ranker&apos;s score</source>
         <translation>排序模型的分数</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="167"/>
+        <location filename="../suggestions.py" line="165"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
@@ -40,138 +40,138 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="298"/>
+        <location filename="../conversation_view.py" line="302"/>
         <source>Paste or type the customer&apos;s message and press Enter</source>
         <translation>粘贴或输入顾客消息后按回车</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="300"/>
+        <location filename="../conversation_view.py" line="304"/>
         <source>Add customer message</source>
         <translation>添加顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="414"/>
+        <location filename="../conversation_view.py" line="418"/>
         <source>Customer</source>
         <translation>顾客</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="416"/>
+        <location filename="../conversation_view.py" line="420"/>
         <source>Shop</source>
         <translation>店铺</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="418"/>
+        <location filename="../conversation_view.py" line="422"/>
         <source>System</source>
         <translation>系统</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="435"/>
+        <location filename="../conversation_view.py" line="439"/>
         <source>The real agent answered: {0}</source>
         <translation>真实客服的回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="447"/>
+        <location filename="../conversation_view.py" line="451"/>
         <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="485"/>
+        <location filename="../conversation_view.py" line="489"/>
         <source>no end model yet: candidates only</source>
         <translation>端侧模型尚未就绪：仅显示候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="500"/>
+        <location filename="../conversation_view.py" line="504"/>
         <source>queued…</source>
         <translation>排队中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="542"/>
+        <location filename="../conversation_view.py" line="546"/>
         <source>writing…</source>
         <translation>生成中…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="558"/>
+        <location filename="../conversation_view.py" line="562"/>
         <source>no draft</source>
         <translation>无草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="560"/>
+        <location filename="../conversation_view.py" line="564"/>
         <source>Drafting a reply</source>
         <translation>生成回复草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="570"/>
+        <location filename="../conversation_view.py" line="574"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="570"/>
+        <location filename="../conversation_view.py" line="574"/>
         <source>ready</source>
         <translation>就绪</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="572"/>
+        <location filename="../conversation_view.py" line="576"/>
         <source>past dialogues shown: {0}</source>
         <translation>参考了 {0} 段历史对话</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="612"/>
+        <location filename="../conversation_view.py" line="616"/>
         <source>Saving the draft</source>
         <translation>保存草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="634"/>
+        <location filename="../conversation_view.py" line="638"/>
         <source>Finding reply candidates</source>
         <translation>查找候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="753"/>
+        <location filename="../conversation_view.py" line="761"/>
         <source>Scoring the draft</source>
         <translation>为草稿评分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="765"/>
+        <location filename="../conversation_view.py" line="773"/>
         <source>Saving the rating</source>
         <translation>保存评价</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="791"/>
+        <location filename="../conversation_view.py" line="799"/>
         <source>Asking the teacher…</source>
         <translation>正在询问教师模型…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="808"/>
+        <location filename="../conversation_view.py" line="816"/>
         <source>What was sent to {0} ({1}):</source>
         <translation>发送给 {0}（{1}）的内容：</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="815"/>
+        <location filename="../conversation_view.py" line="823"/>
         <source>Teacher&apos;s reply ({0})</source>
         <translation>教师回复（{0}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="816"/>
+        <location filename="../conversation_view.py" line="824"/>
         <source> · cached</source>
         <translation> · 缓存</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="827"/>
+        <location filename="../conversation_view.py" line="835"/>
         <source>The teacher could not answer: {0}</source>
         <translation>教师模型无法回答：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="822"/>
         <location filename="../conversation_view.py" line="830"/>
+        <location filename="../conversation_view.py" line="838"/>
         <source>Asking the teacher</source>
         <translation>询问教师模型</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="868"/>
+        <location filename="../conversation_view.py" line="876"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="876"/>
+        <location filename="../conversation_view.py" line="884"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -179,7 +179,7 @@
 <context>
     <name>DraftPanel</name>
     <message>
-        <location filename="../conversation_view.py" line="69"/>
+        <location filename="../conversation_view.py" line="70"/>
         <source>Draft</source>
         <translation>草稿</translation>
     </message>
@@ -215,83 +215,101 @@
     </message>
     <message>
         <location filename="../conversation_view.py" line="139"/>
+        <source>Good draft</source>
+        <translation>好的草稿</translation>
+    </message>
+    <message>
+        <location filename="../conversation_view.py" line="141"/>
         <source>Good draft (Ctrl+Up)</source>
         <translation>草稿不错（Ctrl+Up）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="143"/>
+        <location filename="../conversation_view.py" line="144"/>
+        <source>Bad draft</source>
+        <translation>差的草稿</translation>
+    </message>
+    <message>
+        <location filename="../conversation_view.py" line="147"/>
         <source>Bad draft (Ctrl+Down): the teacher is asked for a label</source>
         <translation>草稿不好（Ctrl+Down）：向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="145"/>
+        <location filename="../conversation_view.py" line="149"/>
         <source>Ask cloud</source>
         <translation>问云端</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="148"/>
+        <location filename="../conversation_view.py" line="152"/>
         <source>Quick phrases (Ctrl+1 … Ctrl+9)</source>
         <translation>快捷短语（Ctrl+1 … Ctrl+9）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="165"/>
+        <location filename="../conversation_view.py" line="169"/>
         <source>Quick phrases…</source>
         <translation>快捷短语…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="182"/>
+        <location filename="../conversation_view.py" line="186"/>
         <source>Fill in before sending: {0}</source>
         <translation>发送前请填写：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="198"/>
+        <location filename="../conversation_view.py" line="202"/>
         <source>similarity</source>
         <translation>相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="199"/>
+        <location filename="../conversation_view.py" line="203"/>
         <source>match</source>
         <translation>匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="200"/>
+        <location filename="../conversation_view.py" line="204"/>
         <source>Final</source>
         <translation>Final</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="202"/>
+        <location filename="../conversation_view.py" line="206"/>
         <source>Similarity to the teacher&apos;s reply; – until the teacher has answered</source>
         <translation>与教师回复的相似度；教师回复前显示 –</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="206"/>
+        <location filename="../conversation_view.py" line="210"/>
         <source>How well the draft answers the customer (matcher); a draft that only repeats the customer&apos;s message scores 0</source>
         <translation>草稿对顾客问题的回答程度（匹配模型）；只重复顾客原话的草稿记 0 分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="211"/>
+        <location filename="../conversation_view.py" line="215"/>
         <source>Final = α·similarity + (1−α)·match (α {0:.2f}, Θ {1:.2f})</source>
         <translation>Final = α·相似度 + (1−α)·匹配度（α {0:.2f}，Θ {1:.2f}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="216"/>
+        <location filename="../conversation_view.py" line="220"/>
         <source>fallback: similarity only</source>
         <translation>回退：仅用相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="218"/>
+        <location filename="../conversation_view.py" line="222"/>
         <source>The teacher&apos;s own match was below Θ, so Final = similarity</source>
         <translation>教师回复自身的匹配度低于 Θ，因此 Final = 相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="221"/>
+        <location filename="../conversation_view.py" line="225"/>
         <source>match only</source>
         <translation>仅匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="223"/>
+        <location filename="../conversation_view.py" line="227"/>
         <source>No teacher reply yet, or it only repeats the customer: Final = match</source>
         <translation>尚无教师回复，或教师回复只是重复顾客的话：Final = 匹配度</translation>
+    </message>
+</context>
+<context>
+    <name>ErrorBanner</name>
+    <message>
+        <location filename="../main_window.py" line="198"/>
+        <source>Close</source>
+        <translation>关闭</translation>
     </message>
 </context>
 <context>
@@ -524,7 +542,7 @@
 <context>
     <name>HelpOverlay</name>
     <message>
-        <location filename="../main_window.py" line="146"/>
+        <location filename="../main_window.py" line="148"/>
         <source>Keyboard shortcuts</source>
         <translation>键盘快捷键</translation>
     </message>
@@ -671,223 +689,231 @@
     </message>
 </context>
 <context>
+    <name>LocalTeacher</name>
+    <message>
+        <location filename="../local_teacher.py" line="190"/>
+        <source>The local teacher stopped on its own.</source>
+        <translation>本地教师模型自行停止了。</translation>
+    </message>
+</context>
+<context>
     <name>MainWindow</name>
     <message>
-        <location filename="../main_window.py" line="279"/>
+        <location filename="../main_window.py" line="285"/>
         <source>Xiaoer — customer service assistant</source>
         <translation>小二 — 客服助手</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="312"/>
+        <location filename="../main_window.py" line="318"/>
         <source>No chat open. Customers appear on the left: start the replay, or add a customer with Ctrl+N.</source>
         <translation>没有打开的会话。顾客会出现在左侧：开始回放，或按 Ctrl+N 添加顾客。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="329"/>
-        <location filename="../main_window.py" line="827"/>
+        <location filename="../main_window.py" line="335"/>
+        <location filename="../main_window.py" line="838"/>
         <source>loading the end model…</source>
         <translation>正在加载端侧模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="373"/>
+        <location filename="../main_window.py" line="382"/>
         <source>Main</source>
         <translation>主工具栏</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="391"/>
-        <location filename="../main_window.py" line="728"/>
+        <location filename="../main_window.py" line="400"/>
+        <location filename="../main_window.py" line="737"/>
         <source>New customer</source>
         <translation>新顾客</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="393"/>
-        <location filename="../main_window.py" line="742"/>
+        <location filename="../main_window.py" line="402"/>
+        <location filename="../main_window.py" line="751"/>
         <source>Start replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="395"/>
+        <location filename="../main_window.py" line="404"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="398"/>
+        <location filename="../main_window.py" line="407"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="399"/>
+        <location filename="../main_window.py" line="408"/>
         <source>Export chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="400"/>
+        <location filename="../main_window.py" line="409"/>
         <source>Shortcuts</source>
         <translation>快捷键</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="483"/>
+        <location filename="../main_window.py" line="492"/>
         <source>First start: assembling and verifying the embedded model…</source>
         <translation>首次启动：正在组装并校验内置模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="490"/>
+        <location filename="../main_window.py" line="499"/>
         <source>Preparing the end model</source>
         <translation>正在准备端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="501"/>
+        <location filename="../main_window.py" line="510"/>
         <source>First start: assembling and verifying the embedded model… {0} of {1} MB</source>
         <translation>首次启动：正在组装并校验内置模型… {0} / {1} MB</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="510"/>
+        <location filename="../main_window.py" line="519"/>
         <source>Training the ranker: reading the shop&apos;s chats {0} of {1}…</source>
         <translation>正在训练排序模型：读取本店聊天记录 {0} / {1}…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="514"/>
+        <location filename="../main_window.py" line="523"/>
         <source>Training the ranker on the shop&apos;s chats…</source>
         <translation>正在用本店聊天记录训练排序模型…</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="526"/>
+        <location filename="../main_window.py" line="535"/>
         <source>Ranker {0} trained and active: candidate scores are calibrated</source>
         <translation>排序模型 {0} 已训练并启用：候选分数已校准</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="530"/>
+        <location filename="../main_window.py" line="539"/>
         <source>Too little chat history to train a ranker yet: candidate scores stay uncalibrated</source>
         <translation>聊天记录太少，暂时无法训练排序模型：候选分数仍未校准</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="545"/>
-        <location filename="../main_window.py" line="575"/>
+        <location filename="../main_window.py" line="554"/>
+        <location filename="../main_window.py" line="584"/>
         <source>end model: {0}</source>
         <translation>端侧模型：{0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="556"/>
+        <location filename="../main_window.py" line="565"/>
         <source>no end model</source>
         <translation>无端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="558"/>
+        <location filename="../main_window.py" line="567"/>
         <source>The end model could not be loaded</source>
         <translation>无法加载端侧模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="561"/>
+        <location filename="../main_window.py" line="570"/>
         <source>Choose another model in Settings; you can still type replies yourself.</source>
         <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="573"/>
+        <location filename="../main_window.py" line="582"/>
         <source>end model: {0} + adapter {1}</source>
         <translation>端侧模型：{0} + 适配器 {1}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="579"/>
+        <location filename="../main_window.py" line="588"/>
         <source>Loading the active adapter</source>
         <translation>加载当前适配器</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="593"/>
+        <location filename="../main_window.py" line="602"/>
         <source>Channel {0}</source>
         <translation>渠道 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="605"/>
+        <location filename="../main_window.py" line="614"/>
         <source>Receiving a customer message</source>
         <translation>接收顾客消息</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="633"/>
+        <location filename="../main_window.py" line="642"/>
         <source>Reading the conversations</source>
         <translation>读取会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="671"/>
+        <location filename="../main_window.py" line="680"/>
         <source>Opening the conversation</source>
         <translation>打开会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="709"/>
+        <location filename="../main_window.py" line="718"/>
         <source>Closing the conversation</source>
         <translation>关闭会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="728"/>
+        <location filename="../main_window.py" line="737"/>
         <source>The customer&apos;s message:</source>
         <translation>顾客消息：</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="747"/>
+        <location filename="../main_window.py" line="756"/>
         <source>Replay corpus (JDDC 2019 chat file)</source>
         <translation>回放语料（JDDC 2019 聊天文件）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="759"/>
+        <location filename="../main_window.py" line="768"/>
         <source>Starting the replay</source>
         <translation>开始回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="763"/>
+        <location filename="../main_window.py" line="772"/>
         <source>Stop replay</source>
         <translation>停止回放</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="765"/>
+        <location filename="../main_window.py" line="774"/>
         <source>Replaying {0} conversations from {1}</source>
         <translation>正在回放 {1} 中的 {0} 个会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="776"/>
+        <location filename="../main_window.py" line="785"/>
         <source>Export the chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="792"/>
+        <location filename="../main_window.py" line="801"/>
         <source>Exporting the chat</source>
         <translation>导出会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="794"/>
+        <location filename="../main_window.py" line="803"/>
         <source>Exported to {0}</source>
         <translation>已导出到 {0}</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="823"/>
+        <location filename="../main_window.py" line="833"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="871"/>
+        <location filename="../main_window.py" line="889"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="873"/>
+        <location filename="../main_window.py" line="891"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="875"/>
+        <location filename="../main_window.py" line="893"/>
         <source>the ranker is training</source>
         <translation>排序模型正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="891"/>
+        <location filename="../main_window.py" line="909"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="893"/>
+        <location filename="../main_window.py" line="911"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="894"/>
+        <location filename="../main_window.py" line="912"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>
@@ -895,7 +921,7 @@
 <context>
     <name>QueuePanel</name>
     <message>
-        <location filename="../main_window.py" line="218"/>
+        <location filename="../main_window.py" line="222"/>
         <source>Search customers and messages (Ctrl+F)</source>
         <translation>搜索顾客和消息（Ctrl+F）</translation>
     </message>
@@ -903,325 +929,330 @@
 <context>
     <name>Services</name>
     <message>
-        <location filename="../services.py" line="205"/>
+        <location filename="../services.py" line="212"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../services.py" line="238"/>
+        <location filename="../services.py" line="245"/>
         <source>Reply candidates</source>
         <translation>候选回复</translation>
     </message>
     <message>
-        <location filename="../services.py" line="332"/>
+        <location filename="../services.py" line="339"/>
         <source>Training the ranker</source>
         <translation>训练排序模型</translation>
+    </message>
+    <message>
+        <location filename="../services.py" line="381"/>
+        <source>The local teacher is not running: press Start beside its light in the status bar (or on the Teacher page of the settings).</source>
+        <translation>本地教师模型未运行：请点状态栏中其指示灯旁的“启动”（或在设置的“教师模型”页中启动）。</translation>
     </message>
 </context>
 <context>
     <name>SettingsDialog</name>
     <message>
-        <location filename="../settings_dialog.py" line="75"/>
+        <location filename="../settings_dialog.py" line="78"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="101"/>
+        <location filename="../settings_dialog.py" line="104"/>
         <source>A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)</source>
         <translation>内置配置、已注册模型、GGUF 文件或 HF 目录（如 ChatGLM3-6B）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="104"/>
-        <location filename="../settings_dialog.py" line="233"/>
-        <location filename="../settings_dialog.py" line="252"/>
+        <location filename="../settings_dialog.py" line="107"/>
+        <location filename="../settings_dialog.py" line="242"/>
+        <location filename="../settings_dialog.py" line="261"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="108"/>
-        <location filename="../settings_dialog.py" line="137"/>
+        <location filename="../settings_dialog.py" line="111"/>
+        <location filename="../settings_dialog.py" line="140"/>
         <source>End model</source>
         <translation>端侧模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="110"/>
+        <location filename="../settings_dialog.py" line="113"/>
         <source>Backend</source>
         <translation>后端</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="112"/>
+        <location filename="../settings_dialog.py" line="115"/>
         <source>Device</source>
         <translation>设备</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="114"/>
+        <location filename="../settings_dialog.py" line="117"/>
         <source>8-bit / 4-bit: transformers backend on a CUDA GPU</source>
         <translation>8 位 / 4 位：仅 transformers 后端在 CUDA GPU 上可用</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="115"/>
+        <location filename="../settings_dialog.py" line="118"/>
         <source>Quantization</source>
         <translation>量化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="119"/>
+        <location filename="../settings_dialog.py" line="122"/>
         <source>GPU layers (llama.cpp)</source>
         <translation>GPU 层数（llama.cpp）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="124"/>
+        <location filename="../settings_dialog.py" line="127"/>
         <source>Context window (tokens)</source>
         <translation>上下文窗口（token）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="126"/>
+        <location filename="../settings_dialog.py" line="129"/>
         <source>System prompt language</source>
         <translation>系统提示语言</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="129"/>
+        <location filename="../settings_dialog.py" line="132"/>
         <source>Temperature</source>
         <translation>温度</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="132"/>
+        <location filename="../settings_dialog.py" line="135"/>
         <source>Top p</source>
         <translation>Top p</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="136"/>
+        <location filename="../settings_dialog.py" line="139"/>
         <source>Longest draft (tokens)</source>
         <translation>草稿最大长度（token）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="143"/>
+        <location filename="../settings_dialog.py" line="146"/>
         <source>Provider</source>
         <translation>服务商</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="146"/>
+        <location filename="../settings_dialog.py" line="149"/>
         <source>e.g. gemini-3.8-flash, deepseek-chat; empty: the default</source>
         <translation>例如 gemini-3.8-flash、deepseek-chat；留空使用默认</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="148"/>
+        <location filename="../settings_dialog.py" line="151"/>
         <source>Model</source>
         <translation>模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="151"/>
+        <location filename="../settings_dialog.py" line="154"/>
         <source>Base URL</source>
         <translation>接口地址</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="154"/>
+        <location filename="../settings_dialog.py" line="157"/>
         <source>Timeout (s)</source>
         <translation>超时（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="157"/>
+        <location filename="../settings_dialog.py" line="160"/>
         <source>Price per 1000 input tokens</source>
         <translation>每 1000 输入 token 价格</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="160"/>
+        <location filename="../settings_dialog.py" line="163"/>
         <source>Price per 1000 output tokens</source>
         <translation>每 1000 输出 token 价格</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="165"/>
+        <location filename="../settings_dialog.py" line="168"/>
         <source>stored only in the OS keyring</source>
         <translation>仅保存在系统钥匙串中</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="166"/>
+        <location filename="../settings_dialog.py" line="169"/>
         <source>Save key</source>
         <translation>保存密钥</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="170"/>
+        <location filename="../settings_dialog.py" line="173"/>
         <source>API key</source>
         <translation>API 密钥</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="181"/>
+        <location filename="../settings_dialog.py" line="190"/>
         <source>Teacher</source>
         <translation>教师模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="188"/>
+        <location filename="../settings_dialog.py" line="197"/>
         <source>α (weight of similarity)</source>
         <translation>α（相似度权重）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="191"/>
+        <location filename="../settings_dialog.py" line="200"/>
         <source>Θ (matcher reliability threshold)</source>
         <translation>Θ（匹配模型可信阈值）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="194"/>
+        <location filename="../settings_dialog.py" line="203"/>
         <source>Low-score threshold</source>
         <translation>低分阈值</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="195"/>
-        <source>Ask the teacher for a label on 👎 and on low scores</source>
-        <translation>点 👎 或低分时向教师模型请求标注</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="200"/>
+        <location filename="../settings_dialog.py" line="209"/>
         <source>Off (Evolve now only)</source>
         <translation>关闭（仅手动“立即进化”）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="201"/>
+        <location filename="../settings_dialog.py" line="210"/>
         <source>Once a day</source>
         <translation>每天一次</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="202"/>
+        <location filename="../settings_dialog.py" line="211"/>
         <source>After enough new labels</source>
         <translation>积累足够新标注后</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="206"/>
+        <location filename="../settings_dialog.py" line="215"/>
         <source>Automatic evolution</source>
         <translation>自动进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="210"/>
+        <location filename="../settings_dialog.py" line="219"/>
         <source>New labels before a run</source>
         <translation>触发进化所需的新标注数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="211"/>
+        <location filename="../settings_dialog.py" line="220"/>
         <source>Scoring &amp;&amp; evolution</source>
         <translation>评分与进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="218"/>
+        <location filename="../settings_dialog.py" line="227"/>
         <source>Follow the system</source>
         <translation>跟随系统</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="224"/>
+        <location filename="../settings_dialog.py" line="233"/>
         <source>Language (after a restart)</source>
         <translation>界面语言（重启后生效）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="226"/>
+        <location filename="../settings_dialog.py" line="235"/>
         <source>One quick phrase per line</source>
         <translation>每行一条快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="227"/>
+        <location filename="../settings_dialog.py" line="236"/>
         <source>Quick phrases</source>
         <translation>快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="231"/>
+        <location filename="../settings_dialog.py" line="240"/>
         <source>a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt</source>
         <translation>JDDC 2019 聊天文件，例如 ../shared/data/jddc2019/chat_0.1per.txt</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="237"/>
-        <location filename="../settings_dialog.py" line="323"/>
+        <location filename="../settings_dialog.py" line="246"/>
+        <location filename="../settings_dialog.py" line="332"/>
         <source>Replay corpus</source>
         <translation>回放语料</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="240"/>
+        <location filename="../settings_dialog.py" line="249"/>
         <source>Seconds between replay customers</source>
         <translation>回放顾客间隔（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="244"/>
+        <location filename="../settings_dialog.py" line="253"/>
         <source>a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs</source>
         <translation>JDDC 2018 .enc 文件、JDDC 2019 聊天文件或 JSONL 问答对</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="248"/>
+        <location filename="../settings_dialog.py" line="257"/>
         <source>The shop&apos;s past dialogues: the end model and the teacher are shown the ones most similar to the customer&apos;s message</source>
         <translation>本店的历史对话：端侧模型和教师会参考其中与顾客消息最相似的几段</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="256"/>
-        <location filename="../settings_dialog.py" line="330"/>
+        <location filename="../settings_dialog.py" line="265"/>
+        <location filename="../settings_dialog.py" line="339"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="260"/>
+        <location filename="../settings_dialog.py" line="269"/>
         <source>0 shows none</source>
         <translation>0 表示不参考</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="261"/>
+        <location filename="../settings_dialog.py" line="270"/>
         <source>Past dialogues shown per draft</source>
         <translation>每次草稿参考的历史对话数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="262"/>
+        <location filename="../settings_dialog.py" line="271"/>
         <source>Workspace</source>
         <translation>工作台</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="277"/>
+        <location filename="../settings_dialog.py" line="286"/>
         <source>What a cloud teacher would receive (the local teacher gets the original):</source>
         <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="283"/>
+        <location filename="../settings_dialog.py" line="292"/>
         <source>Type a customer message with a phone number, an address…</source>
         <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="296"/>
+        <location filename="../settings_dialog.py" line="305"/>
         <source>Privacy</source>
         <translation>隐私</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="315"/>
+        <location filename="../settings_dialog.py" line="324"/>
         <source>End model (GGUF)</source>
         <translation>端侧模型（GGUF）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="318"/>
+        <location filename="../settings_dialog.py" line="327"/>
         <source>Hugging Face model directory</source>
         <translation>Hugging Face 模型目录</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="332"/>
+        <location filename="../settings_dialog.py" line="341"/>
         <source>Dialogues (*.enc *.txt *.jsonl);;All files (*)</source>
         <translation>对话文件 (*.enc *.txt *.jsonl);;所有文件 (*)</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="346"/>
+        <location filename="../settings_dialog.py" line="357"/>
         <source>The local teacher needs no key.</source>
         <translation>本地教师模型无需密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="356"/>
+        <location filename="../settings_dialog.py" line="367"/>
         <source>A key is saved for {0}.</source>
         <translation>已为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="358"/>
+        <location filename="../settings_dialog.py" line="369"/>
         <source>No key saved for {0} yet.</source>
         <translation>尚未为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="374"/>
+        <location filename="../settings_dialog.py" line="385"/>
         <source>The key for {0} is saved in the OS keyring.</source>
         <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="270"/>
+        <location filename="../settings_dialog.py" line="279"/>
         <source>Shop knowledge</source>
         <translation>店铺知识</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="449"/>
+        <location filename="../settings_dialog.py" line="204"/>
+        <source>Ask the teacher for a label on a bad rating and on low scores</source>
+        <translation>点踩或低分时向教师模型请求标注</translation>
+    </message>
+    <message>
+        <location filename="../settings_dialog.py" line="460"/>
         <source>Wait until the knowledge import has finished.</source>
         <translation>请等待知识导入完成。</translation>
     </message>
@@ -1229,87 +1260,87 @@
 <context>
     <name>Shortcuts</name>
     <message>
-        <location filename="../main_window.py" line="65"/>
+        <location filename="../main_window.py" line="67"/>
         <source>Send the draft (as edited)</source>
         <translation>发送草稿（含修改）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="68"/>
+        <location filename="../main_window.py" line="70"/>
         <source>Regenerate the draft</source>
         <translation>重新生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="71"/>
+        <location filename="../main_window.py" line="73"/>
         <source>Stop writing the draft</source>
         <translation>停止生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="74"/>
-        <source>👍 the draft</source>
-        <translation>给草稿点 👍</translation>
+        <location filename="../main_window.py" line="76"/>
+        <source>Rate the draft good</source>
+        <translation>给草稿点赞</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="79"/>
-        <source>👎 the draft (the teacher is asked for a label)</source>
-        <translation>给草稿点 👎（向教师模型请求标注）</translation>
+        <location filename="../main_window.py" line="81"/>
+        <source>Rate the draft bad (the teacher is asked for a label)</source>
+        <translation>给草稿点踩（向教师模型请求标注）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="84"/>
+        <location filename="../main_window.py" line="86"/>
         <source>Ask the cloud teacher</source>
         <translation>询问云端教师模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="87"/>
+        <location filename="../main_window.py" line="89"/>
         <source>Next waiting conversation</source>
         <translation>下一个等待中的会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="90"/>
+        <location filename="../main_window.py" line="92"/>
         <source>Next open chat</source>
         <translation>下一个已打开的会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="95"/>
+        <location filename="../main_window.py" line="97"/>
         <source>Close the chat (conversation done)</source>
         <translation>关闭会话（已处理完）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="100"/>
+        <location filename="../main_window.py" line="102"/>
         <source>New customer (manual channel)</source>
         <translation>新顾客（手动渠道）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="103"/>
+        <location filename="../main_window.py" line="105"/>
         <source>Search the queue</source>
         <translation>搜索队列</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="108"/>
+        <location filename="../main_window.py" line="110"/>
         <source>Put reply candidate 1–3 into the editor (1 is the draft)</source>
         <translation>把候选回复 1–3 放入编辑框（1 即草稿）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="115"/>
+        <location filename="../main_window.py" line="117"/>
         <source>Insert quick phrase 1–9</source>
         <translation>插入快捷短语 1–9</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="120"/>
+        <location filename="../main_window.py" line="122"/>
         <source>Export the chat (Markdown or CSV)</source>
         <translation>导出会话（Markdown 或 CSV）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="125"/>
+        <location filename="../main_window.py" line="127"/>
         <source>Workspace / evolution panel</source>
         <translation>工作台 / 进化面板</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="127"/>
+        <location filename="../main_window.py" line="129"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="129"/>
+        <location filename="../main_window.py" line="131"/>
         <source>Show or hide this help</source>
         <translation>显示或隐藏本帮助</translation>
     </message>
@@ -1317,54 +1348,97 @@
 <context>
     <name>Suggestions</name>
     <message>
-        <location filename="../suggestions.py" line="41"/>
+        <location filename="../suggestions.py" line="40"/>
         <source>past reply</source>
         <translation>历史回复</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="42"/>
+        <location filename="../suggestions.py" line="41"/>
         <source>FAQ</source>
         <translation>常见问题</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="43"/>
+        <location filename="../suggestions.py" line="42"/>
         <source>model</source>
         <translation>模型</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="50"/>
+        <location filename="../suggestions.py" line="49"/>
         <source>time</source>
         <translation>时间</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="51"/>
+        <location filename="../suggestions.py" line="50"/>
         <source>price</source>
         <translation>价格</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="52"/>
+        <location filename="../suggestions.py" line="51"/>
         <source>refund</source>
         <translation>退款</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="53"/>
+        <location filename="../suggestions.py" line="52"/>
         <source>compensation</source>
         <translation>补偿</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="54"/>
+        <location filename="../suggestions.py" line="53"/>
         <source>gift</source>
         <translation>赠品</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="62"/>
+        <location filename="../suggestions.py" line="61"/>
         <source>Unsupported promise ({0}): {1}</source>
         <translation>未经支持的承诺（{0}）：{1}</translation>
     </message>
     <message>
-        <location filename="../suggestions.py" line="72"/>
+        <location filename="../suggestions.py" line="71"/>
         <source>uncalibrated</source>
         <translation>未校准</translation>
+    </message>
+</context>
+<context>
+    <name>TeacherControl</name>
+    <message>
+        <location filename="../local_teacher.py" line="240"/>
+        <source>Local teacher: stopped</source>
+        <translation>本地教师模型：已停止</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="241"/>
+        <source>Local teacher: starting…</source>
+        <translation>本地教师模型：启动中…</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="242"/>
+        <source>Local teacher: running</source>
+        <translation>本地教师模型：运行中</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="243"/>
+        <source>Local teacher: failed</source>
+        <translation>本地教师模型：出错</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="249"/>
+        <source>Stop</source>
+        <translation>停止</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="249"/>
+        <source>Start</source>
+        <translation>启动</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="251"/>
+        <source>Stop the local teacher</source>
+        <translation>停止本地教师模型</translation>
+    </message>
+    <message>
+        <location filename="../local_teacher.py" line="253"/>
+        <source>Start the local teacher (the model loads in a minute or two)</source>
+        <translation>启动本地教师模型（模型加载需要一两分钟）</translation>
     </message>
 </context>
 </TS>

@@ -37,6 +37,7 @@ from app.ui.channels import Channel, Incoming, ManualChannel, ReplayChannel
 from app.ui.conversation_view import ConversationView
 from app.ui.evolution import apply_active_adapter, should_evolve, sync_evolution_settings
 from app.ui.evolution_panel import EvolutionPanel
+from app.ui.icons import icon
 from app.ui.services import AppContext, Services
 from app.ui.settings import WindowState, save_settings, save_state
 from app.ui.settings_dialog import SettingsDialog
@@ -71,13 +72,13 @@ def shortcut_table() -> list[ShortcutSpec]:
             "stop", "Esc", QCoreApplication.translate("Shortcuts", "Stop writing the draft")
         ),
         ShortcutSpec(
-            "thumbs_up", "Ctrl+Up", QCoreApplication.translate("Shortcuts", "👍 the draft")
+            "thumbs_up", "Ctrl+Up", QCoreApplication.translate("Shortcuts", "Rate the draft good")
         ),
         ShortcutSpec(
             "thumbs_down",
             "Ctrl+Down",
             QCoreApplication.translate(
-                "Shortcuts", "👎 the draft (the teacher is asked for a label)"
+                "Shortcuts", "Rate the draft bad (the teacher is asked for a label)"
             ),
         ),
         ShortcutSpec(
@@ -191,7 +192,9 @@ class ErrorBanner(QFrame):
         self.label = QLabel("")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QPushButton("✕")
+        close = QPushButton(icon("close"), "")
+        close.setObjectName("bannerClose")
+        close.setToolTip(self.tr("Close"))
         close.setFlat(True)
         close.setFixedWidth(28)
         close.clicked.connect(self.hide)
@@ -258,11 +261,13 @@ class QueuePanel(QWidget):
             waiting = ""
             if s.waiting_since is not None:
                 seconds = int((now - s.waiting_since).total_seconds())
-                waiting = f"  ⏱ {seconds // 60}:{seconds % 60:02d}"
+                waiting = f"  {seconds // 60}:{seconds % 60:02d}"
             badge = f"  ({unread})" if unread else ""
             last = s.last_text if len(s.last_text) <= 40 else s.last_text[:39] + "…"
             item = QListWidgetItem(f"{s.customer} · {s.channel}{badge}{waiting}\n{last}")
             item.setData(Qt.ItemDataRole.UserRole, s.id)
+            if s.waiting_since is not None:
+                item.setIcon(icon("clock"))  # waiting for an answer, for as long as the text says
             if unread:
                 font = item.font()
                 font.setBold(True)

@@ -192,7 +192,9 @@ class SettingsDialog(QDialog):
         self.threshold = _spin(0.0, 1.0, 0.05)
         self.threshold.setValue(s.low_score_threshold)
         form.addRow(self.tr("Low-score threshold"), self.threshold)
-        self.label_weak = QCheckBox(self.tr("Ask the teacher for a label on 👎 and on low scores"))
+        self.label_weak = QCheckBox(
+            self.tr("Ask the teacher for a label on a bad rating and on low scores")
+        )
         self.label_weak.setChecked(s.label_weak_drafts)
         form.addRow(self.label_weak)
         self.policy = QComboBox()

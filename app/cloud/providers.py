@@ -29,6 +29,7 @@ from app import paths
 from app.cloud import server
 from app.cloud.teacher import (
     CloudTeacher,
+    LocalTeacherNotRunning,
     TeacherAnswer,
     TeacherRejected,
     TeacherRequest,
@@ -197,7 +198,7 @@ class OpenAICompatibleTeacher:
         try:
             key = server.verified_key(self.base_url)
         except server.TeacherServerNotRunning as exc:
-            raise TeacherUnavailable(str(exc)) from None
+            raise LocalTeacherNotRunning(str(exc)) from None
         except server.TeacherServerRefused as exc:
             raise TeacherRejected(str(exc)) from None
         self._api_key = key  # scrubbed from error messages like any key
@@ -275,7 +276,7 @@ def served_model(base_url: str, timeout: float = 2.0, api_key: str | None = None
         return served[0]
     busy = server.running_model(base_url)
     if busy is None:
-        raise TeacherUnavailable(
+        raise LocalTeacherNotRunning(
             f"The local teacher at {base_url} is not answering; start it with `xiaoer teacher serve`"
         )
     return busy
@@ -300,7 +301,7 @@ def local_teacher(
         raise TeacherConfigError(str(exc)) from None
     except server.TeacherServerNotRunning as exc:
         if model is None:
-            raise TeacherUnavailable(str(exc)) from None
+            raise LocalTeacherNotRunning(str(exc)) from None
     return OpenAICompatibleTeacher(
         base_url=base_url,
         model=model or served_model(base_url, api_key=key),
@@ -563,7 +564,7 @@ def make_teacher(config: TeacherConfig) -> CloudTeacher:
     if config.provider == "local":
         base_url = config.base_url or server.running_server()
         if not base_url:
-            raise TeacherUnavailable(
+            raise LocalTeacherNotRunning(
                 "The local teacher is not running; start it with `xiaoer teacher serve`"
             )
         # A CPU-only 1.5B teacher on a busy machine can need minutes for a long prompt; a local

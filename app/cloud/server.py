@@ -495,6 +495,31 @@ def _sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def server_for(
+    profile: str = DEFAULT_PROFILE,
+    port: int = DEFAULT_PORT,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    progress: models.ProgressFn | None = None,
+) -> TeacherServer:
+    """A (not yet started) server for ``profile``: a built-in profile (assembled on first use,
+    ``progress`` is told how far), a registered model name or a GGUF path."""
+    if profile in models.PROFILES:
+        built_in = models.PROFILES[profile]
+        model_path = models.provision(built_in, progress)
+        chat_format: str | None = built_in.chat_format
+    else:
+        source = models.resolve(profile)
+        if source.kind != "gguf":
+            raise TeacherServerError(f"The local teacher serves GGUF files; '{profile}' is not one")
+        model_path = source.path
+        chat_format = None if source.chat_format == "auto" else source.chat_format
+    return TeacherServer(
+        model_path, port=port, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format
+    )
+
+
 def serve_forever(
     profile: str = DEFAULT_PROFILE,
     port: int = DEFAULT_PORT,
@@ -516,19 +541,7 @@ def serve_forever(
     existing = running_server()
     if existing:
         raise TeacherServerError(f"A local teacher is already running at {existing}")
-    if profile in models.PROFILES:
-        built_in = models.PROFILES[profile]
-        model_path = models.provision(built_in, progress)
-        chat_format: str | None = built_in.chat_format
-    else:
-        source = models.resolve(profile)
-        if source.kind != "gguf":
-            raise TeacherServerError(f"The local teacher serves GGUF files; '{profile}' is not one")
-        model_path = source.path
-        chat_format = None if source.chat_format == "auto" else source.chat_format
-    server = TeacherServer(
-        model_path, port=port, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format
-    )
+    server = server_for(profile, port, n_ctx=n_ctx, n_threads=n_threads, progress=progress)
     if detach:
         with server:  # stopped only if it fails to start
             server.start(start_timeout, detach=True)

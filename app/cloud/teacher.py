@@ -22,6 +22,11 @@ class TeacherUnavailable(TeacherError):
     """Worth retrying later: timeouts, connection errors, HTTP 429 and 5xx."""
 
 
+class LocalTeacherNotRunning(TeacherUnavailable):
+    """The local teacher (the llama.cpp server Xiaoer starts) is not running: start it (the
+    window's Start button, or `xiaoer teacher serve`)."""
+
+
 class TeacherRejected(TeacherError):
     """Not worth retrying: bad key, bad request, refused content, malformed or empty output."""
 

@@ -38,6 +38,7 @@ from app.ui.conversation_view import ConversationView
 from app.ui.evolution import apply_active_adapter, should_evolve, sync_evolution_settings
 from app.ui.evolution_panel import EvolutionPanel
 from app.ui.icons import icon
+from app.ui.local_teacher import TeacherControl, local_teacher_chosen
 from app.ui.services import AppContext, Services
 from app.ui.settings import WindowState, save_settings, save_state
 from app.ui.settings_dialog import SettingsDialog
@@ -343,6 +344,9 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(widget)
             widget.hide()
         self.statusBar().addPermanentWidget(self.model_status)
+        self.teacher_control = TeacherControl(self.services.local_teacher)
+        self.statusBar().addPermanentWidget(self.teacher_control)
+        self.show_teacher_control()
         self._build_actions()
 
         self.queue.activated.connect(self.open_conversation)
@@ -806,6 +810,7 @@ class MainWindow(QMainWindow):
             parent=self,
             knowledge=self.services.knowledge,
             knowledge_imported=self.services.knowledge_imported,
+            local_teacher=self.services.local_teacher,
         )
         if dialog.exec() and dialog.result_settings is not None:
             self.apply_settings_from(dialog)
@@ -827,10 +832,18 @@ class MainWindow(QMainWindow):
         except Exception as exc:
             self.services.report(self.tr("Saving the settings"), exc)
             return
+        self.show_teacher_control()
         if self.services.apply_settings(settings, dialog.teacher_changed):
             self.model_ready = False
             self.model_status.setText(self.tr("loading the end model…"))
             self.services.load_model()
+
+    def show_teacher_control(self) -> None:
+        """The local teacher's light and Start button, while it is the chosen teacher."""
+        chosen = local_teacher_chosen()
+        self.teacher_control.setVisible(chosen)
+        if chosen:
+            self.services.local_teacher.refresh()
 
     def _auto_evolve_check(self) -> None:
         settings = self.services.settings

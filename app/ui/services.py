@@ -19,17 +19,20 @@ from PySide6.QtCore import QObject, Signal
 from app.cloud.label import example_bank
 from app.cloud.prompt import ExampleBank
 from app.cloud.service import TeacherService
+from app.cloud.teacher import LocalTeacherNotRunning
 from app.engine import models
 from app.engine.conversation import Shot, Turn
 from app.engine.end_model import EndModel
 from app.scoring.scorers import ReplyScorer
 from app.store import Store
 from app.ui.evolution import evolve_command, missing_training_stack
+from app.ui.local_teacher import LocalTeacher, TeacherState, default_teacher_server
 from app.ui.settings import UiSettings
 from app.ui.workers import ModelWorker, ProgressFn, Runner
 from app.ui.workspace import Workspace
 
 if TYPE_CHECKING:
+    from app.cloud.server import TeacherServer
     from app.knowledge import KnowledgeBase
     from app.suggest.candidates import Suggester, Suggestion, Suggestions
 
@@ -126,6 +129,8 @@ class AppContext:
     train_ranker: Callable[[Store, KnowledgeBase, RankerProgress], str | None] = train_ranker
     evolve_command: Callable[[], list[str]] = field(default=evolve_command)
     missing_training: Callable[[], list[str]] = field(default=missing_training_stack)
+    make_teacher_server: Callable[[], TeacherServer] = field(default=default_teacher_server)
+    """The local teacher's server, as the window's Start button starts it."""
 
 
 class Services(QObject):
@@ -165,6 +170,8 @@ class Services(QObject):
         self._bank: ExampleBank | None = None
         self._bank_source = ""
         """The setting ``_bank`` was built from; None in ``_bank`` there means it failed."""
+        self.local_teacher = LocalTeacher(context.make_teacher_server, self)
+        self.local_teacher.state_changed.connect(self._local_teacher_changed)
 
     # The two below run on their own worker threads (scoring, cloud), never on the UI thread.
 
@@ -362,13 +369,24 @@ class Services(QObject):
             self.model.call(lambda model: setattr(model, "generation", generation))
         return reload
 
+    def _local_teacher_changed(self, state: str) -> None:
+        if state in (TeacherState.RUNNING, TeacherState.STOPPED):
+            # The teacher is made again on its next use, for the server now at its address.
+            self.cloud.submit(lambda: setattr(self, "_teacher", None))
+
     def report(self, where: str, exc: BaseException | str) -> None:
         message = str(exc)
+        if isinstance(exc, LocalTeacherNotRunning):  # the window starts it, not a terminal
+            message = self.tr(
+                "The local teacher is not running: press Start beside its light in the status "
+                "bar (or on the Teacher page of the settings)."
+            )
         log.error("%s: %s", where, message)
         self.error.emit(where, message)
 
     def shutdown(self) -> None:
         self._ranker_cancel.set()
+        self.local_teacher.shutdown()
         self.model.shutdown()
         self.scoring.shutdown(wait=False)
         self.cloud.shutdown(wait=False)

@@ -35,6 +35,7 @@ from app.ui.workers import Runner
 if TYPE_CHECKING:
     from app.knowledge import KnowledgeBase
     from app.ui.knowledge_page import KnowledgePage
+    from app.ui.local_teacher import LocalTeacher, TeacherControl
 
 WARNING_STYLE = "QLabel { background: #fff3cd; color: #856404; padding: 6px; border-radius: 4px; }"
 
@@ -67,9 +68,11 @@ class SettingsDialog(QDialog):
         parent: QWidget | None = None,
         knowledge: Callable[[], KnowledgeBase] | None = None,
         knowledge_imported: Callable[[], None] | None = None,
+        local_teacher: LocalTeacher | None = None,
     ) -> None:
         """``knowledge`` gives the app's knowledge base for the *Shop knowledge* page (no page
-        without it); ``knowledge_imported`` is called after an import there."""
+        without it); ``knowledge_imported`` is called after an import there. ``local_teacher``:
+        the app's local teacher, started and stopped from the Teacher page."""
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle(self.tr("Settings"))
@@ -177,6 +180,12 @@ class SettingsDialog(QDialog):
         self.keyring_warning.setWordWrap(True)
         self.keyring_warning.setStyleSheet(WARNING_STYLE)
         form.addRow(self.keyring_warning)
+        self.teacher_control: TeacherControl | None = None
+        if local_teacher is not None:
+            from app.ui.local_teacher import TeacherControl
+
+            self.teacher_control = TeacherControl(local_teacher)
+            form.addRow(self.teacher_control)
         self.provider.currentTextChanged.connect(self._provider_changed)
         self.tabs.addTab(page, self.tr("Teacher"))
 
@@ -338,6 +347,8 @@ class SettingsDialog(QDialog):
 
     def _provider_changed(self, provider: str) -> None:
         needs_key = provider != "local"
+        if self.teacher_control is not None:
+            self.teacher_control.setVisible(not needs_key)
         self.api_key.setEnabled(needs_key)
         self.save_key_button.setEnabled(needs_key)
         self.base_url.setEnabled(provider != "gemini")

@@ -38,6 +38,49 @@
     </message>
 </context>
 <context>
+    <name>Chats</name>
+    <message>
+        <location filename="../chats.py" line="54"/>
+        <source>No chat open. Customers appear on the left: start the replay, or add a customer with Ctrl+N.</source>
+        <translation>没有打开的会话。顾客会出现在左侧：开始回放，或按 Ctrl+N 添加顾客。</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="75"/>
+        <source>Receiving a customer message</source>
+        <translation>接收顾客消息</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="103"/>
+        <source>Reading the conversations</source>
+        <translation>读取会话</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="148"/>
+        <source>Opening the conversation</source>
+        <translation>打开会话</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="186"/>
+        <source>Closing the conversation</source>
+        <translation>关闭会话</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="209"/>
+        <source>Export the chat</source>
+        <translation>导出会话</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="225"/>
+        <source>Exporting the chat</source>
+        <translation>导出会话</translation>
+    </message>
+    <message>
+        <location filename="../chats.py" line="227"/>
+        <source>Exported to {0}</source>
+        <translation>已导出到 {0}</translation>
+    </message>
+</context>
+<context>
     <name>ConversationView</name>
     <message>
         <location filename="../conversation_view.py" line="302"/>
@@ -307,7 +350,7 @@
 <context>
     <name>ErrorBanner</name>
     <message>
-        <location filename="../main_window.py" line="198"/>
+        <location filename="../queue_panel.py" line="40"/>
         <source>Close</source>
         <translation>关闭</translation>
     </message>
@@ -542,9 +585,42 @@
 <context>
     <name>HelpOverlay</name>
     <message>
-        <location filename="../main_window.py" line="148"/>
+        <location filename="../shortcuts.py" line="113"/>
         <source>Keyboard shortcuts</source>
         <translation>键盘快捷键</translation>
+    </message>
+</context>
+<context>
+    <name>Inbox</name>
+    <message>
+        <location filename="../inbox.py" line="47"/>
+        <source>Channel {0}</source>
+        <translation>渠道 {0}</translation>
+    </message>
+    <message>
+        <location filename="../inbox.py" line="60"/>
+        <source>New customer</source>
+        <translation>新顾客</translation>
+    </message>
+    <message>
+        <location filename="../inbox.py" line="60"/>
+        <source>The customer&apos;s message:</source>
+        <translation>顾客消息：</translation>
+    </message>
+    <message>
+        <location filename="../inbox.py" line="79"/>
+        <source>Replay corpus (JDDC 2019 chat file)</source>
+        <translation>回放语料（JDDC 2019 聊天文件）</translation>
+    </message>
+    <message>
+        <location filename="../inbox.py" line="91"/>
+        <source>Starting the replay</source>
+        <translation>开始回放</translation>
+    </message>
+    <message>
+        <location filename="../inbox.py" line="97"/>
+        <source>Replaying {0} conversations from {1}</source>
+        <translation>正在回放 {1} 中的 {0} 个会话</translation>
     </message>
 </context>
 <context>
@@ -699,229 +775,125 @@
 <context>
     <name>MainWindow</name>
     <message>
-        <location filename="../main_window.py" line="285"/>
+        <location filename="../main_window.py" line="47"/>
         <source>Xiaoer — customer service assistant</source>
         <translation>小二 — 客服助手</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="318"/>
-        <source>No chat open. Customers appear on the left: start the replay, or add a customer with Ctrl+N.</source>
-        <translation>没有打开的会话。顾客会出现在左侧：开始回放，或按 Ctrl+N 添加顾客。</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="335"/>
-        <location filename="../main_window.py" line="838"/>
-        <source>loading the end model…</source>
-        <translation>正在加载端侧模型…</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="382"/>
-        <source>Main</source>
-        <translation>主工具栏</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="400"/>
-        <location filename="../main_window.py" line="737"/>
-        <source>New customer</source>
-        <translation>新顾客</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="402"/>
-        <location filename="../main_window.py" line="751"/>
-        <source>Start replay</source>
-        <translation>开始回放</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="404"/>
-        <source>Evolution</source>
-        <translation>进化</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="407"/>
-        <source>Settings</source>
-        <translation>设置</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="408"/>
-        <source>Export chat</source>
-        <translation>导出会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="409"/>
-        <source>Shortcuts</source>
-        <translation>快捷键</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="492"/>
-        <source>First start: assembling and verifying the embedded model…</source>
-        <translation>首次启动：正在组装并校验内置模型…</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="499"/>
-        <source>Preparing the end model</source>
-        <translation>正在准备端侧模型</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="510"/>
-        <source>First start: assembling and verifying the embedded model… {0} of {1} MB</source>
-        <translation>首次启动：正在组装并校验内置模型… {0} / {1} MB</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="519"/>
-        <source>Training the ranker: reading the shop&apos;s chats {0} of {1}…</source>
-        <translation>正在训练排序模型：读取本店聊天记录 {0} / {1}…</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="523"/>
-        <source>Training the ranker on the shop&apos;s chats…</source>
-        <translation>正在用本店聊天记录训练排序模型…</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="535"/>
-        <source>Ranker {0} trained and active: candidate scores are calibrated</source>
-        <translation>排序模型 {0} 已训练并启用：候选分数已校准</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="539"/>
-        <source>Too little chat history to train a ranker yet: candidate scores stay uncalibrated</source>
-        <translation>聊天记录太少，暂时无法训练排序模型：候选分数仍未校准</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="554"/>
-        <location filename="../main_window.py" line="584"/>
-        <source>end model: {0}</source>
-        <translation>端侧模型：{0}</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="565"/>
-        <source>no end model</source>
-        <translation>无端侧模型</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="567"/>
-        <source>The end model could not be loaded</source>
-        <translation>无法加载端侧模型</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="570"/>
-        <source>Choose another model in Settings; you can still type replies yourself.</source>
-        <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="582"/>
-        <source>end model: {0} + adapter {1}</source>
-        <translation>端侧模型：{0} + 适配器 {1}</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="588"/>
-        <source>Loading the active adapter</source>
-        <translation>加载当前适配器</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="602"/>
-        <source>Channel {0}</source>
-        <translation>渠道 {0}</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="614"/>
-        <source>Receiving a customer message</source>
-        <translation>接收顾客消息</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="642"/>
-        <source>Reading the conversations</source>
-        <translation>读取会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="680"/>
-        <source>Opening the conversation</source>
-        <translation>打开会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="718"/>
-        <source>Closing the conversation</source>
-        <translation>关闭会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="737"/>
-        <source>The customer&apos;s message:</source>
-        <translation>顾客消息：</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="756"/>
-        <source>Replay corpus (JDDC 2019 chat file)</source>
-        <translation>回放语料（JDDC 2019 聊天文件）</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="768"/>
-        <source>Starting the replay</source>
-        <translation>开始回放</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="772"/>
-        <source>Stop replay</source>
-        <translation>停止回放</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="774"/>
-        <source>Replaying {0} conversations from {1}</source>
-        <translation>正在回放 {1} 中的 {0} 个会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="785"/>
-        <source>Export the chat</source>
-        <translation>导出会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="801"/>
-        <source>Exporting the chat</source>
-        <translation>导出会话</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="803"/>
-        <source>Exported to {0}</source>
-        <translation>已导出到 {0}</translation>
-    </message>
-    <message>
-        <location filename="../main_window.py" line="833"/>
+        <location filename="../main_window.py" line="163"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="889"/>
+        <location filename="../main_window.py" line="203"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="891"/>
+        <location filename="../main_window.py" line="205"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="893"/>
+        <location filename="../main_window.py" line="207"/>
         <source>the ranker is training</source>
         <translation>排序模型正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="909"/>
+        <location filename="../main_window.py" line="223"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="911"/>
+        <location filename="../main_window.py" line="225"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="912"/>
+        <location filename="../main_window.py" line="226"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>
 </context>
 <context>
+    <name>ModelStatus</name>
+    <message>
+        <location filename="../model_status.py" line="25"/>
+        <location filename="../model_status.py" line="47"/>
+        <source>loading the end model…</source>
+        <translation>正在加载端侧模型…</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="54"/>
+        <source>First start: assembling and verifying the embedded model…</source>
+        <translation>首次启动：正在组装并校验内置模型…</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="61"/>
+        <source>Preparing the end model</source>
+        <translation>正在准备端侧模型</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="72"/>
+        <source>First start: assembling and verifying the embedded model… {0} of {1} MB</source>
+        <translation>首次启动：正在组装并校验内置模型… {0} / {1} MB</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="81"/>
+        <source>Training the ranker: reading the shop&apos;s chats {0} of {1}…</source>
+        <translation>正在训练排序模型：读取本店聊天记录 {0} / {1}…</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="85"/>
+        <source>Training the ranker on the shop&apos;s chats…</source>
+        <translation>正在用本店聊天记录训练排序模型…</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="97"/>
+        <source>Ranker {0} trained and active: candidate scores are calibrated</source>
+        <translation>排序模型 {0} 已训练并启用：候选分数已校准</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="101"/>
+        <source>Too little chat history to train a ranker yet: candidate scores stay uncalibrated</source>
+        <translation>聊天记录太少，暂时无法训练排序模型：候选分数仍未校准</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="116"/>
+        <location filename="../model_status.py" line="142"/>
+        <source>end model: {0}</source>
+        <translation>端侧模型：{0}</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="123"/>
+        <source>no end model</source>
+        <translation>无端侧模型</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="125"/>
+        <source>The end model could not be loaded</source>
+        <translation>无法加载端侧模型</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="128"/>
+        <source>Choose another model in Settings; you can still type replies yourself.</source>
+        <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="140"/>
+        <source>end model: {0} + adapter {1}</source>
+        <translation>端侧模型：{0} + 适配器 {1}</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="146"/>
+        <source>Loading the active adapter</source>
+        <translation>加载当前适配器</translation>
+    </message>
+</context>
+<context>
     <name>QueuePanel</name>
     <message>
-        <location filename="../main_window.py" line="222"/>
+        <location filename="../queue_panel.py" line="64"/>
         <source>Search customers and messages (Ctrl+F)</source>
         <translation>搜索顾客和消息（Ctrl+F）</translation>
     </message>
@@ -963,8 +935,8 @@
     </message>
     <message>
         <location filename="../settings_dialog.py" line="107"/>
-        <location filename="../settings_dialog.py" line="242"/>
-        <location filename="../settings_dialog.py" line="261"/>
+        <location filename="../settings_dialog.py" line="244"/>
+        <location filename="../settings_dialog.py" line="263"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
@@ -1095,164 +1067,164 @@
         <translation>低分阈值</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="209"/>
+        <location filename="../settings_dialog.py" line="211"/>
         <source>Off (Evolve now only)</source>
         <translation>关闭（仅手动“立即进化”）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="210"/>
+        <location filename="../settings_dialog.py" line="212"/>
         <source>Once a day</source>
         <translation>每天一次</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="211"/>
+        <location filename="../settings_dialog.py" line="213"/>
         <source>After enough new labels</source>
         <translation>积累足够新标注后</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="215"/>
+        <location filename="../settings_dialog.py" line="217"/>
         <source>Automatic evolution</source>
         <translation>自动进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="219"/>
+        <location filename="../settings_dialog.py" line="221"/>
         <source>New labels before a run</source>
         <translation>触发进化所需的新标注数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="220"/>
+        <location filename="../settings_dialog.py" line="222"/>
         <source>Scoring &amp;&amp; evolution</source>
         <translation>评分与进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="227"/>
+        <location filename="../settings_dialog.py" line="229"/>
         <source>Follow the system</source>
         <translation>跟随系统</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="233"/>
+        <location filename="../settings_dialog.py" line="235"/>
         <source>Language (after a restart)</source>
         <translation>界面语言（重启后生效）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="235"/>
+        <location filename="../settings_dialog.py" line="237"/>
         <source>One quick phrase per line</source>
         <translation>每行一条快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="236"/>
+        <location filename="../settings_dialog.py" line="238"/>
         <source>Quick phrases</source>
         <translation>快捷短语</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="240"/>
+        <location filename="../settings_dialog.py" line="242"/>
         <source>a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt</source>
         <translation>JDDC 2019 聊天文件，例如 ../shared/data/jddc2019/chat_0.1per.txt</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="246"/>
-        <location filename="../settings_dialog.py" line="332"/>
+        <location filename="../settings_dialog.py" line="248"/>
+        <location filename="../settings_dialog.py" line="334"/>
         <source>Replay corpus</source>
         <translation>回放语料</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="249"/>
+        <location filename="../settings_dialog.py" line="251"/>
         <source>Seconds between replay customers</source>
         <translation>回放顾客间隔（秒）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="253"/>
+        <location filename="../settings_dialog.py" line="255"/>
         <source>a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs</source>
         <translation>JDDC 2018 .enc 文件、JDDC 2019 聊天文件或 JSONL 问答对</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="257"/>
+        <location filename="../settings_dialog.py" line="259"/>
         <source>The shop&apos;s past dialogues: the end model and the teacher are shown the ones most similar to the customer&apos;s message</source>
         <translation>本店的历史对话：端侧模型和教师会参考其中与顾客消息最相似的几段</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="265"/>
-        <location filename="../settings_dialog.py" line="339"/>
+        <location filename="../settings_dialog.py" line="267"/>
+        <location filename="../settings_dialog.py" line="341"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="269"/>
+        <location filename="../settings_dialog.py" line="271"/>
         <source>0 shows none</source>
         <translation>0 表示不参考</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="270"/>
+        <location filename="../settings_dialog.py" line="272"/>
         <source>Past dialogues shown per draft</source>
         <translation>每次草稿参考的历史对话数</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="271"/>
+        <location filename="../settings_dialog.py" line="273"/>
         <source>Workspace</source>
         <translation>工作台</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="286"/>
+        <location filename="../settings_dialog.py" line="288"/>
         <source>What a cloud teacher would receive (the local teacher gets the original):</source>
         <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="292"/>
+        <location filename="../settings_dialog.py" line="294"/>
         <source>Type a customer message with a phone number, an address…</source>
         <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="305"/>
+        <location filename="../settings_dialog.py" line="307"/>
         <source>Privacy</source>
         <translation>隐私</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="324"/>
+        <location filename="../settings_dialog.py" line="326"/>
         <source>End model (GGUF)</source>
         <translation>端侧模型（GGUF）</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="327"/>
+        <location filename="../settings_dialog.py" line="329"/>
         <source>Hugging Face model directory</source>
         <translation>Hugging Face 模型目录</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="341"/>
+        <location filename="../settings_dialog.py" line="343"/>
         <source>Dialogues (*.enc *.txt *.jsonl);;All files (*)</source>
         <translation>对话文件 (*.enc *.txt *.jsonl);;所有文件 (*)</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="357"/>
+        <location filename="../settings_dialog.py" line="359"/>
         <source>The local teacher needs no key.</source>
         <translation>本地教师模型无需密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="367"/>
+        <location filename="../settings_dialog.py" line="369"/>
         <source>A key is saved for {0}.</source>
         <translation>已为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="369"/>
+        <location filename="../settings_dialog.py" line="371"/>
         <source>No key saved for {0} yet.</source>
         <translation>尚未为 {0} 保存密钥。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="385"/>
+        <location filename="../settings_dialog.py" line="387"/>
         <source>The key for {0} is saved in the OS keyring.</source>
         <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="279"/>
+        <location filename="../settings_dialog.py" line="281"/>
         <source>Shop knowledge</source>
         <translation>店铺知识</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="204"/>
+        <location filename="../settings_dialog.py" line="205"/>
         <source>Ask the teacher for a label on a bad rating and on low scores</source>
         <translation>点踩或低分时向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="460"/>
+        <location filename="../settings_dialog.py" line="462"/>
         <source>Wait until the knowledge import has finished.</source>
         <translation>请等待知识导入完成。</translation>
     </message>
@@ -1260,87 +1232,87 @@
 <context>
     <name>Shortcuts</name>
     <message>
-        <location filename="../main_window.py" line="67"/>
+        <location filename="../shortcuts.py" line="32"/>
         <source>Send the draft (as edited)</source>
         <translation>发送草稿（含修改）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="70"/>
+        <location filename="../shortcuts.py" line="35"/>
         <source>Regenerate the draft</source>
         <translation>重新生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="73"/>
+        <location filename="../shortcuts.py" line="38"/>
         <source>Stop writing the draft</source>
         <translation>停止生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="76"/>
+        <location filename="../shortcuts.py" line="41"/>
         <source>Rate the draft good</source>
         <translation>给草稿点赞</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="81"/>
+        <location filename="../shortcuts.py" line="46"/>
         <source>Rate the draft bad (the teacher is asked for a label)</source>
         <translation>给草稿点踩（向教师模型请求标注）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="86"/>
+        <location filename="../shortcuts.py" line="51"/>
         <source>Ask the cloud teacher</source>
         <translation>询问云端教师模型</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="89"/>
+        <location filename="../shortcuts.py" line="54"/>
         <source>Next waiting conversation</source>
         <translation>下一个等待中的会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="92"/>
+        <location filename="../shortcuts.py" line="57"/>
         <source>Next open chat</source>
         <translation>下一个已打开的会话</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="97"/>
+        <location filename="../shortcuts.py" line="62"/>
         <source>Close the chat (conversation done)</source>
         <translation>关闭会话（已处理完）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="102"/>
+        <location filename="../shortcuts.py" line="67"/>
         <source>New customer (manual channel)</source>
         <translation>新顾客（手动渠道）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="105"/>
+        <location filename="../shortcuts.py" line="70"/>
         <source>Search the queue</source>
         <translation>搜索队列</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="110"/>
+        <location filename="../shortcuts.py" line="75"/>
         <source>Put reply candidate 1–3 into the editor (1 is the draft)</source>
         <translation>把候选回复 1–3 放入编辑框（1 即草稿）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="117"/>
+        <location filename="../shortcuts.py" line="82"/>
         <source>Insert quick phrase 1–9</source>
         <translation>插入快捷短语 1–9</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="122"/>
+        <location filename="../shortcuts.py" line="87"/>
         <source>Export the chat (Markdown or CSV)</source>
         <translation>导出会话（Markdown 或 CSV）</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="127"/>
+        <location filename="../shortcuts.py" line="92"/>
         <source>Workspace / evolution panel</source>
         <translation>工作台 / 进化面板</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="129"/>
+        <location filename="../shortcuts.py" line="94"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="131"/>
+        <location filename="../shortcuts.py" line="96"/>
         <source>Show or hide this help</source>
         <translation>显示或隐藏本帮助</translation>
     </message>
@@ -1439,6 +1411,50 @@
         <location filename="../local_teacher.py" line="253"/>
         <source>Start the local teacher (the model loads in a minute or two)</source>
         <translation>启动本地教师模型（模型加载需要一两分钟）</translation>
+    </message>
+</context>
+<context>
+    <name>WindowActions</name>
+    <message>
+        <location filename="../shortcuts.py" line="154"/>
+        <source>Main</source>
+        <translation>主工具栏</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="160"/>
+        <source>New customer</source>
+        <translation>新顾客</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="162"/>
+        <location filename="../shortcuts.py" line="183"/>
+        <source>Start replay</source>
+        <translation>开始回放</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="164"/>
+        <source>Evolution</source>
+        <translation>进化</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="168"/>
+        <source>Settings</source>
+        <translation>设置</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="170"/>
+        <source>Export chat</source>
+        <translation>导出会话</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="171"/>
+        <source>Shortcuts</source>
+        <translation>快捷键</translation>
+    </message>
+    <message>
+        <location filename="../shortcuts.py" line="183"/>
+        <source>Stop replay</source>
+        <translation>停止回放</translation>
     </message>
 </context>
 </TS>

@@ -136,6 +136,20 @@ class PgCluster:
 
     def start(self) -> None:
         self.executor.start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until the server takes connections: its port opens (what the executor waits for)
+        while it is still starting up."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                psycopg.connect(self._dsn("postgres"), connect_timeout=5).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def stop(self) -> None:
         self.executor.stop()
@@ -185,6 +199,7 @@ class PgCluster:
             capture_output=True,
             timeout=60,
         )
+        self.wait_ready()
 
 
 def find_bindir() -> Path:

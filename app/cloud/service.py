@@ -441,15 +441,10 @@ class TeacherService:
         if self.store is None:
             return counts
         with self.store.session() as session:
-            query = (
-                select(OutboxItem)
-                .where(OutboxItem.status == "pending")
-                .where(OutboxItem.next_attempt_at <= datetime.now(UTC))
-                .order_by(OutboxItem.id)
-            )
-            due = session.scalars(query if limit is None else query.limit(limit)).all()
+            # Taken: another drain (another worker on the shop's database) passes them over.
+            due = self.store.take_outbox_items(session, limit=limit)
             jobs = [(item.id, item.request, item.message_id, item.draft_id) for item in due]
-        for item_id, payload, message_id, draft_id in jobs:
+        for n, (item_id, payload, message_id, draft_id) in enumerate(jobs):
             status: OutboxStatus = "done"
             error: str | None = None
             try:
@@ -481,10 +476,21 @@ class TeacherService:
                     wait = min(3600.0, self.retry.max_s * 2 ** min(item.attempts, 9))
                     item.next_attempt_at = datetime.now(UTC) + timedelta(seconds=wait)
             if status == "pending":
+                self._give_back([job[0] for job in jobs[n + 1 :]])
                 break
             counts[status] += 1
         counts["pending"] = outbox_counts(self.store)["pending"]
         return counts
+
+    def _give_back(self, item_ids: Sequence[int]) -> None:
+        """Taken items not tried (the teacher went away first): due again at the next drain."""
+        if self.store is None or not item_ids:
+            return
+        with self.store.session() as session:
+            for item_id in item_ids:
+                item = session.get(OutboxItem, item_id)
+                if item is not None and item.status == "pending":
+                    item.next_attempt_at = datetime.now(UTC)
 
 
 def _same(column: Any, value: int | None) -> Any:

@@ -23,6 +23,7 @@ from app.store.models import (
     Rating,
     Score,
     SuggestionCandidate,
+    SyncedRecord,
     TeacherReply,
     TrainingRun,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Store",
     "StoreError",
     "SuggestionCandidate",
+    "SyncedRecord",
     "TeacherReply",
     "TrainingRun",
     "default_path",

@@ -11,6 +11,7 @@ not tracked).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, get_args
 
@@ -45,6 +46,21 @@ CandidateSource = Literal["past", "faq", "model"]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_uid() -> str:
+    """An id made where the record is made (a desktop), unique across every desktop of a shop."""
+    return str(uuid.uuid4())
+
+
+UID_HELP = (
+    "Made on the desktop: the record's identity in the shop's database (team mode), so a sync "
+    "that is retried never stores it twice."
+)
+
+
+def uid_column() -> Mapped[str]:
+    return mapped_column(String(36), default=new_uid, doc=UID_HELP)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -110,8 +126,10 @@ class Customer(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    __table_args__ = (Index("uq_conversations_uid", "uid", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = uid_column()
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), index=True
     )
@@ -140,9 +158,13 @@ class Conversation(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id_sent_at", "conversation_id", "sent_at"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_id_sent_at", "conversation_id", "sent_at"),
+        Index("uq_messages_uid", "uid", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = uid_column()
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     role: Mapped[MessageRole] = mapped_column(choice(MessageRole, "role"))
     text: Mapped[str] = mapped_column(Text)
@@ -157,9 +179,11 @@ class Draft(Base):
     __tablename__ = "drafts"
     __table_args__ = (
         Index("ix_drafts_conversation_id_created_at", "conversation_id", "created_at"),
+        Index("uq_drafts_uid", "uid", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = uid_column()
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     reply_to_id: Mapped[int] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), index=True
@@ -197,8 +221,10 @@ class Rating(Base):
     """What the agent did with a draft; append-only, the latest row per draft counts."""
 
     __tablename__ = "ratings"
+    __table_args__ = (Index("uq_ratings_uid", "uid", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = uid_column()
     draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
     thumbs_up: Mapped[bool | None]
     """True for thumbs up, False for thumbs down, None when the agent gave neither."""
@@ -208,6 +234,22 @@ class Rating(Base):
     rated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     draft: Mapped[Draft] = relationship(back_populates="ratings")
+
+
+class SyncedRecord(Base):
+    """A record of this desktop's that the shop's database has (team mode, ``app.store.team``).
+
+    A rating of this desktop's with no row here is still to be sent: the local database is the
+    journal, and a sync that is retried skips what is here and never duplicates the rest (the
+    shop's database ignores a ``uid`` it already has).
+    """
+
+    __tablename__ = "synced_records"
+
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """Which table the record is in, e.g. "rating"."""
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Score(Base):

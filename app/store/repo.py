@@ -11,7 +11,7 @@ New rows are flushed at once, so their ``id`` is set when a method returns.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,11 +25,16 @@ from app.store.models import (
     MatcherVersion,
     Message,
     MessageRole,
+    OutboxItem,
     Rating,
     Score,
     ScoreMode,
     utcnow,
 )
+
+OUTBOX_LEASE_S = 600.0
+"""How long a taken teacher request is left to its taker before another may take it (a taker that
+crashed gives its items back this way)."""
 
 RANKER_KIND = "ranker"
 """``matcher_versions.kind`` of the suggestion ranker (``app.suggest.ranker``); every other kind
@@ -154,6 +159,36 @@ class Repository(KnowledgeQueries):
         session.add(score)
         session.flush()
         return score
+
+    def take_outbox_items(
+        self,
+        session: Session,
+        *,
+        now: datetime | None = None,
+        limit: int | None = None,
+        lease_s: float = OUTBOX_LEASE_S,
+    ) -> list[OutboxItem]:
+        """The pending teacher requests that are due, oldest first, taken for ``lease_s``.
+
+        Their next attempt moves to the end of the lease, so no other worker takes them before
+        this one has settled them (or has crashed and the lease ran out). On PostgreSQL the rows
+        are locked ``FOR UPDATE SKIP LOCKED``: workers taking at the same moment pass over each
+        other's picks instead of waiting for them or taking them twice. SQLite has one writer at
+        a time (``BEGIN IMMEDIATE``), which gives the same guarantee.
+        """
+        now = now or utcnow()
+        query = (
+            select(OutboxItem)
+            .where(OutboxItem.status == "pending")
+            .where(OutboxItem.next_attempt_at <= now)
+            .order_by(OutboxItem.id)
+            .with_for_update(skip_locked=True)
+        )
+        items = list(session.scalars(query if limit is None else query.limit(limit)))
+        for item in items:
+            item.next_attempt_at = now + timedelta(seconds=lease_s)
+        session.flush()
+        return items
 
     def active_adapter(self, session: Session) -> AdapterVersion | None:
         return session.scalar(select(AdapterVersion).where(AdapterVersion.status == "active"))

@@ -1,0 +1,327 @@
+"""Team mode's store: a desktop's ratings reach the shop's database exactly once, though its
+server is killed mid-replay; queue-like rows are taken by one worker each (SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from itertools import groupby
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from app.scoring.corpus import DialoguePair, read_jddc2018
+from app.store import (
+    AdapterVersion,
+    Conversation,
+    Draft,
+    Message,
+    Rating,
+    Store,
+    StoreError,
+    SyncedRecord,
+    migrate,
+    open_store,
+)
+from app.store.db import DATABASE_URL_ENV, shop_database_url
+from app.store.team import ShopSync, SyncStatus
+from tests.postgres import PgCluster
+
+CORPUS = Path(__file__).parent / "fixtures" / "corpus"
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path / 'desktop.db'}") as store:
+        yield store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shop_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shop.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def replay(pairs: list[DialoguePair], rounds: int) -> Iterator[tuple[int, DialoguePair]]:
+    """The fixture's JDDC dialogues again and again, each round from new customers."""
+    for n in range(rounds):
+        for pair in pairs:
+            yield n, pair
+
+
+def agent_turn(store: Store, customer: str, pair: DialoguePair, rng: random.Random) -> str:
+    """A customer asks, the model drafts, the agent rates (and maybe edits and sends); returns
+    the rating's uid."""
+    with store.session() as session:
+        who = store.get_or_create_customer(session, customer)
+        conversation = session.scalar(
+            select(Conversation).where(Conversation.customer_id == who.id)
+        ) or store.open_conversation(session, who.id, "jd")
+        for i, turn in enumerate(pair.context):
+            role = "customer" if i % 2 == 0 else "agent"
+            message = store.add_message(session, conversation.id, role, turn)
+        draft = store.add_draft(
+            session,
+            message.id,
+            "亲，请稍等，我帮您查询一下。",
+            model_profile="qwen2.5-0.5b",
+            latency_ms=rng.randint(200, 900),
+            prompt_tokens=120,
+            completion_tokens=12,
+        )
+        action = rng.choice(["up", "down", "edit"])
+        rating = store.record_rating(
+            session,
+            draft.id,
+            thumbs_up={"up": True, "down": False, "edit": None}[action],
+            sent_text=pair.reply if action == "edit" else None,
+        )
+        return rating.uid
+
+
+def shop_ratings(shop_url: str) -> list[str]:
+    with open_store(shop_url) as shop, shop.session() as session:
+        return list(session.scalars(select(Rating.uid)))
+
+
+def local_ratings(store: Store) -> list[str]:
+    with store.session() as session:
+        return list(session.scalars(select(Rating.uid)))
+
+
+def test_every_rating_arrives_once_though_the_server_is_killed_midway(
+    desktop: Store, pg_cluster: PgCluster
+) -> None:
+    shop_url = pg_cluster.url(pg_cluster.create_database())
+    pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+    statuses: list[SyncStatus] = []
+    sync = ShopSync(desktop, shop_url, batch=7, on_status=statuses.append)
+    rng = random.Random(21)
+    made: list[str] = []
+    for i, (n, pair) in enumerate(replay(pairs, rounds=12)):
+        if i == 20:
+            pg_cluster.kill()
+        if i == 40:
+            pg_cluster.restart()
+        made.append(agent_turn(desktop, f"jd_****{n:04d}", pair, rng))
+        sync.sync()  # as the background sync does after each rating
+        if 20 <= i < 40:  # the desktop kept working and says what waits
+            assert sync.status.state == "offline"
+            assert sync.status.pending == i - 19
+            assert "unreachable" in sync.status.text
+        else:
+            assert (sync.status.state, sync.status.pending) == ("online", 0)
+
+    assert len(made) == 60
+    stored = shop_ratings(shop_url)
+    assert sorted(stored) == sorted(made)  # each once: no rating lost, none duplicated
+    assert [state for state, _ in groupby(s.state for s in statuses)] == [
+        "online",
+        "offline",
+        "online",
+    ]
+    assert [s.pending for s in statuses if s.state == "offline"] == list(range(1, 21))
+    with open_store(shop_url) as shop, shop.session() as session:
+        # The shop has the drafts and the conversations' turns the ratings hang on.
+        assert session.scalar(select(func.count()).select_from(Draft)) == 60
+        local = {uid: text for uid, text in _message_texts(desktop)}
+        assert dict(session.execute(select(Message.uid, Message.text)).all()) == local
+        edited = session.scalars(select(Rating).where(Rating.edited.is_(True))).all()
+        assert edited and all(r.sent_text for r in edited)
+
+
+def _message_texts(store: Store) -> list[tuple[str, str]]:
+    with store.session() as session:
+        return [(u, t) for u, t in session.execute(select(Message.uid, Message.text))]
+
+
+def test_a_sync_cut_off_after_the_shop_committed_duplicates_nothing(
+    desktop: Store, shop_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+    rng = random.Random(7)
+    made = [agent_turn(desktop, f"c{n}", pair, rng) for n, pair in replay(pairs, 2)]
+    sync = ShopSync(desktop, shop_url, batch=4)
+
+    def crash(uids: list[str]) -> None:
+        raise RuntimeError("the desktop died before noting what it sent")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync, "_acknowledge", crash)
+        with pytest.raises(RuntimeError, match="desktop died"):
+            sync.sync()
+    assert len(shop_ratings(shop_url)) == 4  # the first batch is in the shop, unacknowledged
+    assert sync.pending() == 10
+
+    assert sync.sync() == 10  # sent again, all of it
+    assert sync.sync() == 0
+    assert sorted(shop_ratings(shop_url)) == sorted(made)
+    with desktop.session() as session:
+        assert session.scalar(select(func.count()).select_from(SyncedRecord)) == 10
+    sync.close()
+
+
+def test_drafts_keep_the_shops_adapter_version_and_only_that(desktop: Store, shop_url: str) -> None:
+    with desktop.session() as session:
+        for version in ("lora-shop", "lora-mine"):
+            session.add(AdapterVersion(version=version, method="lora", base_model="m", path="/"))
+    with open_store(shop_url) as shop, shop.session() as session:
+        session.add(AdapterVersion(version="lora-shop", method="lora", base_model="m", path="/"))
+    with desktop.session() as session:
+        customer = desktop.get_or_create_customer(session, "c1")
+        conversation = desktop.open_conversation(session, customer.id, "jd")
+        message = desktop.add_message(session, conversation.id, "customer", "在吗")
+        adapters = {a.version: a.id for a in session.scalars(select(AdapterVersion))}
+        for version in ("lora-shop", "lora-mine"):
+            draft = desktop.add_draft(
+                session,
+                message.id,
+                version,
+                model_profile="m",
+                latency_ms=1,
+                prompt_tokens=1,
+                completion_tokens=1,
+                adapter_version_id=adapters[version],
+            )
+            desktop.record_rating(session, draft.id, thumbs_up=True)
+    ShopSync(desktop, shop_url).sync()
+    with open_store(shop_url) as shop, shop.session() as session:
+        used = dict(
+            session.execute(
+                select(Draft.text, AdapterVersion.version).outerjoin(Draft.adapter_version)
+            ).all()
+        )
+    assert used == {"lora-shop": "lora-shop", "lora-mine": None}
+
+
+def test_a_desktop_starts_and_rates_while_the_server_is_down(
+    desktop: Store, tmp_path: Path
+) -> None:
+    url = "postgresql+psycopg://xiaoer:secret@127.0.0.1:1/xiaoer"  # nothing listens on port 1
+    statuses: list[SyncStatus] = []
+    sync = ShopSync(desktop, url, on_status=statuses.append)
+    assert sync.status.state == "connecting"
+    pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+    agent_turn(desktop, "c1", pairs[0], random.Random(1))
+    assert sync.sync() == 0
+    assert statuses == [sync.status]
+    assert (sync.status.state, sync.status.pending) == ("offline", 1)
+    assert "secret" not in (sync.status.last_error or "")
+
+
+def test_a_server_from_a_newer_xiaoer_is_an_error_not_an_outage(
+    desktop: Store, pg_url: str
+) -> None:
+    with open_store(pg_url) as shop, shop.session() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    sync = ShopSync(desktop, pg_url)
+    with pytest.raises(StoreError, match="newer Xiaoer"):
+        sync.sync()
+    assert sync.status.state == "offline" and "newer" in (sync.status.last_error or "")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Poll until ``condition`` holds (a deadline against hanging, not a speed requirement)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+def test_the_background_sync_sends_a_rating_when_notified(desktop: Store, pg_url: str) -> None:
+    sync = ShopSync(desktop, pg_url, retry_s=600)  # only notify() wakes it before the test ends
+    sync.start()
+    try:
+        wait_until(lambda: sync.status.state == "online")
+        pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+        uid = agent_turn(desktop, "c1", pairs[0], random.Random(3))
+        sync.notify()
+        wait_until(lambda: shop_ratings(pg_url) == [uid])
+    finally:
+        sync.close()
+
+
+def test_the_shop_database_comes_from_the_environment_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    assert shop_database_url() is None  # solo mode
+    assert shop_database_url("  ") is None
+    assert shop_database_url("postgresql+psycopg://a@b/c") == "postgresql+psycopg://a@b/c"
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://x@y/z")
+    assert shop_database_url("postgresql+psycopg://a@b/c") == "postgresql+psycopg://x@y/z"
+
+
+def test_existing_rows_get_distinct_uids_on_upgrade(shop_url: str) -> None:
+    """Databases from before team mode: every row gets its own id (0006)."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    engine = create_engine(shop_url)
+    with engine.begin() as conn:
+        command.upgrade(migrate.alembic_config(conn), "0005")
+        conn.execute(
+            text(
+                "INSERT INTO customers (masked_id, created_at) VALUES ('c', '2024-01-01 00:00:00')"
+            )
+        )
+        for _ in range(3):
+            conn.execute(
+                text(
+                    "INSERT INTO conversations (customer_id, channel, status, opened_at) "
+                    "SELECT id, 'jd', 'open', '2024-01-01 00:00:00' FROM customers"
+                )
+            )
+    engine.dispose()
+    with open_store(shop_url) as store, store.session() as session:
+        uids = list(session.scalars(select(Conversation.uid)))
+    assert len(uids) == 3 == len(set(uids)) and all(len(u) >= 32 for u in uids)
+
+
+# --- queue-like rows: one taker each ----------------------------------------------------------
+
+
+def test_two_workers_never_take_the_same_outbox_item(pg_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from app.store import OutboxItem
+
+    with open_store(pg_url) as store:
+        with store.session() as session:
+            session.add_all(
+                OutboxItem(request={"turns": [["customer", f"问题 {n}"]]}) for n in range(40)
+            )
+        now = datetime.now(UTC)
+        # A worker holds its first pick in an open transaction; a second worker's pick goes on
+        # past it at once instead of waiting or taking it too.
+        with store.session() as first:
+            mine = store.take_outbox_items(first, now=now, limit=5)
+            with store.session() as second:
+                second.execute(text("SET LOCAL lock_timeout = '5s'"))
+                theirs = store.take_outbox_items(second, now=now, limit=5)
+        assert len(mine) == len(theirs) == 5
+        assert not {i.id for i in mine} & {i.id for i in theirs}
+
+        # Four workers drain the rest at once: each item taken exactly once.
+        taken: list[int] = []
+        start = threading.Barrier(4)
+
+        def worker() -> None:
+            start.wait()
+            while True:
+                with store.session() as session:
+                    items = store.take_outbox_items(session, now=now, limit=2)
+                    if not items:
+                        return
+                    taken.extend(item.id for item in items)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(taken) == len(set(taken)) == 30

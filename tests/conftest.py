@@ -23,8 +23,7 @@ from app import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-# pytester: test_tiers.py runs a suite of its own; tests.postgres: a real PostgreSQL server.
-pytest_plugins = ("pytester", "tests.postgres")
+pytest_plugins = ("pytester",)  # test_tiers.py runs a suite of its own
 
 # The real models as ``make setup`` left them, found before any test changes the environment.
 _USER_MODELS_DIR = (

@@ -38,6 +38,8 @@ from app.store import (
     open_store,
 )
 
+# A real PostgreSQL server, started by the tests (pg_server, pg_url, pg_cluster).
+pytest_plugins = ("tests.postgres",)
 T0 = datetime(2024, 5, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
 

@@ -30,6 +30,8 @@ from app.store.db import DATABASE_URL_ENV, shop_database_url
 from app.store.team import ShopSync, SyncStatus
 from tests.postgres import PgCluster
 
+# A real PostgreSQL server, started by the tests (pg_server, pg_url, pg_cluster).
+pytest_plugins = ("tests.postgres",)
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 
 

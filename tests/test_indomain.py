@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.scoring import corpus, indomain
+from app.scoring import corpus, indomain, matcher_features
 from app.scoring.corpus import DialoguePair, EcdGroup
-from app.scoring.indomain import MatcherTrainConfig, evaluate_ecd, load_matcher, train_matcher
+from app.scoring.indomain import evaluate_ecd, load_matcher
+from app.scoring.matcher_features import MatcherInfo, MatcherTrainConfig
 
 pytest.importorskip("torch", reason="training the matcher needs torch (the hf extra)")
+from app.scoring.matcher_train import train_matcher  # after the torch check
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -136,7 +138,7 @@ class HashingEncoder:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, indomain.MatcherInfo]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MatcherInfo]:
     out = tmp_path_factory.mktemp("matcher")
     pairs = [(c, a) for c, a, _ in shop_pairs(200, 1, TRAIN_PRODUCTS)]
     info = train_matcher(pairs, out, small_config())
@@ -156,7 +158,7 @@ def trained_with_sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- training and ranking -------------------------------------------------------------------------
 
 
-def test_trained_matcher_ranks_true_reply_first(trained: tuple[Path, indomain.MatcherInfo]) -> None:
+def test_trained_matcher_ranks_true_reply_first(trained: tuple[Path, MatcherInfo]) -> None:
     path, info = trained
     matcher = load_matcher(path)
     result = evaluate_ecd(matcher.score, shop_groups(60, 2))
@@ -175,7 +177,7 @@ def test_untrained_scores_are_not_already_good(tmp_path: Path) -> None:
 
 
 def test_training_writes_config_version_metrics_and_corpus_size(
-    trained: tuple[Path, indomain.MatcherInfo],
+    trained: tuple[Path, MatcherInfo],
 ) -> None:
     path, info = trained
     meta = json.loads((path / "matcher.json").read_text(encoding="utf-8"))
@@ -256,7 +258,7 @@ def test_config_validation(bad: dict[str, Any]) -> None:
 
 
 def test_save_load_round_trip_gives_identical_scores(
-    trained: tuple[Path, indomain.MatcherInfo],
+    trained: tuple[Path, MatcherInfo],
 ) -> None:
     path, _ = trained
     first, second = load_matcher(path), load_matcher(path / "matcher.json")
@@ -267,7 +269,7 @@ def test_save_load_round_trip_gives_identical_scores(
     assert first.version == second.version
 
 
-def test_score_pairs_matches_score(trained: tuple[Path, indomain.MatcherInfo]) -> None:
+def test_score_pairs_matches_score(trained: tuple[Path, MatcherInfo]) -> None:
     matcher = load_matcher(trained[0])
     a = ["在吗", "我买的背包退款多久到账"]
     b = ["你好", "我买的台灯有优惠券吗"]
@@ -281,7 +283,7 @@ def test_score_pairs_matches_score(trained: tuple[Path, indomain.MatcherInfo]) -
     assert matcher.score_pairs([]).shape == (0,)
 
 
-def test_odd_inputs_get_defined_scores(trained: tuple[Path, indomain.MatcherInfo]) -> None:
+def test_odd_inputs_get_defined_scores(trained: tuple[Path, MatcherInfo]) -> None:
     matcher = load_matcher(trained[0])
     odd = ["", "😀😀😀", "好" * 100_000, "\x00\xff\ud800\x1b[31m" * 50, "   \n\t ", "[数字x]"]
     odd += ["Das ist eine deutsche Antwort.", "これは日本語の返事です", "مرحبا"]
@@ -293,7 +295,7 @@ def test_odd_inputs_get_defined_scores(trained: tuple[Path, indomain.MatcherInfo
     assert matcher.score(["你好"], []).shape == (0,)
 
 
-def test_long_texts_are_cut_before_featurising(trained: tuple[Path, indomain.MatcherInfo]) -> None:
+def test_long_texts_are_cut_before_featurising(trained: tuple[Path, MatcherInfo]) -> None:
     """Only the end of a 220k-char context and the start of a 220k-char reply are read."""
     matcher = load_matcher(trained[0])
     huge = "我买的台灯什么时候发货" * 20_000
@@ -315,7 +317,7 @@ class CountingEncoder(HashingEncoder):
 
 def test_cached_encoder_is_a_bounded_lru() -> None:
     inner = CountingEncoder()
-    cache = indomain.CachedEncoder(inner, max_items=2)
+    cache = matcher_features.CachedEncoder(inner, max_items=2)
     texts = ["一", "二", "三", "四", "一"]
     rows = cache.encode(texts)  # a call larger than the cache still returns every row
     np.testing.assert_array_equal(rows, inner.encode(texts))
@@ -434,8 +436,8 @@ def test_real_jddc_matcher_beats_lexical_baseline(tmp_path: Path) -> None:
     trained = evaluate_ecd(load_matcher(tmp_path).score, split.test)
 
     def lexical(context: list[str], candidates: list[str]) -> list[float]:
-        last, full = indomain.prepare_context(context, config)
-        return [indomain.overlap_features(last, full, c)[1] for c in candidates]
+        last, full = matcher_features.prepare_context(context, config)
+        return [matcher_features.overlap_features(last, full, c)[1] for c in candidates]
 
     baseline = evaluate_ecd(lexical, split.test)
     assert trained["n"] == baseline["n"] >= 250

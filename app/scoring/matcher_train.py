@@ -1,4 +1,4 @@
-"""Training the in-domain matcher (torch); `indomain.train_matcher` is the entry point.
+"""Training the in-domain matcher (torch); `train_matcher` is the entry point, `indomain` scores.
 
 Each step takes a batch of contexts; every context is scored against its real reply, `negatives`
 replies of other contexts in the batch and `hard_negatives` replies of lexically similar
@@ -9,12 +9,13 @@ every context and a two-parameter sigmoid calibrates it afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,15 @@ from torch import nn
 
 from app.fsio import atomic_savez, atomic_write_text
 from app.scoring.corpus import DialoguePair, EcdGroup
-from app.scoring.indomain import (
+from app.scoring.indomain import InDomainMatcher, evaluate_ecd
+from app.scoring.matcher_features import (
     FORMAT_VERSION,
     META_FILE,
     OVERLAP_FEATURES,
     SENTENCE_DIM,
     SENTENCE_ENCODER,
     WEIGHTS_FILE,
-    InDomainMatcher,
+    FloatArray,
     MatcherInfo,
     MatcherTrainConfig,
     PairLike,
@@ -42,13 +44,11 @@ from app.scoring.indomain import (
     SentenceEncoder,
     char_ids,
     default_encoder,
-    evaluate_ecd,
     ngram_ids,
     overlap_from_shingles,
     prepare_context,
     prepare_reply,
     text_shingles,
-    weights_version,
 )
 
 POINTWISE_WEIGHT = 0.5
@@ -313,13 +313,21 @@ def _platt(logits: npt.NDArray[np.float64], labels: npt.NDArray[np.float64]) -> 
     return a, b
 
 
-def run_training(
+def train_matcher(
     pairs: Sequence[PairLike],
     out_dir: Path,
-    config: MatcherTrainConfig,
-    progress: ProgressFn | None,
-    encoder: SentenceEncoder | None,
+    config: MatcherTrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    encoder: SentenceEncoder | None = None,
 ) -> MatcherInfo:
+    """Trains a matcher on (context_turns, reply) pairs and saves it into `out_dir`.
+
+    Pairs may be `DialoguePair`s: their conversation ids keep hard negatives and the calibration
+    hold-out from mixing turns of one chat. `progress` gets JSON-able dicts (stage, epoch, loss).
+    Needs torch (the `hf` extra); scoring does not.
+    """
+    config = config or MatcherTrainConfig()
     started = time.monotonic()
 
     def report(event: dict[str, Any]) -> None:
@@ -561,6 +569,15 @@ def run_training(
         metrics=metrics,
         config=config,
     )
+
+
+def weights_version(weights: Mapping[str, FloatArray], config: MatcherTrainConfig) -> str:
+    """A content hash: the same weights and config always give the same version id."""
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name], dtype=np.float32).tobytes())
+    return f"indomain-{digest.hexdigest()[:12]}"
 
 
 def _candidates(

@@ -9,7 +9,7 @@ import numpy as np
 
 from app import paths
 from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA
-from app.scoring.indomain import PairLike, ProgressFn
+from app.scoring.matcher_features import PairLike, ProgressFn
 from app.scoring.scorers import (
     E5Matching,
     InDomainMatching,
@@ -111,7 +111,7 @@ def train_and_register(
     make it the active one. Returns its version and held-out metrics."""
     import time
 
-    from app.scoring.indomain import train_matcher
+    from app.scoring.matcher_train import train_matcher
     from app.store import MatcherVersion
 
     out = matchers_dir() / time.strftime("%Y%m%d-%H%M%S")

@@ -26,7 +26,7 @@ from app.engine.conversation import clean_text
 from app.errors import XiaoerError
 from app.scoring.echo import repeats_customer
 from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA, ScoreResult, final_score
-from app.scoring.indomain import CachedEncoder, SentenceEncoder
+from app.scoring.matcher_features import CachedEncoder, SentenceEncoder
 
 Scores = npt.NDArray[np.float64]
 MAX_CHARS = 2000

@@ -59,3 +59,110 @@ def test_importing_the_engine_loads_no_qt_and_no_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def module_imports(path: Path, module: str, known: set[str]) -> set[str]:
+    """The modules of ``known`` that ``path`` (module ``module``) imports, resolved statically.
+
+    Every import statement counts: at module level, under ``if TYPE_CHECKING:`` and inside
+    functions alike (a function-local, lazy import hides a cycle from the interpreter but not from
+    the reader). ``from a.b import c`` names the module ``a.b.c`` when there is one, else ``a.b``;
+    a package's ``__init__`` run implicitly as the parent of an imported module is not counted.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in known}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                if submodule in known:
+                    found.add(submodule)
+                elif source in known:
+                    found.add(source)
+    found.discard(module)
+    return found
+
+
+def import_cycles(root: Path, package: str = "app") -> list[list[str]]:
+    """Every set of modules under ``root/package`` that import each other in a ring (strongly
+    connected components of the import graph with more than one module), each sorted."""
+    files = sorted((root / package).rglob("*.py"))
+
+    def name(path: Path) -> str:
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    known = {name(f) for f in files}
+    graph = {name(f): module_imports(f, name(f), known) for f in files}
+    # Tarjan's algorithm, iterative (no recursion limit on a deep import chain).
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                ring = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    ring.append(member)
+                    if member == node:
+                        break
+                if len(ring) > 1:
+                    cycles.append(sorted(ring))
+    return sorted(cycles)
+
+
+def test_no_import_cycle_between_app_modules() -> None:
+    """Imports run one way (e.g. features ← numpy matcher ← torch trainer): no two files of
+    ``app`` import each other, directly or around a ring, counting function-local imports too."""
+    assert import_cycles(ROOT) == []
+
+
+def test_the_cycle_finder_finds_a_ring_and_a_lazy_pair(tmp_path: Path) -> None:
+    pkg = tmp_path / "app"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "a.py": "from app.b import thing\n",
+        "b.py": "from . import c\n",
+        "c.py": "import app.a\n",
+        "d.py": "def later():\n    from app.sub import e\n",
+        "sub/__init__.py": "",
+        "sub/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..d import later\n",
+        "f.py": "from app.sub import e\nfrom app import a\n",  # imports into rings, in none
+    }
+    for rel, text in files.items():
+        (pkg / rel).write_text(text, encoding="utf-8")
+    assert import_cycles(tmp_path) == [["app.a", "app.b", "app.c"], ["app.d", "app.sub.e"]]

@@ -100,9 +100,9 @@ class Evolution:
     def due(self) -> bool:
         """Whether the automatic policy (every K new labels) asks for a round now."""
         every = self.settings.auto_every
-        return bool(every) and len(labelling.new_labels(self.store, self.labels())) >= int(
-            every or 0
-        )
+        if not every:
+            return False
+        return len(labelling.new_labels(self.store, self.labels())) >= every
 
     def training_set(
         self, labels: list[Label] | None = None

@@ -83,138 +83,27 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="302"/>
-        <source>Paste or type the customer&apos;s message and press Enter</source>
-        <translation>粘贴或输入顾客消息后按回车</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="304"/>
-        <source>Add customer message</source>
-        <translation>添加顾客消息</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="418"/>
-        <source>Customer</source>
-        <translation>顾客</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="420"/>
-        <source>Shop</source>
-        <translation>店铺</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="422"/>
-        <source>System</source>
-        <translation>系统</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="439"/>
-        <source>The real agent answered: {0}</source>
-        <translation>真实客服的回答：{0}</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="451"/>
+        <location filename="../conversation_view.py" line="202"/>
         <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="489"/>
+        <location filename="../conversation_view.py" line="234"/>
         <source>no end model yet: candidates only</source>
         <translation>端侧模型尚未就绪：仅显示候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="504"/>
-        <source>queued…</source>
-        <translation>排队中…</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="546"/>
-        <source>writing…</source>
-        <translation>生成中…</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="562"/>
-        <source>no draft</source>
-        <translation>无草稿</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="564"/>
-        <source>Drafting a reply</source>
-        <translation>生成回复草稿</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="574"/>
-        <source>stopped</source>
-        <translation>已停止</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="574"/>
-        <source>ready</source>
-        <translation>就绪</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="576"/>
-        <source>past dialogues shown: {0}</source>
-        <translation>参考了 {0} 段历史对话</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="616"/>
-        <source>Saving the draft</source>
-        <translation>保存草稿</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="638"/>
+        <location filename="../conversation_view.py" line="273"/>
         <source>Finding reply candidates</source>
         <translation>查找候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="761"/>
-        <source>Scoring the draft</source>
-        <translation>为草稿评分</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="773"/>
-        <source>Saving the rating</source>
-        <translation>保存评价</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="799"/>
-        <source>Asking the teacher…</source>
-        <translation>正在询问教师模型…</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="816"/>
-        <source>What was sent to {0} ({1}):</source>
-        <translation>发送给 {0}（{1}）的内容：</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="823"/>
-        <source>Teacher&apos;s reply ({0})</source>
-        <translation>教师回复（{0}）</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="824"/>
-        <source> · cached</source>
-        <translation> · 缓存</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="835"/>
-        <source>The teacher could not answer: {0}</source>
-        <translation>教师模型无法回答：{0}</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="830"/>
-        <location filename="../conversation_view.py" line="838"/>
-        <source>Asking the teacher</source>
-        <translation>询问教师模型</translation>
-    </message>
-    <message>
-        <location filename="../conversation_view.py" line="876"/>
+        <location filename="../conversation_view.py" line="315"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="884"/>
+        <location filename="../conversation_view.py" line="321"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -222,129 +111,178 @@
 <context>
     <name>DraftPanel</name>
     <message>
-        <location filename="../conversation_view.py" line="70"/>
+        <location filename="../draft_panel.py" line="56"/>
         <source>Draft</source>
         <translation>草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="90"/>
+        <location filename="../draft_panel.py" line="76"/>
         <source>A promise that neither the conversation nor the shop&apos;s knowledge supports: check it before sending</source>
         <translation>对话和店铺知识都不支持的承诺：发送前请核实</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="103"/>
+        <location filename="../draft_panel.py" line="89"/>
         <source>The end model&apos;s draft appears here; edit it freely.</source>
         <translation>端侧模型的草稿显示在这里，可随意修改。</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="113"/>
+        <location filename="../draft_panel.py" line="99"/>
         <source>Teacher&apos;s reply</source>
         <translation>教师回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="133"/>
+        <location filename="../draft_panel.py" line="119"/>
         <source>Send</source>
         <translation>发送</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="135"/>
+        <location filename="../draft_panel.py" line="121"/>
         <source>Regenerate</source>
         <translation>重新生成</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="136"/>
+        <location filename="../draft_panel.py" line="122"/>
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="139"/>
+        <location filename="../draft_panel.py" line="125"/>
         <source>Good draft</source>
         <translation>好的草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="141"/>
+        <location filename="../draft_panel.py" line="127"/>
         <source>Good draft (Ctrl+Up)</source>
         <translation>草稿不错（Ctrl+Up）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="144"/>
+        <location filename="../draft_panel.py" line="130"/>
         <source>Bad draft</source>
         <translation>差的草稿</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="147"/>
+        <location filename="../draft_panel.py" line="133"/>
         <source>Bad draft (Ctrl+Down): the teacher is asked for a label</source>
         <translation>草稿不好（Ctrl+Down）：向教师模型请求标注</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="149"/>
+        <location filename="../draft_panel.py" line="135"/>
         <source>Ask cloud</source>
         <translation>问云端</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="152"/>
+        <location filename="../draft_panel.py" line="138"/>
         <source>Quick phrases (Ctrl+1 … Ctrl+9)</source>
         <translation>快捷短语（Ctrl+1 … Ctrl+9）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="169"/>
+        <location filename="../draft_panel.py" line="162"/>
+        <source>The real agent answered: {0}</source>
+        <translation>真实客服的回答：{0}</translation>
+    </message>
+    <message>
+        <location filename="../draft_panel.py" line="170"/>
         <source>Quick phrases…</source>
         <translation>快捷短语…</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="186"/>
+        <location filename="../draft_panel.py" line="187"/>
         <source>Fill in before sending: {0}</source>
         <translation>发送前请填写：{0}</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="202"/>
+        <location filename="../draft_panel.py" line="203"/>
         <source>similarity</source>
         <translation>相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="203"/>
+        <location filename="../draft_panel.py" line="204"/>
         <source>match</source>
         <translation>匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="204"/>
+        <location filename="../draft_panel.py" line="205"/>
         <source>Final</source>
         <translation>Final</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="206"/>
+        <location filename="../draft_panel.py" line="207"/>
         <source>Similarity to the teacher&apos;s reply; – until the teacher has answered</source>
         <translation>与教师回复的相似度；教师回复前显示 –</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="210"/>
+        <location filename="../draft_panel.py" line="211"/>
         <source>How well the draft answers the customer (matcher); a draft that only repeats the customer&apos;s message scores 0</source>
         <translation>草稿对顾客问题的回答程度（匹配模型）；只重复顾客原话的草稿记 0 分</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="215"/>
+        <location filename="../draft_panel.py" line="216"/>
         <source>Final = α·similarity + (1−α)·match (α {0:.2f}, Θ {1:.2f})</source>
         <translation>Final = α·相似度 + (1−α)·匹配度（α {0:.2f}，Θ {1:.2f}）</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="220"/>
+        <location filename="../draft_panel.py" line="221"/>
         <source>fallback: similarity only</source>
         <translation>回退：仅用相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="222"/>
+        <location filename="../draft_panel.py" line="223"/>
         <source>The teacher&apos;s own match was below Θ, so Final = similarity</source>
         <translation>教师回复自身的匹配度低于 Θ，因此 Final = 相似度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="225"/>
+        <location filename="../draft_panel.py" line="226"/>
         <source>match only</source>
         <translation>仅匹配度</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="227"/>
+        <location filename="../draft_panel.py" line="228"/>
         <source>No teacher reply yet, or it only repeats the customer: Final = match</source>
         <translation>尚无教师回复，或教师回复只是重复顾客的话：Final = 匹配度</translation>
+    </message>
+</context>
+<context>
+    <name>DraftReview</name>
+    <message>
+        <location filename="../draft_review.py" line="68"/>
+        <source>Scoring the draft</source>
+        <translation>为草稿评分</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="82"/>
+        <source>Saving the rating</source>
+        <translation>保存评价</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="108"/>
+        <source>Asking the teacher…</source>
+        <translation>正在询问教师模型…</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="125"/>
+        <source>What was sent to {0} ({1}):</source>
+        <translation>发送给 {0}（{1}）的内容：</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="132"/>
+        <source>Teacher&apos;s reply ({0})</source>
+        <translation>教师回复（{0}）</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="133"/>
+        <source> · cached</source>
+        <translation> · 缓存</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="139"/>
+        <location filename="../draft_review.py" line="145"/>
+        <source>Asking the teacher</source>
+        <translation>询问教师模型</translation>
+    </message>
+    <message>
+        <location filename="../draft_review.py" line="143"/>
+        <source>The teacher could not answer: {0}</source>
+        <translation>教师模型无法回答：{0}</translation>
     </message>
 </context>
 <context>
@@ -813,6 +751,49 @@
         <location filename="../main_window.py" line="226"/>
         <source> and </source>
         <translation>，并且</translation>
+    </message>
+</context>
+<context>
+    <name>ModelDraft</name>
+    <message>
+        <location filename="../model_draft.py" line="53"/>
+        <source>queued…</source>
+        <translation>排队中…</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="66"/>
+        <source>writing…</source>
+        <translation>生成中…</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="83"/>
+        <source>no draft</source>
+        <translation>无草稿</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="85"/>
+        <source>Drafting a reply</source>
+        <translation>生成回复草稿</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="96"/>
+        <source>stopped</source>
+        <translation>已停止</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="96"/>
+        <source>ready</source>
+        <translation>就绪</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="98"/>
+        <source>past dialogues shown: {0}</source>
+        <translation>参考了 {0} 段历史对话</translation>
+    </message>
+    <message>
+        <location filename="../model_draft.py" line="143"/>
+        <source>Saving the draft</source>
+        <translation>保存草稿</translation>
     </message>
 </context>
 <context>
@@ -1411,6 +1392,34 @@
         <location filename="../local_teacher.py" line="253"/>
         <source>Start the local teacher (the model loads in a minute or two)</source>
         <translation>启动本地教师模型（模型加载需要一两分钟）</translation>
+    </message>
+</context>
+<context>
+    <name>TranscriptPane</name>
+    <message>
+        <location filename="../transcript.py" line="40"/>
+        <source>Paste or type the customer&apos;s message and press Enter</source>
+        <translation>粘贴或输入顾客消息后按回车</translation>
+    </message>
+    <message>
+        <location filename="../transcript.py" line="42"/>
+        <source>Add customer message</source>
+        <translation>添加顾客消息</translation>
+    </message>
+    <message>
+        <location filename="../transcript.py" line="82"/>
+        <source>Customer</source>
+        <translation>顾客</translation>
+    </message>
+    <message>
+        <location filename="../transcript.py" line="84"/>
+        <source>Shop</source>
+        <translation>店铺</translation>
+    </message>
+    <message>
+        <location filename="../transcript.py" line="86"/>
+        <source>System</source>
+        <translation>系统</translation>
     </message>
 </context>
 <context>

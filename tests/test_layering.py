@@ -61,18 +61,33 @@ def test_importing_the_engine_loads_no_qt_and_no_torch() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def module_imports(path: Path, module: str, known: set[str]) -> set[str]:
+def is_type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` or ``if typing.TYPE_CHECKING:``."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def module_imports(path: Path, module: str, known: set[str], type_only: bool = False) -> set[str]:
     """The modules of ``known`` that ``path`` (module ``module``) imports, resolved statically.
 
-    Every import statement counts: at module level, under ``if TYPE_CHECKING:`` and inside
-    functions alike (a function-local, lazy import hides a cycle from the interpreter but not from
-    the reader). ``from a.b import c`` names the module ``a.b.c`` when there is one, else ``a.b``;
-    a package's ``__init__`` run implicitly as the parent of an imported module is not counted.
+    Every import that runs counts: at module level and inside functions alike (a function-local,
+    lazy import hides a cycle from the interpreter, not from the reader). Imports under
+    ``if TYPE_CHECKING:`` never run and count only with ``type_only``: a part annotated with the
+    type of the window it belongs to is allowed for now. ``from a.b import c`` names the module
+    ``a.b.c`` when there is one, else ``a.b``; a package's ``__init__``, run implicitly as the
+    parent of an imported module, is not counted.
     """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and is_type_checking(node.test) and not type_only:
+            todo += node.orelse
+            continue
+        todo += ast.iter_child_nodes(node)
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in known}
         elif isinstance(node, ast.ImportFrom):
@@ -91,7 +106,7 @@ def module_imports(path: Path, module: str, known: set[str]) -> set[str]:
     return found
 
 
-def import_cycles(root: Path, package: str = "app") -> list[list[str]]:
+def import_cycles(root: Path, package: str = "app", type_only: bool = False) -> list[list[str]]:
     """Every set of modules under ``root/package`` that import each other in a ring (strongly
     connected components of the import graph with more than one module), each sorted."""
     files = sorted((root / package).rglob("*.py"))
@@ -101,7 +116,7 @@ def import_cycles(root: Path, package: str = "app") -> list[list[str]]:
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
     known = {name(f) for f in files}
-    graph = {name(f): module_imports(f, name(f), known) for f in files}
+    graph = {name(f): module_imports(f, name(f), known, type_only) for f in files}
     # Tarjan's algorithm, iterative (no recursion limit on a deep import chain).
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -146,7 +161,8 @@ def import_cycles(root: Path, package: str = "app") -> list[list[str]]:
 
 def test_no_import_cycle_between_app_modules() -> None:
     """Imports run one way (e.g. features ← numpy matcher ← torch trainer): no two files of
-    ``app`` import each other, directly or around a ring, counting function-local imports too."""
+    ``app`` import each other, directly or around a ring, counting function-local imports too
+    (annotation-only imports under ``if TYPE_CHECKING:`` are not counted: see module_imports)."""
     assert import_cycles(ROOT) == []
 
 
@@ -160,9 +176,12 @@ def test_the_cycle_finder_finds_a_ring_and_a_lazy_pair(tmp_path: Path) -> None:
         "c.py": "import app.a\n",
         "d.py": "def later():\n    from app.sub import e\n",
         "sub/__init__.py": "",
-        "sub/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..d import later\n",
+        "sub/e.py": "from ..d import later\n",
         "f.py": "from app.sub import e\nfrom app import a\n",  # imports into rings, in none
+        "g.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.h import H\n",
+        "h.py": "from app import g\n",
     }
     for rel, text in files.items():
         (pkg / rel).write_text(text, encoding="utf-8")
     assert import_cycles(tmp_path) == [["app.a", "app.b", "app.c"], ["app.d", "app.sub.e"]]
+    assert ["app.g", "app.h"] in import_cycles(tmp_path, type_only=True)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select, text
@@ -28,7 +29,9 @@ from app.store import (
 )
 from app.store.db import DATABASE_URL_ENV, shop_database_url
 from app.store.team import ShopSync, SyncStatus
-from tests.postgres import PgCluster
+
+if TYPE_CHECKING:
+    from tests.postgres import PgCluster
 
 # A real PostgreSQL server, started by the tests (pg_server, pg_url, pg_cluster).
 pytest_plugins = ("tests.postgres",)
@@ -327,3 +330,74 @@ def test_two_workers_never_take_the_same_outbox_item(pg_url: str) -> None:
         for thread in threads:
             thread.join()
         assert len(taken) == len(set(taken)) == 30
+
+
+def test_two_workers_never_label_the_same_candidate(pg_url: str) -> None:
+    from app.store import TeacherReply
+
+    with open_store(pg_url) as store:
+        with store.session() as session:
+            customer = store.get_or_create_customer(session, "c1")
+            conversation = store.open_conversation(session, customer.id, "jd")
+            message = store.add_message(session, conversation.id, "customer", "还没发货？")
+            drafts = [
+                store.add_draft(
+                    session,
+                    message.id,
+                    f"草稿 {n}",
+                    model_profile="m",
+                    latency_ms=1,
+                    prompt_tokens=1,
+                    completion_tokens=1,
+                ).id
+                for n in range(30)
+            ]
+            session.add(
+                TeacherReply(
+                    draft_id=drafts[0], query_text="q", reply_text="r", label_source="teacher"
+                )
+            )
+
+        with store.session() as first:
+            mine = store.claim_unlabeled_drafts(first, drafts, limit=3)
+            with store.session() as second:
+                second.execute(text("SET LOCAL lock_timeout = '5s'"))
+                theirs = store.claim_unlabeled_drafts(second, drafts, limit=3)
+                # Another session can still record a teacher reply for a claimed draft.
+                with store.session() as third:
+                    third.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    third.add(
+                        TeacherReply(
+                            draft_id=mine[0],
+                            query_text="q",
+                            reply_text="cached",
+                            label_source="teacher",
+                        )
+                    )
+        assert mine == drafts[1:4] and theirs == drafts[4:7]
+
+        def worker() -> None:
+            start.wait()
+            while True:
+                with store.session() as session:
+                    claimed = store.claim_unlabeled_drafts(session, drafts, limit=1)
+                    if not claimed:
+                        return
+                    session.add(
+                        TeacherReply(
+                            draft_id=claimed[0],
+                            query_text="q",
+                            reply_text="r",
+                            label_source="teacher",
+                        )
+                    )
+
+        start = threading.Barrier(4)
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with store.session() as session:
+            labels = list(session.scalars(select(TeacherReply.draft_id)))
+        assert sorted(labels) == sorted(drafts)  # every draft labeled, and once

@@ -11,6 +11,7 @@ New rows are flushed at once, so their ``id`` is set when a method returns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from app.store.models import (
     Rating,
     Score,
     ScoreMode,
+    TeacherReply,
     utcnow,
 )
 
@@ -189,6 +191,34 @@ class Repository(KnowledgeQueries):
             item.next_attempt_at = now + timedelta(seconds=lease_s)
         session.flush()
         return items
+
+    def claim_unlabeled_drafts(
+        self, session: Session, draft_ids: Iterable[int], limit: int | None = None
+    ) -> list[int]:
+        """Of the evolution candidates ``draft_ids``, those that have no label and that no other
+        worker is labeling, held for this unit of work: label them in it.
+
+        On PostgreSQL the drafts are locked ``FOR NO KEY UPDATE SKIP LOCKED``: several workers
+        labeling at once each get other drafts, never one twice, and the lock still lets other
+        sessions insert rows that refer to the draft (the teacher's reply, its outbox item). On
+        SQLite nothing is locked row by row (a unit of work holds the whole file): keep this
+        unit of work short there, which is why the desktop's loop labels outside it.
+        """
+        wanted = sorted(set(draft_ids))
+        if not wanted:
+            return []
+        labeled = select(TeacherReply.draft_id).where(TeacherReply.draft_id.is_not(None))
+        query = (
+            select(Draft.id)
+            .where(Draft.id.in_(wanted))
+            .where(Draft.id.not_in(labeled))
+            .order_by(Draft.id)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+        claimed = list(session.scalars(query if limit is None else query.limit(limit)))
+        # A label committed while we waited for the lock was not in the query's snapshot.
+        late = set(session.scalars(labeled.where(TeacherReply.draft_id.in_(claimed))))
+        return [draft_id for draft_id in claimed if draft_id not in late]
 
     def active_adapter(self, session: Session) -> AdapterVersion | None:
         return session.scalar(select(AdapterVersion).where(AdapterVersion.status == "active"))

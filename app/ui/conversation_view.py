@@ -75,13 +75,15 @@ class ConversationView(QWidget):
 
         p = self.panel
         p.send_button.clicked.connect(self.send)
-        p.regenerate_button.clicked.connect(self.request_draft)
+        # Not connected directly: clicked(bool) would pass False as request_draft's ``model``.
+        p.regenerate_button.clicked.connect(lambda: self.request_draft())
         p.stop_button.clicked.connect(self.stop)
         p.up_button.clicked.connect(lambda: self.rate(True))
         p.down_button.clicked.connect(lambda: self.rate(False))
         p.cloud_button.clicked.connect(self.ask_cloud)
         p.phrase_chosen.connect(self.insert_phrase)
-        p.editor.textChanged.connect(self._editor_changed)
+        p.editor.textChanged.connect(self.choice.edited)  # first: update_buttons reads its state
+        p.editor.textChanged.connect(self.update_buttons)
         self.pane.typed.connect(self.add_customer_message)
         self.choice.taken.connect(self._show_model_score)
         self.choice.taken.connect(self.update_buttons)
@@ -272,10 +274,6 @@ class ConversationView(QWidget):
     def suggest_failed(self, exc: BaseException) -> None:
         where = QCoreApplication.translate("ConversationView", "Finding reply candidates")
         self.services.report(where, exc)
-
-    def _editor_changed(self) -> None:
-        self.choice.edited()
-        self.update_buttons()
 
     def choose_candidate(self, n: int) -> None:
         """Alt+n: candidate n (1-based) into the editor, its first placeholder selected."""

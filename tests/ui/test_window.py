@@ -413,3 +413,15 @@ def test_unreadable_past_dialogues_are_reported_once_and_drafting_goes_on(
     use_past_dialogues(window, empty)
     assert window.services.shots_for([Turn("customer", "我想开个发票")]) == []
     assert len(errors) == 2 and "is empty" in errors[1][1]
+
+
+def test_regenerate_asks_the_loaded_model_for_a_new_draft(qtbot, window, store: Store) -> None:
+    view = open_and_draft(qtbot, window, "在吗？")
+    first = view.draft_id
+    qtbot.mouseClick(view.panel.regenerate_button, Qt.MouseButton.LeftButton)
+    assert (
+        not view.model_pending and view.panel.status.text() != "no end model yet: candidates only"
+    )
+    qtbot.waitUntil(lambda: view.draft_id is not None and view.draft_id != first)
+    with store.session() as session:
+        assert len(session.scalars(select(Draft)).all()) == 2

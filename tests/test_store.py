@@ -690,3 +690,45 @@ def test_a_failed_server_migration_changes_nothing(
         assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
         assert session.scalar(select(Customer.display_name)) == "小王"
         assert "doomed" not in inspect(session.connection()).get_table_names()
+
+
+def test_knowledge_and_suggestion_candidates_round_trip(store: Store) -> None:
+    """The shop knowledge's queries (a multi-row INSERT … RETURNING in order, bulk updates)."""
+    from app.store.knowledge import NewCandidate, NewKnowledgeEntry
+
+    _, message_id = seed_conversation(store)
+    entries = [
+        NewKnowledgeEntry("faq", [f"问题{n}"], f"问题{n}", f"答案{n}", f"h{n}", bytes([n] * 8))
+        for n in range(250)
+    ]
+    with store.session() as session:
+        source = store.add_knowledge_source(
+            session, "faq", kind="faq", format="faq", path=None, encoder="e5:1"
+        )
+        ids = store.add_knowledge_entries(session, source.id, entries)
+        store.set_knowledge_embeddings(session, {ids[0]: b"new"})
+        assert store.refresh_knowledge_source(session, source.id).entries == 250
+    with store.session() as session:
+        hashes = store.knowledge_hashes(session, source.id)
+        assert [hashes[f"h{n}"] for n in range(250)] == ids  # the ids came back in order
+        assert store.knowledge_embeddings_by_id(session, [ids[0], ids[1]]) == {
+            ids[0]: b"new",
+            ids[1]: bytes([1] * 8),
+        }
+        shown = store.record_candidates(
+            session,
+            message_id,
+            [
+                NewCandidate(0, "model", "有的亲"),
+                NewCandidate(1, "faq", "答案1", 0.5, knowledge_entry_id=ids[1]),
+            ],
+        )
+        store.choose_candidate(session, shown[1].id)
+    with store.session() as session:
+        assert [(c.text, c.chosen) for c in store.candidates_for(session, message_id)] == [
+            ("有的亲", False),
+            ("答案1", True),
+        ]
+        assert store.delete_knowledge_entries(session, ids[:10]) == 10
+        assert sorted(store.remove_knowledge_source(session, "faq")) == ids[10:]
+        assert store.knowledge_count(session) == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import platform
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import __version__, paths
 from app.errors import XiaoerError
 from app.store import open_store
+from app.ui import platform_check
 from app.ui.i18n import install_translator
 from app.ui.main_window import MainWindow
 from app.ui.services import AppContext
@@ -56,6 +59,13 @@ def build_window(settings: UiSettings | None = None) -> MainWindow:
 
 def run(argv: Sequence[str] | None = None) -> int:
     setup_logging()
+    if QApplication.instance() is None:
+        # Qt aborts the process when its platform plugin cannot load: say why first, and stop.
+        hint = platform_check.check(os.environ, platform.system())
+        if hint is not None:
+            log.error("cannot open the window: %s", hint)
+            print(hint, file=sys.stderr)
+            return 1
     app = application(argv)
     try:
         settings = load_settings()

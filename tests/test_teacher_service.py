@@ -37,9 +37,19 @@ CONVERSATION = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+# A real PostgreSQL server, started by the tests (tests/postgres.py).
+pytest_plugins = ("tests.postgres",)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """The desktop's SQLite file, and the shop's PostgreSQL database a worker drains (team mode)."""
+    url = (
+        f"sqlite:///{tmp_path / 'x.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    s = open_store(url)
     yield s
     s.close()
 

@@ -1,10 +1,26 @@
-"""A small line chart drawn with QPainter (no QtCharts/matplotlib: the window stays light)."""
+"""A small line chart drawn with QPainter (no QtCharts/matplotlib: the window stays light).
+
+A series of one point (the first day of use) is drawn as a bar from zero, not a lone dot.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
+
+
+def y_axis(values: list[float], fixed: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The y axis's (low, high). Rates use the ``fixed`` range they are given; counts and costs
+    start at zero (never below it unless a value is), and an all-zero series gets 0 to 1."""
+    if fixed is not None:
+        return fixed
+    if not values:
+        return 0.0, 1.0
+    low, high = min(0.0, *values), max(0.0, *values)
+    if high - low < 1e-9:
+        return low, low + 1.0
+    return low, high
 
 
 class LineChart(QWidget):
@@ -58,10 +74,7 @@ class LineChart(QWidget):
             painter.setPen(QColor("#999999"))
             painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, self.tr("no data yet"))
             return
-        # Counts and costs start at zero; rates use the fixed range they are given.
-        low, high = self.y_range or (min(0.0, *values), max(values))
-        if high - low < 1e-9:
-            low, high = low - 0.5, high + 0.5
+        low, high = y_axis(values, self.y_range)
         painter.setPen(QColor("#777777"))
         painter.drawText(QRectF(rect.left(), plot.top() - 6, 32, 14), f"{high:.2g}")
         painter.drawText(QRectF(rect.left(), plot.bottom() - 8, 32, 14), f"{low:.2g}")
@@ -81,6 +94,17 @@ class LineChart(QWidget):
             y = plot.bottom() - (v - low) / (high - low) * plot.height()
             return QPointF(x, y)
 
+        if n == 1 and self.points[0][1] is not None:
+            # One day: a bar from the axis's zero (or its floor) up to the value.
+            value = self.points[0][1]
+            base = at(0, min(max(0.0, low), high))
+            top = at(0, value)
+            width = min(40.0, plot.width() / 3)
+            bar = QRectF(base.x() - width / 2, top.y(), width, base.y() - top.y()).normalized()
+            if bar.height() < 2:  # a zero still shows where the bar stands
+                bar.setTop(bar.bottom() - 2)
+            painter.fillRect(bar, self.colour)
+            return
         path = QPainterPath()
         started = False
         for i, (_, v) in enumerate(self.points):

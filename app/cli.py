@@ -487,7 +487,9 @@ def cmd_gui(args: argparse.Namespace) -> int:
 def cmd_screenshots(args: argparse.Namespace) -> int:
     from app.ui.screenshots import take_screenshots
 
-    written = take_screenshots(Path(args.dir), model=args.model, replay=args.replay)
+    written = take_screenshots(
+        Path(args.dir), model=args.model, replay=args.replay, language=args.language
+    )
     print(json.dumps([str(p) for p in written]))
     return 0
 
@@ -525,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     shots.add_argument("dir")
     shots.add_argument("--model", default=models.DEFAULT_PROFILE)
     shots.add_argument("--replay", default=None, help="a JDDC 2019 chat file for the queue")
+    shots.add_argument(
+        "--language", default="en", choices=["en", "zh_CN"], help="the window's language"
+    )
     shots.set_defaults(func=cmd_screenshots)
 
     chat = sub.add_parser("chat", help="interactive terminal chat with the end model")

@@ -1,7 +1,10 @@
-"""``xiaoer screenshots DIR``: PNGs of the main states, grabbed offscreen from the real window.
+"""``xiaoer screenshots DIR``: PNGs of the main states, grabbed from the real window.
 
 The window runs on a throw-away data dir with the real end model; customers come from a JDDC 2019
 replay file when one is given (else a few typed messages); one chat has a streamed, scored draft.
+Offscreen by default; with ``QT_QPA_PLATFORM=xcb`` under an X server (``xvfb-run``) the PNGs are
+what the X server shows, fonts and all. ``--language zh_CN`` takes the Chinese window (files
+``*.zh_CN.png``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,25 @@ DEMO_PAST = [
 ]
 
 
+def snap(widget: Any, path: Path) -> Path:
+    """Save what the screen shows of ``widget`` (on an X server), else the widget's own render."""
+    from PySide6.QtGui import QGuiApplication
+
+    screen = widget.screen()
+    if QGuiApplication.platformName() == "xcb" and screen is not None:
+        screen.grabWindow(widget.winId()).save(str(path))
+    else:
+        widget.grab().save(str(path))
+    return path
+
+
 def take_screenshots(
-    out: Path, model: str = "qwen2.5-0.5b", replay: str | None = None
+    out: Path, model: str = "qwen2.5-0.5b", replay: str | None = None, language: str = "en"
 ) -> list[Path]:
     from app.store import open_store
     from app.ui.app import application
     from app.ui.channels import Incoming
+    from app.ui.i18n import install_translator
     from app.ui.main_window import MainWindow
     from app.ui.services import AppContext
     from app.ui.settings import UiSettings
@@ -38,6 +54,8 @@ def take_screenshots(
     written: list[Path] = []
     with headless_home():
         app = application()
+        install_translator(app, language)
+        suffix = "" if language == "en" else f".{language}"
         settings = UiSettings(model=model, max_tokens=96, label_weak_drafts=False)
         context = AppContext(open_store(), settings)
         window = MainWindow(context)
@@ -57,27 +75,21 @@ def take_screenshots(
         if view is not None:
             run_until(lambda: view.last_score is not None, 300)
         run_until(lambda: False, 0.3)
-        path = out / "workspace.png"
-        window.grab().save(str(path))
-        written.append(path)
+        written.append(snap(window, out / f"workspace{suffix}.png"))
 
         dialog = SettingsDialog(window.services.settings, parent=window)
         dialog.show()
         dialog.tabs.setCurrentIndex(1)
         dialog.provider.setCurrentText("gemini")  # shows the key field and the keyring state
         run_until(lambda: False, 0.3)
-        path = out / "settings.png"
-        dialog.grab().save(str(path))
-        written.append(path)
+        written.append(snap(dialog, out / f"settings{suffix}.png"))
         dialog.close()
 
-        written.append(suggestions_screenshot(window, out))
+        written.append(suggestions_screenshot(window, out, suffix))
 
         window.toggle_evolution()
         run_until(lambda: False, 0.3)
-        path = out / "evolution.png"
-        window.grab().save(str(path))
-        written.append(path)
+        written.append(snap(window, out / f"evolution{suffix}.png"))
 
         window._closing = True
         window.close()
@@ -86,7 +98,7 @@ def take_screenshots(
     return written
 
 
-def suggestions_screenshot(window: Any, out: Path) -> Path:
+def suggestions_screenshot(window: Any, out: Path, suffix: str = "") -> Path:
     """The demo shop's FAQ and past replies as candidates, the model's draft ranked in."""
     from app.knowledge import import_demo_faq
     from app.ui.channels import Incoming
@@ -103,6 +115,4 @@ def suggestions_screenshot(window: Any, out: Path) -> Path:
         if masked:
             view.choose_candidate(masked[0])
     run_until(lambda: False, 0.3)
-    path = out / "suggestions.png"
-    window.grab().save(str(path))
-    return path
+    return snap(window, out / f"suggestions{suffix}.png")

@@ -79,7 +79,13 @@ class LineChart(QWidget):
         painter.drawText(QRectF(rect.left(), plot.top() - 6, 32, 14), f"{high:.2g}")
         painter.drawText(QRectF(rect.left(), plot.bottom() - 8, 32, 14), f"{low:.2g}")
         n = len(self.points)
-        if n:
+        if n == 1:  # one day: its label under its bar
+            painter.drawText(
+                QRectF(plot.left(), plot.bottom() + 2, plot.width(), 14),
+                Qt.AlignmentFlag.AlignHCenter,
+                self.points[0][0],
+            )
+        elif n:
             painter.drawText(
                 QRectF(plot.left(), plot.bottom() + 2, plot.width() / 2, 14), self.points[0][0]
             )

@@ -127,7 +127,9 @@ def test_a_server_database_is_built_by_the_same_migrations(pg_url: str) -> None:
         assert store.is_server
         assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
         tables = set(
-            session.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            session.scalars(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            )
         )
     assert set(Base.metadata.tables) | {"alembic_version"} == tables
     with open_store(pg_url) as again:  # a second program finds it at head

@@ -140,16 +140,19 @@ def _open_server(url: str, lock_timeout: float) -> Store:
     parsed = make_url(url)
     if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    # Waiting for another session's row lock is bounded like SQLite's busy timeout; server
+    # options in the URL (``?options=-csearch_path%3Dxiaoer`` for a schema of its own) stay.
+    options = [f"-c lock_timeout={round(lock_timeout * 1000)}"]
+    given = parsed.query.get("options")
+    if given:
+        options.insert(0, given if isinstance(given, str) else " ".join(given))
+        parsed = parsed.difference_update_query(["options"])
     engine = create_engine(
         parsed,
         # A desktop's connections outlive server restarts: test each before use, so a restarted
         # server costs one reconnect, not one failed unit of work.
         pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            # Waiting for another session's row lock is bounded like SQLite's busy timeout.
-            "options": f"-c lock_timeout={round(lock_timeout * 1000)}",
-        },
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": " ".join(options)},
     )
     label = parsed.render_as_string(hide_password=True)
     try:

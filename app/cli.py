@@ -20,6 +20,7 @@ from app.errors import XiaoerError
 from app.evolve import cli as evolve_cli
 from app.evolve.cli import example_args, example_bank_of
 from app.knowledge import cli as knowledge_cli
+from app.store import cli as team_cli
 from app.suggest import cli as suggest_cli
 
 EXIT_USAGE = 2
@@ -682,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     evolve_cli.add_parsers(sub)
     knowledge_cli.add_parsers(sub)
     suggest_cli.add_parsers(sub)
+    team_cli.add_parsers(sub)
     return parser
 
 

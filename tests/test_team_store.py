@@ -401,3 +401,34 @@ def test_two_workers_never_label_the_same_candidate(pg_url: str) -> None:
         with store.session() as session:
             labels = list(session.scalars(select(TeacherReply.draft_id)))
         assert sorted(labels) == sorted(drafts)  # every draft labeled, and once
+
+
+def test_the_team_commands(
+    desktop: Store, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.cli import main
+
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    assert main(["team", "status"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"mode": "solo"}
+    assert main(["team", "sync"]) == 2
+
+    with open_store() as local:  # the desktop's own store in the data dir
+        pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+        made = [agent_turn(local, f"c{n}", p, random.Random(n)) for n, p in enumerate(pairs)]
+    monkeypatch.setenv(DATABASE_URL_ENV, pg_url)
+    assert main(["team", "upgrade"]) == 0
+    assert json.loads(capsys.readouterr().out)["revision"] == migrate.head_revision()
+    assert main(["team", "status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["mode"], status["state"], status["pending"]) == ("team", "online", 5)
+    assert main(["team", "sync"]) == 0
+    assert json.loads(capsys.readouterr().out)["sent"] == 5
+    assert sorted(shop_ratings(pg_url)) == sorted(made)
+
+    down = "postgresql+psycopg://xiaoer:secret@127.0.0.1:1/xiaoer"
+    assert main(["team", "status", "--url", down]) == 1
+    out = capsys.readouterr().out
+    assert json.loads(out)["state"] == "offline" and "secret" not in out

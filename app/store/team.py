@@ -174,6 +174,23 @@ class ShopSync:
             self._set_status(SyncStatus("online", self.pending(), None, utcnow()))
             return sent
 
+    def check(self) -> SyncStatus:
+        """Whether the shop's database can be reached now, sending nothing."""
+        with self._lock:
+            try:
+                with self._connect().engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+            except (StoreError, sa_exc.DBAPIError) as exc:
+                self._drop_shop()
+                self._set_status(
+                    SyncStatus("offline", self.pending(), _short(exc), self._status.last_synced_at)
+                )
+            else:
+                self._set_status(
+                    SyncStatus("online", self.pending(), None, self._status.last_synced_at)
+                )
+            return self._status
+
     def _connect(self) -> Store:
         if self._shop is None:
             assert self._shop_url is not None

@@ -240,8 +240,10 @@ class ShopSync:
             self._thread.join(timeout)
             self._thread = None
 
-    def close(self) -> None:
-        self.stop()
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop the background sync (waiting at most ``timeout`` for a sync in flight; what it
+        did not send waits here for the next start) and let go of the shop's database."""
+        self.stop(timeout)
         if self._shop is not None and self._shop_url is not None:
             self._shop.close()
             self._shop = None

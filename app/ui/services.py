@@ -25,6 +25,8 @@ from app.engine.conversation import Shot, Turn
 from app.engine.end_model import EndModel
 from app.scoring.scorers import ReplyScorer
 from app.store import Store
+from app.store.db import shop_database_url
+from app.store.team import ShopSync, SyncStatus
 from app.ui.evolution import evolve_command, missing_training_stack
 from app.ui.local_teacher import LocalTeacher, TeacherState, default_teacher_server
 from app.ui.settings import UiSettings
@@ -141,6 +143,9 @@ class Services(QObject):
     settings_changed = Signal()
     ranker_progress = Signal(str, int, int)
     """(stage, done, total) while the ranker trains after a knowledge import; total 0: no count."""
+    shop_status = Signal(str, int)
+    """Team mode: (state, ratings waiting) of the shop's database, state "connecting", "online"
+    or "offline"; emitted from the sync's thread on every change (never in solo mode)."""
     ranker_finished = Signal(str)
     """The version of the newly trained ranker, now active; "" when none was made (too little
     history, a failure, or the window closing)."""
@@ -172,6 +177,17 @@ class Services(QObject):
         """The setting ``_bank`` was built from; None in ``_bank`` there means it failed."""
         self.local_teacher = LocalTeacher(context.make_teacher_server, self)
         self.local_teacher.state_changed.connect(self._local_teacher_changed)
+        self.shop_sync: ShopSync | None = None
+        """Team mode ($XIAOER_DATABASE_URL): sends every rating to the shop's database, keeping
+        it here while the server is away (app.store.team)."""
+        shop = shop_database_url()
+        if shop is not None:
+            self.shop_sync = ShopSync(self.store, shop, on_status=self._shop_status_changed)
+            self.workspace.on_rated = self.shop_sync.notify
+            self.shop_sync.start()
+
+    def _shop_status_changed(self, status: SyncStatus) -> None:
+        self.shop_status.emit(status.state, status.pending)
 
     # The two below run on their own worker threads (scoring, cloud), never on the UI thread.
 
@@ -385,6 +401,8 @@ class Services(QObject):
         self.error.emit(where, message)
 
     def shutdown(self) -> None:
+        if self.shop_sync is not None:
+            self.shop_sync.close(timeout=2.0)  # unsent ratings wait in the local file
         self._ranker_cancel.set()
         self.local_teacher.shutdown()
         self.model.shutdown()

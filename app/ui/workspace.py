@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -96,8 +96,10 @@ def spreadsheet_safe(cell: object) -> object:
 
 
 class Workspace:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, on_rated: Callable[[], None] | None = None) -> None:
         self.store = store
+        self.on_rated = on_rated
+        """Called after a rating is saved (team mode: the shop sync sends it at once)."""
 
     # --- arriving and sent messages --------------------------------------------------------
 
@@ -154,7 +156,10 @@ class Workspace:
                 self.store.record_rating(session, draft_id, thumbs_up=thumbs_up, sent_text=text)
             if candidates is not None:
                 record_candidates(self.store, session, candidates)
-            return message.id
+            message_id = message.id
+        if draft_id is not None and self.on_rated is not None:
+            self.on_rated()
+        return message_id
 
     def record_candidate_draft(self, reply_to_id: int, candidate: Any) -> int:
         """A draft row for a retrieved candidate (a past reply or an FAQ answer) the agent rated
@@ -192,6 +197,8 @@ class Workspace:
     def rate(self, draft_id: int, thumbs_up: bool | None) -> None:
         with self.store.session() as session:
             self.store.record_rating(session, draft_id, thumbs_up=thumbs_up)
+        if self.on_rated is not None:
+            self.on_rated()
 
     def close_conversation(self, conversation_id: int) -> None:
         with self.store.session() as session:

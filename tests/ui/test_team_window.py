@@ -1,0 +1,54 @@
+"""Team mode in the window: a rated and sent reply reaches the shop's PostgreSQL database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+from sqlalchemy import select
+
+from app.store import Rating, Store, open_store
+from app.store.db import DATABASE_URL_ENV
+from app.ui.services import AppContext
+from tests.ui.test_window import open_and_draft
+
+# A real PostgreSQL server, started by the tests (tests/postgres.py).
+pytest_plugins = ("tests.postgres",)
+
+
+def shop_ratings(url: str) -> list[tuple[str, bool | None, str | None]]:
+    with open_store(url) as shop, shop.session() as session:
+        rows = session.scalars(select(Rating).order_by(Rating.rated_at))
+        return [(r.uid, r.thumbs_up, r.sent_text) for r in rows]
+
+
+def test_a_sent_reply_reaches_the_shops_database(
+    qtbot: Any,
+    context: AppContext,
+    answer_quit: list[str],
+    store: Store,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.ui.main_window import MainWindow
+
+    monkeypatch.setenv(DATABASE_URL_ENV, pg_url)
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    statuses: list[tuple[str, int]] = []
+    window.services.shop_status.connect(lambda state, n: statuses.append((state, n)))
+    window.show()
+    qtbot.waitUntil(lambda: window.model_ready or window.banner.isVisible(), timeout=10000)
+    try:
+        view = open_and_draft(qtbot, window, "能便宜点吗")
+        view.panel.editor.setPlainText("亲，已经是最低价啦，送您一张优惠券。")
+        qtbot.mouseClick(view.panel.up_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(view.panel.send_button, Qt.MouseButton.LeftButton)
+        with store.session() as session:
+            local = [(r.uid, r.thumbs_up, r.sent_text) for r in session.scalars(select(Rating))]
+        assert local and local[-1][2] == "亲，已经是最低价啦，送您一张优惠券。"
+        qtbot.waitUntil(lambda: shop_ratings(pg_url) == local, timeout=20000)
+        qtbot.waitUntil(lambda: statuses[-1:] == [("online", 0)], timeout=20000)
+    finally:
+        window.close()

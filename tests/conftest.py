@@ -125,6 +125,7 @@ def data_home(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch)
     home = tmp_path / "home"
     monkeypatch.setenv(paths.HOME_ENV, str(home))
     monkeypatch.setenv(paths.MODELS_ENV, str(models_dir))
+    monkeypatch.delenv("XIAOER_DATABASE_URL", raising=False)  # solo mode unless a test says so
     return home
 
 

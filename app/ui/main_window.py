@@ -32,6 +32,7 @@ from app.ui.queue_panel import ErrorBanner, QueuePanel
 from app.ui.services import AppContext, Services
 from app.ui.settings import WindowState, save_settings, save_state
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.shop_status import ShopStatus
 from app.ui.shortcuts import HelpOverlay, WindowActions, shortcut_table
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class MainWindow(QMainWindow):
         self.teacher_control = TeacherControl(self.services.local_teacher)
         self.statusBar().addPermanentWidget(self.teacher_control)
         self.show_teacher_control()
+        self.shop_status = ShopStatus(self.services)
+        self.statusBar().addPermanentWidget(self.shop_status)
         self.window_actions = WindowActions(self)
 
         # What tests, the smoke test and the screenshots call on the window.

@@ -50,5 +50,14 @@ def test_a_sent_reply_reaches_the_shops_database(
         assert local and local[-1][2] == "亲，已经是最低价啦，送您一张优惠券。"
         qtbot.waitUntil(lambda: shop_ratings(pg_url) == local, timeout=20000)
         qtbot.waitUntil(lambda: statuses[-1:] == [("online", 0)], timeout=20000)
+        assert window.shop_status.isVisible()
+        assert window.shop_status.text() == "Shop database: connected"
+        window.shop_status.show_status("offline", 3)  # as the sync reports an outage
+        assert "unreachable: 3 ratings" in window.shop_status.text()
     finally:
         window.close()
+
+
+def test_solo_mode_has_no_shop_status(window: Any) -> None:
+    assert window.services.shop_sync is None
+    assert not window.shop_status.isVisible()

@@ -4,17 +4,17 @@
 <context>
     <name>App</name>
     <message>
-        <location filename="../app.py" line="71"/>
+        <location filename="../app.py" line="81"/>
         <source>Xiaoer cannot start</source>
         <translation>小二无法启动</translation>
     </message>
     <message>
-        <location filename="../app.py" line="76"/>
+        <location filename="../app.py" line="86"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../app.py" line="77"/>
+        <location filename="../app.py" line="87"/>
         <source>Using the defaults.</source>
         <translation>使用默认设置。</translation>
     </message>
@@ -83,27 +83,27 @@
 <context>
     <name>ConversationView</name>
     <message>
-        <location filename="../conversation_view.py" line="202"/>
+        <location filename="../conversation_view.py" line="204"/>
         <source>Saving the customer&apos;s message</source>
         <translation>保存顾客消息</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="234"/>
+        <location filename="../conversation_view.py" line="236"/>
         <source>no end model yet: candidates only</source>
         <translation>端侧模型尚未就绪：仅显示候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="273"/>
+        <location filename="../conversation_view.py" line="275"/>
         <source>Finding reply candidates</source>
         <translation>查找候选回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="315"/>
+        <location filename="../conversation_view.py" line="313"/>
         <source>Sending the reply</source>
         <translation>发送回复</translation>
     </message>
     <message>
-        <location filename="../conversation_view.py" line="321"/>
+        <location filename="../conversation_view.py" line="319"/>
         <source>sent at {0}</source>
         <translation>已于 {0} 发送</translation>
     </message>
@@ -697,7 +697,7 @@
 <context>
     <name>LineChart</name>
     <message>
-        <location filename="../charts.py" line="59"/>
+        <location filename="../charts.py" line="75"/>
         <source>no data yet</source>
         <translation>暂无数据</translation>
     </message>
@@ -713,42 +713,42 @@
 <context>
     <name>MainWindow</name>
     <message>
-        <location filename="../main_window.py" line="47"/>
+        <location filename="../main_window.py" line="48"/>
         <source>Xiaoer — customer service assistant</source>
         <translation>小二 — 客服助手</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="163"/>
+        <location filename="../main_window.py" line="166"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="203"/>
+        <location filename="../main_window.py" line="206"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="205"/>
+        <location filename="../main_window.py" line="208"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="207"/>
+        <location filename="../main_window.py" line="210"/>
         <source>the ranker is training</source>
         <translation>排序模型正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="223"/>
+        <location filename="../main_window.py" line="226"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="225"/>
+        <location filename="../main_window.py" line="228"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="226"/>
+        <location filename="../main_window.py" line="229"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>
@@ -882,22 +882,22 @@
 <context>
     <name>Services</name>
     <message>
-        <location filename="../services.py" line="212"/>
+        <location filename="../services.py" line="228"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../services.py" line="245"/>
+        <location filename="../services.py" line="261"/>
         <source>Reply candidates</source>
         <translation>候选回复</translation>
     </message>
     <message>
-        <location filename="../services.py" line="339"/>
+        <location filename="../services.py" line="355"/>
         <source>Training the ranker</source>
         <translation>训练排序模型</translation>
     </message>
     <message>
-        <location filename="../services.py" line="381"/>
+        <location filename="../services.py" line="397"/>
         <source>The local teacher is not running: press Start beside its light in the status bar (or on the Teacher page of the settings).</source>
         <translation>本地教师模型未运行：请点状态栏中其指示灯旁的“启动”（或在设置的“教师模型”页中启动）。</translation>
     </message>
@@ -1208,6 +1208,24 @@
         <location filename="../settings_dialog.py" line="462"/>
         <source>Wait until the knowledge import has finished.</source>
         <translation>请等待知识导入完成。</translation>
+    </message>
+</context>
+<context>
+    <name>ShopStatus</name>
+    <message>
+        <location filename="../shop_status.py" line="23"/>
+        <source>Shop database: connected</source>
+        <translation>店铺数据库：已连接</translation>
+    </message>
+    <message>
+        <location filename="../shop_status.py" line="25"/>
+        <source>Shop database unreachable: {0} ratings kept here</source>
+        <translation>店铺数据库无法连接：{0} 条评价暂存在本机</translation>
+    </message>
+    <message>
+        <location filename="../shop_status.py" line="27"/>
+        <source>Shop database: connecting…</source>
+        <translation>店铺数据库：连接中…</translation>
     </message>
 </context>
 <context>

@@ -281,10 +281,35 @@ def test_existing_rows_get_distinct_uids_on_upgrade(shop_url: str) -> None:
                     "SELECT id, 'jd', 'open', '2024-01-01 00:00:00' FROM customers"
                 )
             )
+        t0 = "'2024-01-01 00:00:00'"
+        for role in ("customer", "agent"):
+            conn.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, role, text, sent_at) "
+                    f"SELECT id, '{role}', 'hi', {t0} FROM conversations"
+                )
+            )
+        conn.execute(
+            text(
+                "INSERT INTO drafts (conversation_id, reply_to_id, text, model_profile, latency_ms,"
+                " prompt_tokens, completion_tokens, created_at) SELECT conversation_id, id, 'd',"
+                f" 'm', 1, 1, 1, {t0} FROM messages WHERE role = 'customer'"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO ratings (draft_id, thumbs_up, edited, rated_at) "
+                f"SELECT id, {'true' if 'postgresql' in shop_url else '1'}, false, {t0} FROM drafts"
+            )
+        )
     engine.dispose()
     with open_store(shop_url) as store, store.session() as session:
-        uids = list(session.scalars(select(Conversation.uid)))
-    assert len(uids) == 3 == len(set(uids)) and all(len(u) >= 32 for u in uids)
+        for model, n in ((Conversation, 3), (Message, 6), (Draft, 3), (Rating, 3)):
+            uids = list(session.scalars(select(model.uid)))
+            assert len(uids) == n == len(set(uids)) and all(len(u) >= 32 for u in uids)
+        # The tables SQLite rebuilt kept their rows and the links between them.
+        drafts = session.scalars(select(Draft)).all()
+        assert all(d.reply_to.role == "customer" and d.ratings for d in drafts)
 
 
 # --- queue-like rows: one taker each ----------------------------------------------------------

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -137,6 +137,36 @@ def test_every_rating_arrives_once_though_the_server_is_killed_midway(
         assert dict(session.execute(select(Message.uid, Message.text)).all()) == local
         edited = session.scalars(select(Rating).where(Rating.edited.is_(True))).all()
         assert edited and all(r.sent_text for r in edited)
+
+
+def test_a_server_killed_inside_a_sync_leaves_nothing_half_sent(
+    desktop: Store, pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the batch's conversations, messages and drafts went in, before its ratings:
+    the shop rolls the batch back, the desktop keeps it, and the retry sends it once."""
+    from app.store import team
+
+    shop_url = pg_cluster.url(pg_cluster.create_database())
+    pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+    made = [agent_turn(desktop, f"c{n}", p, random.Random(n)) for n, p in enumerate(pairs)]
+    sync = ShopSync(desktop, shop_url)
+    real_insert = team._insert_new
+
+    def insert_then_die(session: Any, model: Any, rows: Any, key: str) -> Any:
+        if model is Rating:
+            pg_cluster.kill()
+        return real_insert(session, model, rows, key)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(team, "_insert_new", insert_then_die)
+        assert sync.sync() == 0
+    assert (sync.status.state, sync.status.pending) == ("offline", 5)
+    pg_cluster.restart()
+    with open_store(shop_url) as shop, shop.session() as session:
+        assert session.scalar(select(func.count()).select_from(Draft)) == 0  # rolled back
+    assert sync.sync() == 5
+    assert sorted(shop_ratings(shop_url)) == sorted(made)
+    sync.close()
 
 
 def _message_texts(store: Store) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from app.store import (
     Store,
     StoreError,
     SyncedRecord,
+    TeacherReply,
     migrate,
     open_store,
 )
@@ -197,6 +198,45 @@ def test_a_sync_cut_off_after_the_shop_committed_duplicates_nothing(
     assert sorted(shop_ratings(shop_url)) == sorted(made)
     with desktop.session() as session:
         assert session.scalar(select(func.count()).select_from(SyncedRecord)) == 10
+    sync.close()
+
+
+def test_scores_and_teacher_replies_arrive_once_with_their_links(
+    desktop: Store, shop_url: str
+) -> None:
+    """The paid-for labels and the scores a desktop made reach the shop too, each once; one made
+    after its draft's rating was sent joins it there."""
+    pairs = list(read_jddc2018(CORPUS / "jddc2018_sample.enc", CORPUS / "jddc2018_sample.dec"))
+    agent_turn(desktop, "c1", pairs[0], random.Random(1))
+    sync = ShopSync(desktop, shop_url)
+    assert sync.sync() == 1
+    with desktop.session() as session:
+        draft = session.scalars(select(Draft)).one()
+        desktop.record_score(session, draft.id, final=0.3, mode="match_only", alpha=0.8, theta=0.5)
+        session.add(
+            TeacherReply(
+                draft_id=draft.id,
+                message_id=draft.reply_to_id,
+                query_text="q",
+                reply_text="亲，今天发货哦",
+                label_source="teacher",
+            )
+        )
+        session.add(TeacherReply(query_text="q2", reply_text="r2", label_source="teacher"))
+    assert sync.sync() == 0  # no new rating; the score and the labels went
+    assert sync.sync() == 0
+    with open_store(shop_url) as shop, shop.session() as session:
+        shop_draft = session.scalars(select(Draft)).one()
+        assert shop_draft.uid == draft.uid
+        assert [s.final for s in shop_draft.scores] == [0.3]
+        labels = session.scalars(select(TeacherReply).order_by(TeacherReply.reply_text)).all()
+        assert [(t.reply_text, t.draft_id, t.message_id) for t in labels] == [
+            ("r2", None, None),
+            ("亲，今天发货哦", shop_draft.id, shop_draft.reply_to_id),
+        ]
+    with desktop.session() as session:
+        kinds = sorted(session.scalars(select(SyncedRecord.kind)))
+    assert kinds == ["rating", "score", "teacher_reply", "teacher_reply"]
     sync.close()
 
 
@@ -388,7 +428,6 @@ def test_two_workers_never_take_the_same_outbox_item(pg_url: str) -> None:
 
 
 def test_two_workers_never_label_the_same_candidate(pg_url: str) -> None:
-    from app.store import TeacherReply
 
     with open_store(pg_url) as store:
         with store.session() as session:

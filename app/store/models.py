@@ -239,7 +239,7 @@ class Rating(Base):
 class SyncedRecord(Base):
     """A record of this desktop's that the shop's database has (team mode, ``app.store.team``).
 
-    A rating of this desktop's with no row here is still to be sent: the local database is the
+    A rating, score or teacher reply of this desktop's with no row here is still to be sent: the local database is the
     journal, and a sync that is retried skips what is here and never duplicates the rest (the
     shop's database ignores a ``uid`` it already has).
     """
@@ -248,14 +248,16 @@ class SyncedRecord(Base):
 
     uid: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
-    """Which table the record is in, e.g. "rating"."""
+    """Which table the record is in: "rating", "score" or "teacher_reply"."""
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Score(Base):
     __tablename__ = "scores"
+    __table_args__ = (Index("uq_scores_uid", "uid", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = uid_column()
     draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
     similarity: Mapped[float | None]
     """Similarity to the reference reply; None when there was none (mode "match_only", which is
@@ -278,8 +280,10 @@ class TeacherReply(Base):
     """A pseudo-label: a reference reply from the cloud teacher, or an agent's edit of a draft."""
 
     __tablename__ = "teacher_replies"
+    __table_args__ = (Index("uq_teacher_replies_uid", "uid", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = uid_column()
     # SET NULL: labels stay usable for training after their conversation is deleted.
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), index=True

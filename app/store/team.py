@@ -2,10 +2,10 @@
 server is away for a while.
 
 The desktop keeps working on its own SQLite file as in solo mode (drafting, rating, editing never
-wait for the network), and that file is the journal: a rating with no ``synced_records`` row has
-not reached the shop yet. ``ShopSync.sync()`` sends those, with the conversation, its messages
-and the draft they hang on, in one transaction on the shop's side; only after it committed are
-they marked sent here. Every record carries the ``uid`` it was given on the desktop, and the shop
+wait for the network), and that file is the journal: a rating, score or teacher reply with no
+``synced_records`` row has not reached the shop yet. ``ShopSync.sync()`` sends those, with the
+drafts, conversations and messages they hang on, in one transaction on the shop's side; only
+after it committed are they marked sent here. Every record carries the ``uid`` it was given on the desktop, and the shop
 ignores a ``uid`` it already has (``ON CONFLICT DO NOTHING``), so a sync cut off between the two
 commits, or retried after any failure, never stores anything twice.
 
@@ -40,18 +40,27 @@ from app.store.models import (
     Draft,
     Message,
     Rating,
+    Score,
     SyncedRecord,
+    TeacherReply,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
 
 SyncState = Literal["connecting", "online", "offline"]
+SyncKind = Literal["rating", "score", "teacher_reply"]
 BATCH = 200
 """Ratings sent in one transaction."""
 RETRY_S = 10.0
 """How often the background sync tries again while the server is away (and checks for ratings
 nobody announced with ``notify``)."""
+SYNCED: tuple[tuple[SyncKind, type[Base]], ...] = (
+    ("rating", Rating),
+    ("score", Score),
+    ("teacher_reply", TeacherReply),
+)
+"""What a desktop sends, each with the draft (and message) it hangs on."""
 _CHUNK = 500  # ids in one IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 
 M = TypeVar("M", bound=Base)
@@ -134,12 +143,14 @@ class ShopSync:
     def pending(self) -> int:
         """Ratings made here that the shop's database does not have yet."""
         with self.local.session() as session:
-            return session.scalar(select(func.count()).select_from(Rating).where(_unsent())) or 0
+            unsent = _unsent(Rating.uid, "rating")
+            return session.scalar(select(func.count()).select_from(Rating).where(unsent)) or 0
 
     # --- syncing -----------------------------------------------------------------------------
 
     def sync(self) -> int:
-        """Send every rating not sent yet; returns how many were sent now.
+        """Send every rating, score and teacher reply not sent yet; returns how many ratings
+        were sent now.
 
         Never raises for a server that can't be reached: the status says offline, the ratings
         stay here, and the next call tries again. Other errors (a schema from a newer Xiaoer on
@@ -149,9 +160,13 @@ class ShopSync:
             sent = 0
             try:
                 shop = self._connect()
-                while n := self._send_batch(shop):
-                    sent += n
-                if not sent:  # nothing to send: still say truly whether the server is there
+                records = 0
+                while True:
+                    ratings, n = self._send_batch(shop)
+                    sent, records = sent + ratings, records + n
+                    if not n:
+                        break
+                if not records:  # nothing to send: still say truly whether the server is there
                     with shop.engine.connect() as conn:
                         conn.exec_driver_sql("SELECT 1")
             except (StoreError, sa_exc.DBAPIError) as exc:
@@ -205,19 +220,20 @@ class ShopSync:
         elif self._shop is not None:
             self._shop.engine.dispose()
 
-    def _send_batch(self, shop: Store) -> int:
+    def _send_batch(self, shop: Store) -> tuple[int, int]:
+        """One batch: (ratings sent, records sent)."""
         with self.local.session() as session:
             batch = _Batch.read(session, self.batch)
-        if not batch.ratings:
-            return 0
+        if not batch.records:
+            return 0, 0
         with shop.session() as session:
             batch.write(session)
-        self._acknowledge([row["uid"] for row in batch.ratings])
-        return len(batch.ratings)
+        self._acknowledge([(kind, row["uid"]) for kind, _, _, row in batch.records])
+        return batch.ratings, len(batch.records)
 
-    def _acknowledge(self, uids: Sequence[str]) -> None:
+    def _acknowledge(self, records: Sequence[tuple[SyncKind, str]]) -> None:
         with self.local.session() as session:
-            session.add_all(SyncedRecord(uid=uid, kind="rating") for uid in uids)
+            session.add_all(SyncedRecord(uid=uid, kind=kind) for kind, uid in records)
 
     # --- in the background -------------------------------------------------------------------
 
@@ -258,8 +274,8 @@ class ShopSync:
             self._wake.clear()
 
 
-def _unsent() -> Any:
-    return Rating.uid.not_in(select(SyncedRecord.uid).where(SyncedRecord.kind == "rating"))
+def _unsent(uid: Any, kind: SyncKind) -> Any:
+    return uid.not_in(select(SyncedRecord.uid).where(SyncedRecord.kind == kind))
 
 
 def _short(exc: BaseException) -> str:
@@ -288,25 +304,47 @@ def _in(session: Session, model: type[M], column: Any, values: Iterable[Any]) ->
 
 @dataclass
 class _Batch:
-    """Unsent ratings with everything they hang on, as plain values (local ids kept apart)."""
+    """Unsent records (ratings, scores, teacher replies) with everything they hang on, as plain
+    values: local ids are replaced by the uids (or masked ids) they are matched by."""
 
     customers: list[dict[str, Any]]
     conversations: list[tuple[str, dict[str, Any]]]  # (customer's masked id, row)
     messages: list[tuple[str, dict[str, Any]]]  # (conversation uid, row)
     drafts: list[tuple[str, str, str | None, dict[str, Any]]]  # conversation, reply-to, adapter
-    ratings_of: list[str]  # the draft uid of each rating
-    ratings: list[dict[str, Any]]
+    records: list[tuple[SyncKind, str | None, str | None, dict[str, Any]]]
+    """(kind, its draft's uid, its message's uid, row), ratings first."""
+
+    @property
+    def ratings(self) -> int:
+        return sum(kind == "rating" for kind, *_ in self.records)
 
     @classmethod
     def read(cls, session: Session, limit: int) -> _Batch:
         ratings = session.scalars(
-            select(Rating).where(_unsent()).order_by(Rating.id).limit(limit)
+            select(Rating).where(_unsent(Rating.uid, "rating")).order_by(Rating.id).limit(limit)
         ).all()
-        drafts = {d.id: d for d in _in(session, Draft, Draft.id, (r.draft_id for r in ratings))}
+        scores = session.scalars(
+            select(Score).where(_unsent(Score.uid, "score")).order_by(Score.id).limit(limit)
+        ).all()
+        labels = session.scalars(
+            select(TeacherReply)
+            .where(_unsent(TeacherReply.uid, "teacher_reply"))
+            .order_by(TeacherReply.id)
+            .limit(limit)
+        ).all()
+        draft_ids = [r.draft_id for r in ratings] + [s.draft_id for s in scores]
+        draft_ids += [t.draft_id for t in labels if t.draft_id is not None]
+        drafts = {d.id: d for d in _in(session, Draft, Draft.id, draft_ids)}
+        asked = _in(
+            session, Message, Message.id, (t.message_id for t in labels if t.message_id is not None)
+        )
         conversations = {
             c.id: c
             for c in _in(
-                session, Conversation, Conversation.id, (d.conversation_id for d in drafts.values())
+                session,
+                Conversation,
+                Conversation.id,
+                [d.conversation_id for d in drafts.values()] + [m.conversation_id for m in asked],
             )
         }
         customers = {
@@ -327,6 +365,19 @@ class _Batch:
                 (d.adapter_version_id for d in drafts.values() if d.adapter_version_id),
             )
         }
+        records: list[tuple[SyncKind, str | None, str | None, dict[str, Any]]] = [
+            ("rating", drafts[r.draft_id].uid, None, _row(r, "draft_id")) for r in ratings
+        ]
+        records += [("score", drafts[c.draft_id].uid, None, _row(c, "draft_id")) for c in scores]
+        records += [
+            (
+                "teacher_reply",
+                drafts[t.draft_id].uid if t.draft_id is not None else None,
+                message_uid[t.message_id] if t.message_id is not None else None,
+                _row(t, "draft_id", "message_id"),
+            )
+            for t in labels
+        ]
         return cls(
             customers=[_row(c) for c in customers.values()],
             conversations=[
@@ -346,8 +397,7 @@ class _Batch:
                 )
                 for d in drafts.values()
             ],
-            ratings_of=[drafts[r.draft_id].uid for r in ratings],
-            ratings=[_row(r, "draft_id") for r in ratings],
+            records=records,
         )
 
     def write(self, session: Session) -> None:
@@ -390,15 +440,16 @@ class _Batch:
             ],
             "uid",
         )
-        _insert_new(
-            session,
-            Rating,
-            [
-                {**row, "draft_id": draft_id[draft]}
-                for draft, row in zip(self.ratings_of, self.ratings, strict=True)
-            ],
-            "uid",
-        )
+        for kind, model in SYNCED:
+            rows = []
+            for record_kind, draft, message, row in self.records:
+                if record_kind != kind:
+                    continue
+                links = {"draft_id": draft_id[draft] if draft is not None else None}
+                if kind == "teacher_reply":
+                    links["message_id"] = message_id[message] if message is not None else None
+                rows.append({**row, **links})
+            _insert_new(session, model, rows, "uid")
 
 
 def _insert_new(

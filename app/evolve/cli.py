@@ -1,5 +1,5 @@
 """Command-line front of the evolution engine:
-``xiaoer evolve|adapters|train|eval|compare|report``."""
+``xiaoer evolve|adapters|train|onboard|eval|compare|report``."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _printer(jsonl: bool) -> Progress:
                 file=sys.stderr,
                 flush=True,
             )
-        elif kind in ("stage", "gate", "labels", "candidates", "warning", "error", "start"):
+        elif kind in ("stage", "gate", "labels", "candidates", "warning", "error", "start", "plan"):
             print(json.dumps(event, ensure_ascii=False), file=sys.stderr, flush=True)
 
     return show
@@ -283,6 +283,34 @@ def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
         )
     Evolution(store).export(version)
     return version
+
+
+def cmd_onboard(args: argparse.Namespace) -> int:
+    """Warm start: fine-tune the end model on the shop's history (see ``app.evolve.onboard``)."""
+    from app.evolve.onboard import DEFAULT_BUDGET_TOKENS, onboard, plan_onboarding
+
+    plan = plan_onboarding(
+        Path(args.corpus),
+        args.format,
+        args.budget_tokens or DEFAULT_BUDGET_TOKENS,
+        args.holdout,
+    )
+    show = _printer(args.jsonl)
+    show({"event": "plan", **plan.summary()})
+    if args.plan:
+        print(json.dumps(plan.summary(), ensure_ascii=False))
+        return 0
+    settings = EvolutionSettings.load()
+    if args.gate_items is not None:
+        settings = replace(settings, holdout_gate=args.gate_items)
+    store = _store()
+    try:
+        done = onboard(store, plan, settings, show, _cancel_on_signals(), gate=not args.no_gate)
+    except RuntimeError as exc:
+        print(json.dumps({"status": "stopped", "message": str(exc)}, ensure_ascii=False))
+        return 1
+    print(json.dumps({"status": "done", **done}, ensure_ascii=False))
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -470,6 +498,27 @@ def add_parsers(sub: Any) -> None:
     example_args(train, "for --shots", k=False)
     _shots_arg(train)
     train.set_defaults(func=cmd_train)
+
+    onboard = sub.add_parser(
+        "onboard", help="warm start: fine-tune the end model on the shop's past dialogues"
+    )
+    onboard.add_argument("--corpus", required=True, help="the history: a file or JDDC 2018 dir")
+    onboard.add_argument(
+        "--format",
+        choices=["jddc2018", "jddc2019", "jsonl", "csv"],
+        help="default: told by the path (as `xiaoer knowledge import`)",
+    )
+    onboard.add_argument(
+        "--budget-tokens", type=int, help="tokens to train on (default 300,000); the ETA follows"
+    )
+    onboard.add_argument(
+        "--holdout", type=int, default=200, help="pairs held back for the gate (whole chats)"
+    )
+    onboard.add_argument("--gate-items", type=int, help="held-back pairs the gate drafts")
+    onboard.add_argument("--no-gate", action="store_true", help="register it, don't gate it")
+    onboard.add_argument("--plan", action="store_true", help="only print the plan (JSON)")
+    onboard.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout")
+    onboard.set_defaults(func=cmd_onboard)
 
     ev = sub.add_parser("eval", help="held-out replies vs the human agent's (JSON)")
     ev.add_argument("--pairs", nargs=2, required=True, metavar=("ENC", "DEC"))

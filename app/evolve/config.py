@@ -82,7 +82,21 @@ class TrainConfig:
     quantization: Literal["none", "4bit"] = field(
         default="none", metadata={"help": "4bit = QLoRA through bitsandbytes (CUDA only)"}
     )
-    threads: int | None = field(default=None, metadata={"help": "CPU threads; None = all"})
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads; None = the physical cores this process may use"},
+    )
+    pack_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "pack examples into rows of up to N tokens, each its own sequence (no padding); "
+            "a step is one row. None: batch_size examples a step, padded"
+        },
+    )
+    budget_tokens: int | None = field(
+        default=None,
+        metadata={"help": "stop once this many tokens were trained on (steps: an upper bound)"},
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -98,6 +112,13 @@ class TrainConfig:
             raise ValueError("KTO preference training is offered for the lora method")
         if self.quantization == "4bit" and self.method != "lora":
             raise ValueError("4-bit training (QLoRA) is for the lora method")
+        if self.pack_tokens is not None:
+            if self.pack_tokens < self.max_input + self.max_output:
+                raise ValueError("pack_tokens must hold one whole example (max_input + max_output)")
+            if self.objective != "sft":
+                raise ValueError("packing is for sft: KTO compares whole sequences")
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise ValueError("budget_tokens must be at least 1")
 
     @classmethod
     def from_preset(cls, preset: str, method: Method, **overrides: Any) -> TrainConfig:

@@ -8,6 +8,7 @@ judges and records the verdict on the candidate's row.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,21 @@ class GateResult:
     active_final: float | None
     reason: str
     items: list[dict[str, Any]] = field(default_factory=list)
+    delta: dict[str, list[float | int]] = field(default_factory=dict)
+    """Per kind of item (``all``, ``probe``, ``holdout``, a label's source): [mean paired
+    difference candidate − active, half-width of its 95 % interval, n]."""
+
+    def summary(self) -> dict[str, Any]:
+        """The verdict without the items (what ``xiaoer onboard`` prints)."""
+        return {k: v for k, v in asdict(self).items() if k != "items"}
+
+
+def paired_difference(values: Sequence[float]) -> list[float | int]:
+    """[mean, half-width of its normal-approximation 95 % interval, n] of paired differences."""
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return [round(mean, 4), round(1.96 * math.sqrt(var / n), 4), n]
 
 
 def gate(version: str, items: Sequence[GateItem], margin: float, tolerance: float) -> GateResult:
@@ -61,7 +77,15 @@ def gate(version: str, items: Sequence[GateItem], margin: float, tolerance: floa
     else:
         reason = f"mean Final {cand_mean:.3f} ≥ {base_mean:.3f} + {margin}"
     passed = better and no_regression
-    return GateResult(version, passed, round(cand_mean, 4), round(base_mean, 4), reason, rows)
+    kinds: dict[str, list[float]] = {"all": []}
+    for item in items:
+        diff = item.candidate - item.active
+        kinds["all"].append(diff)
+        kinds.setdefault(item.kind, []).append(diff)
+    delta = {kind: paired_difference(values) for kind, values in kinds.items()}
+    return GateResult(
+        version, passed, round(cand_mean, 4), round(base_mean, 4), reason, rows, delta
+    )
 
 
 def run_gate(

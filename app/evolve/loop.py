@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from app.engine import models
 from app.errors import XiaoerError
 from app.evolve import labels as labelling
 from app.evolve import promotion
-from app.evolve.data import Example, as_turns, with_shots
+from app.evolve.data import Example, as_turns, read_examples, with_shots
 from app.evolve.gate import GateResult, run_gate
 from app.evolve.labels import Candidate, Label
 from app.evolve.settings import EvolutionSettings
@@ -145,9 +146,11 @@ class Evolution:
         held_back: Sequence[Example] = (),
         progress: Progress | None = None,
     ) -> GateResult:
-        """Candidate ``version`` against the active one on the probes and ``held_back`` labels
-        (a probe's reference is the teacher's reply, when there is a teacher)."""
+        """Candidate ``version`` against the active one on the probes, ``held_back`` labels and
+        the shop's held-back pairs (``settings.holdout``; a probe's reference is the teacher's
+        reply, when there is a teacher)."""
         items = [Example((p,), "", "probe") for p in self.settings.probes] + list(held_back)
+        items += self.holdout()
         references = [ex.reply or self._teacher_reference(ex) for ex in items]
         return run_gate(
             self.store,
@@ -159,6 +162,13 @@ class Evolution:
             self.settings.margin,
             self.settings.tolerance,
         )
+
+    def holdout(self) -> list[Example]:
+        """The first ``settings.holdout_gate`` pairs of the shop's held-back set (none unset)."""
+        if not self.settings.holdout or not self.settings.holdout_gate:
+            return []
+        pairs = read_examples(Path(self.settings.holdout))[: self.settings.holdout_gate]
+        return [replace(ex, source="holdout") for ex in pairs]
 
     def _teacher_reference(self, example: Example) -> str | None:
         if self.teacher is None:

@@ -43,6 +43,13 @@ class EvolutionSettings:
         metadata={"help": "past dialogues of `examples` in each training prompt and gate draft"},
     )
     holdback: int = field(default=5, metadata={"help": "recent labels kept out of training"})
+    holdout: str | None = field(
+        default=None,
+        metadata={"help": "the shop's held-back pairs (JSONL, kept out of training): gated on"},
+    )
+    holdout_gate: int = field(
+        default=40, metadata={"help": "pairs of `holdout` the gate drafts (always the same ones)"}
+    )
     min_label_chars: int = field(
         default=MIN_REPLY_CHARS,
         metadata={"help": "teacher labels and corpus replies shorter than this are not trained on"},
@@ -61,8 +68,10 @@ class EvolutionSettings:
             raise ValueError(f"Unknown objective {self.objective!r}: use sft or kto")
         if self.objective == "kto" and self.method != "lora":
             raise ValueError("KTO preference training is offered for the lora method")
-        if min(self.holdback, self.replay, self.min_label_chars, self.shots) < 0:
-            raise ValueError("holdback, replay, min_label_chars and shots must be >= 0")
+        if min(self.holdback, self.replay, self.min_label_chars, self.shots, self.holdout_gate) < 0:
+            raise ValueError(
+                "holdback, replay, min_label_chars, shots and holdout_gate must be >= 0"
+            )
         if self.shots and not self.examples:
             raise ValueError("shots needs examples: the past dialogues to choose them from")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from app.evolve.config import TrainConfig
-from app.evolve.data import IGNORE_INDEX, batches, encode, read_examples
+from app.evolve.data import IGNORE_INDEX, PackedRow, batches, encode, pack, read_examples
 from app.fsio import atomic_write_text, replace_dir
 
 Emit = Callable[[dict[str, Any]], None]
@@ -101,6 +101,60 @@ def _collate(items: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[
     }
 
 
+def _collate_packed(row: PackedRow) -> dict[str, Any]:
+    import torch
+
+    ids, labels, positions = row
+    return {
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([positions]),
+    }
+
+
+def packed_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Cross-entropy on the reply tokens of a packed row, the LM head computed only where a reply
+    token is predicted (a reply is a small part of a row: the vocabulary projection over every
+    position would cost more than the LoRA layers). No attention mask and no cache: transformers
+    then reads the sequences' bounds from the restarting positions."""
+    import torch
+
+    labels = batch["labels"][0]
+    where = torch.nonzero(labels[1:] != IGNORE_INDEX).squeeze(1)  # position t predicts t + 1
+    out = model(
+        input_ids=batch["input_ids"],
+        position_ids=batch["position_ids"],
+        logits_to_keep=where,
+        use_cache=False,
+    )
+    return torch.nn.functional.cross_entropy(out.logits[0].float(), labels[where + 1])
+
+
+def default_threads() -> int:
+    """The physical cores this process may run on: a second thread on a hyperthread sibling only
+    contends for the same core's vector units."""
+    import psutil
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, min(physical, allowed or physical))
+
+
+def planned_steps(config: TrainConfig, lengths: Sequence[int]) -> int:
+    """The run's steps: ``config.steps``, or fewer when ``budget_tokens`` is reached first (the
+    data order depends only on the seed, so a resumed run plans the same steps)."""
+    if config.budget_tokens is None:
+        return config.steps
+    per_step = 1 if config.pack_tokens else config.batch_size
+    order = batches(len(lengths), per_step, config.seed)
+    tokens = 0
+    for step in range(1, config.steps + 1):
+        tokens += sum(lengths[i] for i in next(order))
+        if tokens >= config.budget_tokens:
+            return step
+    return config.steps
+
+
 def reply_loss(model: Any, batch: dict[str, Any]) -> Any:
     """Cross-entropy on the reply tokens, computing the LM head only where it is needed.
 
@@ -126,13 +180,13 @@ def reply_loss(model: Any, batch: dict[str, Any]) -> Any:
     )
 
 
-def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
-    warmup = min(config.warmup_steps, config.steps - 1)
+def _lr_lambda(config: TrainConfig, steps: int) -> Callable[[int], float]:
+    warmup = min(config.warmup_steps, steps - 1)
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
+        return max(0.0, (steps - step) / max(1, steps - warmup))
 
     return factor
 
@@ -223,26 +277,33 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    threads = config.threads or default_threads()
+    torch.set_num_threads(threads)
     _seed_everything(config.seed)
     device = _device(config)
     examples = read_examples(Path(config.data))
     model, tokenizer = build_model(config, device)
     encoded = [encode(ex, tokenizer, config.max_input, config.max_output) for ex in examples]
+    rows = pack(encoded, config.pack_tokens, config.seed) if config.pack_tokens else []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    total = planned_steps(
+        config, [len(r[0]) for r in rows] if rows else [len(e[0]) for e in encoded]
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total))
     fingerprint = _fingerprint(config)
     start = _resume(model, optimizer, scheduler, out, fingerprint, emit)
     emit(
         {
             "event": "start",
             "examples": len(encoded),
-            "steps": config.steps,
+            "rows": len(rows) or None,
+            "steps": total,
             "trainable_params": sum(p.numel() for p in params),
             "resumed_from": start,
             "device": device,
+            "threads": threads,
         }
     )
     preference = None
@@ -252,23 +313,30 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
         preference = KTOLoss(config.kto_beta)
     # Plain labels count as desirable replies for KTO.
     desirable = [ex.desirable is not False for ex in examples]
-    order = batches(len(encoded), config.batch_size, config.seed)
+    order = batches(len(rows) or len(encoded), 1 if rows else config.batch_size, config.seed)
+    lengths = [len(r[0]) for r in rows] if rows else [len(e[0]) for e in encoded]
+    before = 0  # tokens of the steps a resumed run has done
     for _ in range(start):  # the same data order as an uninterrupted run
-        next(order)
+        before += sum(lengths[i] for i in next(order))
     model.train()
     tokens = 0
     losses: list[float] = []
     started = time.monotonic()
     step = start
-    while step < config.steps:
+    while step < total:
         if stop.is_set():
             _save_checkpoint(model, optimizer, scheduler, step, out, fingerprint)
             emit({"event": "cancelled", "step": step})
             return {"cancelled": True, "step": step}
         chosen = next(order)
-        batch = _collate([encoded[i] for i in chosen], pad_id)
+        if rows:
+            batch = _collate_packed(rows[chosen[0]])
+        else:
+            batch = _collate([encoded[i] for i in chosen], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
-        if preference is None:
+        if rows:
+            loss = packed_loss(model, batch)
+        elif preference is None:
             loss = reply_loss(model, batch)
         else:
             wanted = torch.tensor([desirable[i] for i in chosen], device=device)
@@ -279,7 +347,7 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += int(batch["attention_mask"].sum())
+        tokens += int(batch["labels"].numel() if rows else batch["attention_mask"].sum())
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"the loss became {value} at step {step}; lower the lr")
@@ -290,14 +358,15 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
             {
                 "event": "step",
                 "step": step,
-                "total": config.steps,
+                "total": total,
                 "loss": round(value, 4),
                 "lr": scheduler.get_last_lr()[0],
+                "tokens": before + tokens,
                 "tok_s": round(tokens / elapsed, 1),
-                "eta_s": round((config.steps - step) / rate, 1),
+                "eta_s": round((total - step) / rate, 1),
             }
         )
-        if step % config.save_every == 0 and step < config.steps:
+        if step % config.save_every == 0 and step < total:
             _save_checkpoint(model, optimizer, scheduler, step, out, fingerprint)
         if config.snapshot_every and step % config.snapshot_every == 0:
             model.save_pretrained(str(out / "steps" / str(step)))
@@ -308,7 +377,7 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
     model.save_pretrained(str(tmp))
     replace_dir(tmp, adapter)
     metrics = {
-        "steps": config.steps,
+        "steps": total,
         "resumed_from": start,
         "examples": len(encoded),
         "first_loss": losses[0] if losses else None,

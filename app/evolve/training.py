@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from app.engine import models
 from app.evolve.config import SHOTS_MAX_INPUT, TrainConfig
@@ -44,11 +45,11 @@ def train_candidate(
             return store.get_adapter(session, version) is not None
 
     run_dir = new_run_dir(f"{method}-{datetime.now():%Y%m%d-%H%M%S}", taken)
-    version = run_dir.name
     write_examples(show(examples), run_dir / "data.jsonl")
     with store.session() as session:
         active = store.active_adapter(session)
-        parent = active.version if active is not None else None
+        # A round continues from the active version: what earlier rounds and the warm start
+        # learned is built on, not trained again from the base model.
         init = str(Path(active.path) / "adapter") if active and active.method == method else None
     config = TrainConfig.from_preset(
         settings.preset,
@@ -62,6 +63,25 @@ def train_candidate(
         max_input=SHOTS_MAX_INPUT if settings.shots else None,
     )
     config.save(run_dir / "run.json")
+    version, _ = train_run(store, run_dir, config, progress, cancel)
+    return version
+
+
+def train_run(
+    store: Store,
+    run_dir: Path,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Train ``config`` (saved as ``run_dir/run.json``) in the child process, record the run and
+    register the result as a candidate version named after ``run_dir``, its parent the active
+    version; returns (the version, the trainer's final event). RuntimeError when training fails
+    or is cancelled (a cancelled run resumes when the same config runs again)."""
+    version = run_dir.name
+    with store.session() as session:
+        active = store.active_adapter(session)
+        parent = active.version if active is not None else None
     with store.session() as session:
         run = TrainingRun(
             config=asdict(config),
@@ -83,8 +103,8 @@ def train_candidate(
             parent_row = store.get_adapter(session, parent) if parent else None
             row = AdapterVersion(
                 version=version,
-                method=method,
-                base_model=base_model,
+                method=config.method,
+                base_model=config.base_model,
                 parent_id=parent_row.id if parent_row else None,
                 path=str(run_dir),
                 metrics={"train": result},
@@ -95,7 +115,7 @@ def train_candidate(
             finished.adapter_version_id = row.id
     if status != "succeeded":
         raise RuntimeError(f"training {status}: {result.get('message', 'see ' + str(run_dir))}")
-    return version
+    return version, result
 
 
 def export_candidate(store: Store, version: str, base_model: str) -> Path:

@@ -1,0 +1,302 @@
+"""Warm start ("onboarding"): fine-tune the end model once on the shop's past dialogues.
+
+>>> plan = plan_onboarding(Path("history.csv"), budget_tokens=200_000)   # sizes and the ETA
+>>> onboard(store, plan, progress=print)          # train → export → gate → promote
+
+The history is read by the knowledge importer's readers (JDDC 2018 / 2019, JSONL, CSV), cleaned
+(``clean_history``: duplicates and curt replies dropped, stock phrases capped, platform masks such
+as ``[订单编号:[数字x]]`` kept as they are), and split once into a fixed held-back set (whole
+conversations, chosen by a hash of their id, so the split does not move when the file grows) and
+the training history. The trainer runs as the usual child process with sequence packing and a token
+budget; a killed or stopped run resumes from its checkpoint when ``onboard`` runs again with the same
+plan. The result is an adapter version like any other: gated against the active one on the
+held-back set and the probes, promoted or rejected, rolled back.
+
+Afterwards the evolution settings point at both files: a round replays a sample of the history
+(``settings.corpus``) and its gate compares candidate and active on the held-back set
+(``settings.holdout``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from app import paths
+from app.engine import models
+from app.evolve.config import QUICK_PRESET, TrainConfig
+from app.evolve.data import MIN_REPLY_CHARS, Example, clean_examples, write_examples
+from app.evolve.settings import EvolutionSettings
+from app.evolve.trainer_process import Progress
+from app.evolve.training import export_candidate, train_run
+from app.evolve.versions import adapters_dir, check_version_name
+from app.fsio import atomic_write_text
+from app.store import Store
+
+DEFAULT_BUDGET_TOKENS = 300_000
+"""About 40 minutes at the ~120 tokens/s packed LoRA training reaches on a quiet 2-core CPU."""
+PACK_TOKENS = 1024
+HOLDOUT_PAIRS = 200
+"""Held back from training once; the gate drafts ``EvolutionSettings.holdout_gate`` of them."""
+ONBOARD_MAX_INPUT = 192
+ONBOARD_MAX_OUTPUT = 64
+ONBOARD_LR = 4e-4
+
+
+def onboarding_dir() -> Path:
+    path = paths.data_dir() / "onboarding"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    read: int
+    kept: int
+    duplicates: int
+    """Same context and reply as an earlier pair."""
+    dropped: int
+    """Curt, only repeating the customer, or a stock phrase over its cap."""
+
+
+def read_history(corpus: Path, fmt: str | None = None) -> list[Example]:
+    """The past dialogues of ``corpus`` (the knowledge importer's formats; ``fmt`` None: told by
+    the path), each with its conversation's id as its source (``history:<id>``)."""
+    from app.knowledge.formats import format_of, parse_file
+
+    result = parse_file(corpus, format_of(corpus) if fmt is None else fmt)  # type: ignore[arg-type]
+    out = []
+    for n, entry in enumerate(result.entries):
+        if entry.kind != "dialogue":
+            continue
+        conversation = entry.conversation or f"pair{n}"
+        out.append(Example(entry.context, entry.answer, f"history:{conversation}"))
+    if not out:
+        raise ValueError(f"{corpus}: no past dialogues (customer message → agent reply) to learn")
+    return out
+
+
+def clean_history(
+    examples: Sequence[Example], max_same_reply: int = 2, min_chars: int = MIN_REPLY_CHARS
+) -> tuple[list[Example], CleanReport]:
+    """Exact duplicates dropped, then ``clean_examples`` (stock phrases capped, emoticon codes
+    removed, curt replies and echoes of the customer dropped). Masks stay: the model learns to
+    write ``[订单编号:[数字x]]`` where an agent wrote a real order number."""
+    seen: set[tuple[tuple[str, ...], str]] = set()
+    unique = []
+    for ex in examples:
+        key = (ex.context, ex.reply)
+        if key not in seen:
+            seen.add(key)
+            unique.append(ex)
+    kept = clean_examples(unique, max_same_reply=max_same_reply, min_chars=min_chars)
+    report = CleanReport(
+        len(examples), len(kept), len(examples) - len(unique), len(unique) - len(kept)
+    )
+    return kept, report
+
+
+def split_holdout(examples: Sequence[Example], n: int) -> tuple[list[Example], list[Example]]:
+    """(training history, held-back set): whole conversations go to the held-back set, in the
+    order of a hash of their id, until it has ``n`` pairs. The same corpus gives the same split,
+    and a conversation never has pairs on both sides."""
+    by_conversation: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_conversation.setdefault(ex.source, []).append(i)
+
+    def rank(conversation: str) -> str:
+        return hashlib.sha256(conversation.encode("utf-8")).hexdigest()
+
+    held: set[int] = set()
+    for conversation in sorted(by_conversation, key=rank):
+        if len(held) >= n:
+            break
+        held.update(by_conversation[conversation])
+    train = [ex for i, ex in enumerate(examples) if i not in held]
+    return train, [ex for i, ex in enumerate(examples) if i in held]
+
+
+@dataclass
+class OnboardPlan:
+    """What a warm start will do, before it starts (``xiaoer onboard --plan``)."""
+
+    corpus: str
+    format: str | None
+    budget_tokens: int
+    report: CleanReport
+    train_pairs: int
+    holdout_pairs: int
+    history_tokens: int
+    """Tokens of the cleaned training history (prompt and reply), one pass."""
+    epochs: float
+    """How many passes over the history the budget buys."""
+    tok_s: float | None
+    """The speed the last warm start measured on this machine (None: not measured yet)."""
+    eta_s: float | None
+    version: str
+    """The adapter version it trains: the same plan resumes the same run."""
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "report"} | {
+            "read": self.report.read,
+            "duplicates": self.report.duplicates,
+            "dropped": self.report.dropped,
+        }
+
+
+def _speed_file() -> Path:
+    return onboarding_dir() / "speed.json"
+
+
+def measured_speed() -> float | None:
+    try:
+        value = json.loads(_speed_file().read_text(encoding="utf-8")).get("tok_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _count_tokens(examples: Sequence[Example], base_model: str) -> int:
+    from transformers import AutoTokenizer
+
+    from app.evolve.base import trainable_dir
+    from app.evolve.data import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(str(trainable_dir(base_model)))
+    return sum(
+        len(encode(ex, tokenizer, ONBOARD_MAX_INPUT, ONBOARD_MAX_OUTPUT)[0]) for ex in examples
+    )
+
+
+def plan_onboarding(
+    corpus: Path,
+    fmt: str | None = None,
+    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    holdout: int = HOLDOUT_PAIRS,
+    base_model: str = models.DEFAULT_PROFILE,
+) -> OnboardPlan:
+    """Read, clean and split the history (written to the onboarding folder) and size the run."""
+    if budget_tokens < 1:
+        raise ValueError("The token budget must be at least 1")
+    kept, report = clean_history(read_history(corpus, fmt))
+    train, held = split_holdout(kept, holdout)
+    if not train:
+        raise ValueError(f"{corpus}: nothing left to learn after cleaning and the held-back set")
+    folder = onboarding_dir()
+    write_examples(train, folder / "history.jsonl")
+    write_examples(held, folder / "holdout.jsonl")
+    tokens = _count_tokens(train, base_model)
+    speed = measured_speed()
+    key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model])
+    version = check_version_name(f"onboard-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
+    return OnboardPlan(
+        str(corpus),
+        fmt,
+        budget_tokens,
+        report,
+        len(train),
+        len(held),
+        tokens,
+        round(budget_tokens / tokens, 3),
+        speed,
+        round(budget_tokens / speed) if speed else None,
+        version,
+    )
+
+
+def onboarding_config(plan: OnboardPlan, run_dir: Path, base_model: str) -> TrainConfig:
+    """LoRA on the quick preset's layers, packed rows, as many steps as the budget buys."""
+    return TrainConfig(
+        data=str(run_dir / "data.jsonl"),
+        output_dir=str(run_dir),
+        method="lora",
+        base_model=base_model,
+        lr=ONBOARD_LR,
+        warmup_steps=10,
+        max_input=ONBOARD_MAX_INPUT,
+        max_output=ONBOARD_MAX_OUTPUT,
+        pack_tokens=PACK_TOKENS,
+        budget_tokens=plan.budget_tokens,
+        steps=plan.budget_tokens // (PACK_TOKENS // 2) + 1,  # an upper bound: rows are ≥ half full
+        save_every=10,
+        lora_top_layers=QUICK_PRESET["lora_top_layers"],
+    )
+
+
+def onboard(
+    store: Store,
+    plan: OnboardPlan,
+    settings: EvolutionSettings | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    base_model: str = models.DEFAULT_PROFILE,
+    gate: bool = True,
+) -> dict[str, Any]:
+    """Train the plan's version (resuming it if a run was stopped), export it, gate it against the
+    active version and promote it if it passes; point the evolution settings at the history and
+    the held-back set. Callable from a worker thread (the UI) or the CLI; raises RuntimeError when
+    training fails or is cancelled (then the next call resumes)."""
+    from app.evolve.loop import Evolution
+
+    emit = progress or (lambda event: None)
+    settings = settings or EvolutionSettings.load()
+    folder = onboarding_dir()
+    run_dir = adapters_dir() / plan.version
+    with store.session() as session:
+        if store.get_adapter(session, plan.version) is not None:
+            raise ValueError(
+                f"This history was already learned with this budget (version {plan.version}); "
+                "give another --budget-tokens to train again"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "data.jsonl").write_bytes((folder / "history.jsonl").read_bytes())
+    config = onboarding_config(plan, run_dir, base_model)
+    config.save(run_dir / "run.json")
+    emit({"event": "stage", "stage": "train", **plan.summary()})
+    version, result = train_run(store, run_dir, config, progress, cancel)
+    if result.get("tok_s"):
+        atomic_write_text(_speed_file(), json.dumps({"tok_s": result["tok_s"]}))
+    settings = replace(
+        settings,
+        corpus=str(folder / "history.jsonl"),
+        holdout=str(folder / "holdout.jsonl"),
+    )
+    settings.save()
+    emit({"event": "stage", "stage": "export"})
+    export_candidate(store, version, base_model)
+    done: dict[str, Any] = {"version": version, "train": result, "promoted": False}
+    if gate:
+        emit({"event": "stage", "stage": "gate"})
+        evo = Evolution(store, settings, base_model=base_model)
+        verdict = evo.gate(version, progress=progress)
+        done.update(promoted=verdict.promoted, reason=verdict.reason, gate=verdict.summary())
+        if verdict.promoted:
+            evo.promote(version)
+    emit({"event": "done", **done})
+    return done
+
+
+def start_onboarding(
+    store: Store,
+    plan: OnboardPlan,
+    progress: Progress,
+    settings: EvolutionSettings | None = None,
+) -> tuple[threading.Thread, threading.Event]:
+    """``onboard`` on a background thread, for the Evolution panel: returns (the thread, the
+    event that stops it). Errors arrive as an ``error`` event; stopping checkpoints the run."""
+    cancel = threading.Event()
+
+    def work() -> None:
+        try:
+            onboard(store, plan, settings, progress, cancel)
+        except (RuntimeError, ValueError, OSError) as exc:
+            progress({"event": "error", "message": str(exc)})
+
+    thread = threading.Thread(target=work, name="xiaoer-onboard", daemon=True)
+    thread.start()
+    return thread, cancel

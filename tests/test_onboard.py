@@ -1,0 +1,303 @@
+"""The warm start ("onboarding") and rounds on top of it, on the tiny random Qwen2 model: reading
+and cleaning a shop's history, packing, the token budget, kill and resume of the child process,
+registration as an adapter version, and a round that continues from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.evolve import labels as labelling
+from app.evolve.config import TrainConfig
+from app.evolve.data import IGNORE_INDEX, Example, encode, pack, read_examples
+from app.evolve.gate import GateItem, gate
+from app.evolve.onboard import (
+    OnboardPlan,
+    clean_history,
+    onboard,
+    onboarding_config,
+    plan_onboarding,
+    read_history,
+    split_holdout,
+)
+from app.evolve.promotion import sha256_of
+from app.evolve.settings import EvolutionSettings
+from app.evolve.train import _collate, packed_loss, planned_steps, reply_loss, train
+from app.store import Store, open_store
+from app.store.models import utcnow
+
+torch = pytest.importorskip("torch", reason="training needs the [hf] extra")
+
+STOCK = "请问还有其他还可以帮到您的吗?"
+HISTORY_CSV = "conversation,customer,agent\n" + "".join(
+    f"c{i},你好，订单[订单编号:[数字x]]什么时候到{i}？,亲，订单[订单编号:[数字x]]预计明天送达哦{i}\n"
+    f"c{i},可以开发票吗{i}？,亲，可以开电子发票的，下单时填写抬头即可{i}\n"
+    for i in range(12)
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    path = tmp_path / "history.csv"
+    path.write_text(HISTORY_CSV, encoding="utf-8")
+    return path
+
+
+def test_history_is_read_by_the_importer_and_cleaned_with_masks_kept(tmp_path: Path) -> None:
+    rows = [
+        ("a", "在吗", "在的"),  # curt
+        ("b", "订单到哪了", "亲，您的订单[订单编号:[数字x]]已经出库了哦"),
+        ("b", "订单到哪了", "亲，您的订单[订单编号:[数字x]]已经出库了哦"),  # duplicate
+        *[(f"s{i}", f"好的谢谢{i}", STOCK) for i in range(4)],  # a stock phrase, capped at 2
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"context": [q], "reply": r, "conversation": c}, ensure_ascii=False) + "\n"
+            for c, q, r in rows
+        ),
+        encoding="utf-8",
+    )
+    examples = read_history(path, "jsonl")
+    assert len(examples) == 7
+    kept, report = clean_history(examples)
+    assert [ex.reply for ex in kept] == ["亲，您的订单[订单编号:[数字x]]已经出库了哦", STOCK, STOCK]
+    assert (report.read, report.kept, report.duplicates, report.dropped) == (7, 3, 1, 3)
+
+
+def test_the_held_back_split_takes_whole_conversations_and_does_not_move(history: Path) -> None:
+    examples = read_history(history, "csv")
+    train_a, held_a = split_holdout(examples, 5)
+    _, held_b = split_holdout(list(reversed(examples)), 5)
+    assert {ex.reply for ex in held_a} == {ex.reply for ex in held_b}
+    assert len(held_a) == 6  # three whole two-pair conversations
+    assert not {ex.source for ex in held_a} & {ex.source for ex in train_a}
+    assert len(train_a) + len(held_a) == len(examples)
+
+
+def test_packing_fills_rows_without_padding_and_restarts_positions() -> None:
+    encoded = [([i] * n, [IGNORE_INDEX] * (n - 2) + [i, i]) for i, n in enumerate([5, 7, 3, 9, 4])]
+    rows = pack(encoded, 12, seed=1)
+    assert all(len(ids) <= 12 for ids, _, _ in rows)
+    assert sorted(t for ids, _, _ in rows for t in ids) == sorted(t for e, _ in encoded for t in e)
+    assert sum(len(ids) for ids, _, _ in rows) == 28 and len(rows) == 3
+    for ids, labels, positions in rows:
+        assert len(ids) == len(labels) == len(positions)
+        starts = [i for i, p in enumerate(positions) if p == 0]
+        for a, b in zip(starts, [*starts[1:], len(ids)], strict=True):
+            assert positions[a:b] == list(range(b - a))
+            assert len(set(ids[a:b])) == 1  # one example a segment
+    with pytest.raises(ValueError, match="does not fit"):
+        pack(encoded, 8, seed=1)
+
+
+def test_a_packed_row_has_the_loss_of_its_examples_trained_alone(tiny_qwen_dir: Path) -> None:
+    """Each example in a packed row attends only to itself: the row's loss is the token-weighted
+    mean of the examples' own losses."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from app.evolve.train import _collate_packed
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir)),
+        LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj"]),
+    )
+    model.eval()
+    examples = [
+        Example(("你好", "您好", "可以选择快递吗？"), "亲，默认京东快递哦"),
+        Example(("能便宜点吗？",), "亲，价格已经是最低了哦，买两件包邮"),
+    ]
+    encoded = [encode(ex, tokenizer, 128, 48) for ex in examples]
+    (row,) = pack(encoded, 512, seed=0)
+    with torch.no_grad():
+        packed = float(packed_loss(model, _collate_packed(row)))
+        alone = [float(reply_loss(model, _collate([e], 0))) for e in encoded]
+    n = [len(labels) - labels.count(IGNORE_INDEX) for _, labels in encoded]
+    assert packed == pytest.approx((alone[0] * n[0] + alone[1] * n[1]) / sum(n), rel=1e-4)
+
+
+def test_the_token_budget_sets_the_steps(tmp_path: Path) -> None:
+    config = TrainConfig(data="d", output_dir="o", steps=100, pack_tokens=512, budget_tokens=1000)
+    assert planned_steps(config, [400] * 10) == 3  # 400 + 400 + 400 ≥ 1000
+    assert planned_steps(TrainConfig(data="d", output_dir="o", steps=7), [400] * 10) == 7
+    with pytest.raises(ValueError, match="pack_tokens"):
+        TrainConfig(data="d", output_dir="o", pack_tokens=100)
+    with pytest.raises(ValueError, match="packing is for sft"):
+        TrainConfig(data="d", output_dir="o", pack_tokens=512, objective="kto")
+
+
+def _plan(history: Path, tiny: Path, budget: int) -> OnboardPlan:
+    return plan_onboarding(history, "csv", budget, holdout=4, base_model=str(tiny))
+
+
+def _small(config: TrainConfig) -> TrainConfig:
+    """The onboarding config at the tiny model's scale (seconds, not minutes)."""
+    values = {**config.__dict__, "lr": 5e-3, "warmup_steps": 1, "save_every": 2, "threads": 1}
+    return TrainConfig(**{**values, "lora_top_layers": None})
+
+
+def test_a_killed_warm_start_resumes_to_the_adapter_of_an_unbroken_run(
+    tiny_qwen_dir: Path, history: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    plan = _plan(history, tiny_qwen_dir, budget=2000)
+    configs = {}
+    for name in ("whole", "killed"):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "data.jsonl").write_bytes((tmp_path / "home/onboarding/history.jsonl").read_bytes())
+        configs[name] = _small(onboarding_config(plan, run, str(tiny_qwen_dir)))
+        configs[name].save(run / "run.json")
+    whole = train(configs["whole"], lambda e: None)
+    assert whole["tokens"] >= 2000 and whole["steps"] < configs["whole"].steps
+
+    command = [
+        sys.executable,
+        "-m",
+        "app.evolve.train",
+        "--config",
+        str(tmp_path / "killed/run.json"),
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    for line in child.stdout:
+        event = json.loads(line)
+        if event["event"] == "step" and event["step"] == 3:  # a checkpoint was written at 2
+            os.kill(child.pid, signal.SIGKILL)
+            break
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert json.loads((tmp_path / "killed/checkpoint/meta.json").read_text())["step"] == 2
+    resumed = subprocess.run(command, capture_output=True, text=True, check=True)
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert events[0]["resumed_from"] == 2 and events[0]["rows"] > 0
+    assert events[-1]["event"] == "done" and events[-1]["steps"] == whole["steps"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps[0]["step"] == 3 and {"tokens", "tok_s", "eta_s"} <= set(steps[0])
+    a = load_file(str(tmp_path / "whole/adapter/adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "killed/adapter/adapter_model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+class FakeScorer:
+    """Final = how many characters the reply shares with the reference (no models)."""
+
+    def score_many(self, items):  # type: ignore[no-untyped-def]
+        class Score:
+            def __init__(self, final: float) -> None:
+                self.final = final
+
+        for item in items:
+            ref = item.cloud_reply or ""
+            shared = len(set(item.reply) & set(ref)) / max(1, len(set(ref)))
+            yield Score(shared)
+
+
+def test_onboarding_registers_a_version_and_a_round_builds_on_it(
+    tiny_qwen_dir: Path, history: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.evolve.gate as gate_module
+    import app.evolve.onboard as onboarding
+    import app.evolve.training as training
+    from app.evolve.loop import Evolution
+
+    real_config = onboarding.onboarding_config
+    monkeypatch.setattr(onboarding, "onboarding_config", lambda *args: _small(real_config(*args)))
+
+    def export(store, version, base_model):  # type: ignore[no-untyped-def]
+        """The GGUF export needs a GGUF base: the tiny model has none; the peft dir stands in."""
+        from app.evolve.promotion import adapter_row, served_path
+
+        with store.session() as session:
+            row = adapter_row(store, session, version)
+            target = served_path(row)
+            target.write_bytes((Path(row.path) / "adapter/adapter_model.safetensors").read_bytes())
+            row.metrics = {**row.metrics, "sha256": sha256_of(target)}
+        return target
+
+    monkeypatch.setattr(onboarding, "export_candidate", export)
+    drafted: list[tuple[str | None, list[str]]] = []
+
+    def draft(adapter, items, base_model, generation=None):  # type: ignore[no-untyped-def]
+        drafted.append((adapter.name if adapter else None, [ex.source for ex in items]))
+        return ["亲，订单预计明天送达哦" if adapter else "嗯" for _ in items]
+
+    monkeypatch.setattr(gate_module, "draft_replies", draft)
+    monkeypatch.setattr(Evolution, "scorer", property(lambda self: FakeScorer()))
+
+    plan = _plan(history, tiny_qwen_dir, budget=1500)
+    assert plan.train_pairs + plan.holdout_pairs == 24 and plan.history_tokens > 0
+    events: list[dict[str, object]] = []
+    done = onboard(
+        store, plan, EvolutionSettings(holdout_gate=3), events.append, base_model=str(tiny_qwen_dir)
+    )
+    assert done["promoted"], done
+    assert any(e["event"] == "step" for e in events) and events[-1]["event"] == "done"
+    # The gate drafted the probes and the first 3 held-back pairs with both versions, paired.
+    assert drafted[0][1].count("holdout") == 3 and drafted[0][0] == plan.version
+    assert done["gate"]["delta"]["holdout"][2] == 3 and done["gate"]["delta"]["holdout"][0] > 0
+    settings = EvolutionSettings.load()
+    assert settings.corpus and settings.holdout and Path(settings.holdout).is_file()
+    with pytest.raises(ValueError, match="already learned"):
+        onboard(store, plan, base_model=str(tiny_qwen_dir))
+
+    # A round: continues from the warm start, mixes new labels with a replay of the history.
+    seen: dict[str, TrainConfig] = {}
+
+    def run_training(config_path, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+        config = TrainConfig.load(config_path)
+        seen["config"] = config
+        return "succeeded", train(_small(config), lambda e: None) | {"event": "done"}
+
+    monkeypatch.setattr(training, "run_training", run_training)
+    settings = replace(settings, holdback=0, replay=5)
+    evo = Evolution(store, settings, base_model=str(tiny_qwen_dir))
+    new = Example(("能便宜点吗？",), "亲，价格已经是最低了哦，买两件包邮", "agent")
+    examples, held = labelling.training_set(store, settings, [(1, utcnow(), new)])
+    history_replies = {ex.reply for ex in read_examples(Path(settings.corpus))}
+    assert examples[0] == new and held == []
+    assert len(examples) == 6 and {ex.reply for ex in examples[1:]} <= history_replies
+    version = evo.train(examples)
+    config = seen["config"]
+    assert config.init_adapter == str(Path(store_adapter_path(store, plan.version)) / "adapter")
+    assert len(read_examples(Path(config.data))) == 6
+    with store.session() as session:
+        row = store.get_adapter(session, version)
+        assert row is not None and row.parent is not None and row.parent.version == plan.version
+
+
+def store_adapter_path(store: Store, version: str) -> str:
+    with store.session() as session:
+        row = store.get_adapter(session, version)
+        assert row is not None
+        return row.path
+
+
+def test_the_gate_reports_paired_differences_by_kind() -> None:
+    items = [
+        GateItem("你好", "probe", 0.6, 0.5),
+        GateItem("a", "holdout", 0.7, 0.4),
+        GateItem("b", "holdout", 0.5, 0.4),
+    ]
+    result = gate("v", items, margin=0.01, tolerance=0.15)
+    assert result.delta["holdout"][:1] == [0.2] and result.delta["holdout"][2] == 2
+    assert result.delta["holdout"][1] == pytest.approx(1.96 * (0.02**0.5) / 2**0.5, abs=1e-4)
+    assert result.delta["all"][2] == 3 and "items" not in result.summary()

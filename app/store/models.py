@@ -473,3 +473,47 @@ class SuggestionCandidate(Base):
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
     chosen: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PublishedAdapter(Base):
+    """An adapter version's served files, kept in the shop's database so every desktop can fetch
+    them (team mode, ``app.team.adapters``): a LoRA's GGUF file as it is, a peft folder as a zip."""
+
+    __tablename__ = "published_adapters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    adapter_version_id: Mapped[int] = mapped_column(
+        ForeignKey("adapter_versions.id", ondelete="CASCADE"), unique=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    """The hash of the served files (``promotion.sha256_of``), as recorded at export."""
+    packing: Mapped[str] = mapped_column(String(16))
+    """``file`` (the bytes are the served file) or ``zip`` (a folder)."""
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    adapter_version: Mapped[AdapterVersion] = relationship()
+
+
+class JobEvent(Base):
+    """One progress event of a job in the shop's queue (a procrastinate job id), as the worker
+    reported it; the desktop that enqueued the job reads them to show its progress."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(index=True)
+    event: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamRole(Base):
+    """A role in the shop (``manager``): only a salted hash of its secret is kept here; the
+    secret itself lives in the OS keyring of the desktops that hold the role."""
+
+    __tablename__ = "team_roles"
+
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -460,7 +460,7 @@ def test_the_knowledge_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_the_bench_measures_both_indexes() -> None:
-    from app.knowledge import bench
+    from benchmarks import knowledge as bench
 
     small = bench.bench_size(2000)
     assert (small["index"], small["recall_at_1"]) == ("exact", 1.0)

@@ -420,8 +420,9 @@ def _shots_arg(parser: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from app.evolve.report import write_report
+    from app.source_checkout import benchmarks_module
 
+    write_report = benchmarks_module("evolve_report").write_report
     store = _store()
     examples = example_bank_of(args)
     with teacher_service(store, not args.no_teacher, examples, args.k) as service:
@@ -561,7 +562,9 @@ def add_parsers(sub: Any) -> None:
     compare.add_argument("--compact", action="store_true", help="one line of JSON")
     compare.set_defaults(func=cmd_compare)
 
-    report = sub.add_parser("report", help="the paper's Table VI, Fig. 3 heatmap and loss curves")
+    report = sub.add_parser(
+        "report", help="the paper's Table VI, Fig. 3 heatmap and loss curves (source checkout)"
+    )
     report.add_argument("--runs", nargs="+", required=True, help="training output dirs")
     report.add_argument("--out", required=True)
     report.add_argument("--probe", action="append", default=None, help="probe input (repeat)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.ui.bench_ui import headless_home, run_until
+from app.ui.headless import headless_home, run_until
 
 SAMPLE = ["你好，在吗？", "我昨天下的单，什么时候发货？", "可以选择顺丰快递吗？"]
 SUGGEST_QUESTION = "你好，我昨天买的羽绒服能便宜点吗？什么时候发货"

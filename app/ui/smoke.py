@@ -21,8 +21,8 @@ def run_smoke(text: str = SMOKE_MESSAGE, timeout_s: float = 900.0) -> int:
     """0 when a non-empty draft was written and scored; 1 with the reason on stderr otherwise."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from app.ui.app import application, build_window, setup_logging
-    from app.ui.bench_ui import run_until
     from app.ui.channels import Incoming
+    from app.ui.headless import run_until
     from app.ui.settings import load_settings
 
     started = time.monotonic()

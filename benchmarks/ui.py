@@ -14,17 +14,13 @@ core busy and reports steps 100 times a second is used, and the result says so. 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from app import paths
+from app.ui.headless import headless_home, run_until
 
 TICK_MS = 5
 QUESTIONS = [
@@ -33,46 +29,6 @@ QUESTIONS = [
     "这个尺码偏大还是偏小？",
     "收到货不满意可以退吗？",
 ]
-
-
-@contextmanager
-def headless_home() -> Iterator[Path]:
-    """An offscreen Qt and a temporary data dir that shares the user's model files."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    models = paths.models_dir()
-    saved = {k: os.environ.get(k) for k in (paths.HOME_ENV, paths.MODELS_ENV)}
-    with tempfile.TemporaryDirectory(prefix="xiaoer-ui-") as home:
-        os.environ[paths.HOME_ENV] = home
-        os.environ[paths.MODELS_ENV] = str(models)
-        try:
-            yield Path(home)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def run_until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Spin the Qt event loop until ``condition()`` holds or the time is up."""
-    from PySide6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    timer = QTimer()
-    timer.setInterval(10)
-    deadline = time.monotonic() + timeout_s
-
-    def check() -> None:
-        if condition() or time.monotonic() > deadline:
-            loop.quit()
-
-    timer.timeout.connect(check)
-    timer.start()
-    if not condition():
-        loop.exec()
-    timer.stop()
-    return condition()
 
 
 class StallMeter:
@@ -151,33 +107,8 @@ def trainer_command(home: Path, model: str) -> list[str]:
 
 
 def stand_in_training_command(seconds: float) -> list[str]:
-    return [sys.executable, "-m", "app.ui.bench_ui", "--stand-in-training", str(seconds)]
-
-
-def stand_in_training(seconds: float) -> None:
-    """A busy child reporting steps the way ``xiaoer evolve --jsonl`` does (contract shape)."""
-    import numpy as np
-
-    total = int(seconds * 100)
-    a = np.random.default_rng(0).normal(size=(160, 160))
-    print(json.dumps({"event": "stage", "stage": "train"}), flush=True)
-    start = time.perf_counter()
-    for step in range(1, total + 1):
-        deadline = start + step / 100
-        while time.perf_counter() < deadline:
-            a = np.tanh(a @ a.T / 160)
-        elapsed = time.perf_counter() - start
-        event = {
-            "event": "step",
-            "step": step,
-            "total": total,
-            "loss": 2.0 / (1 + step / 50),
-            "lr": 2e-4,
-            "tok_s": 900.0,
-            "eta_s": elapsed / step * (total - step),
-        }
-        print(json.dumps(event), flush=True)
-    print(json.dumps({"event": "done", "version": None, "promoted": False}), flush=True)
+    """Run by path: the child needs only numpy, not this checkout on its ``sys.path``."""
+    return [sys.executable, str(Path(__file__).with_name("stand_in_trainer.py")), str(seconds)]
 
 
 def bench_ui(model: str, max_tokens: int, training_s: float = 20.0) -> dict[str, Any]:
@@ -281,7 +212,4 @@ def bench_ui(model: str, max_tokens: int, training_s: float = 20.0) -> dict[str,
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--stand-in-training":
-        stand_in_training(float(sys.argv[2]))
-    else:
-        print(json.dumps(bench_ui("qwen2.5-0.5b", 64)))
+    print(json.dumps(bench_ui("qwen2.5-0.5b", 64)))

@@ -1,8 +1,8 @@
 """Compare nearest-neighbour indexes for the knowledge base (the measurements behind the choice of
 faiss IVF in app/knowledge/index.py; docs/knowledge.md has the results).
 
-    python tools/knowledge_ann_compare.py --entries 100000            # random unit vectors
-    python tools/knowledge_ann_compare.py --real ../shared/data       # USE vectors of JDDC
+    python -m benchmarks.knowledge_ann_compare --entries 100000            # random unit vectors
+    python -m benchmarks.knowledge_ann_compare --real ../shared/data       # USE vectors of JDDC
 
 Random: numpy exact, faiss IVF-Flat (the app's index), faiss HNSW-Flat and, when installed
 (``pip install usearch``), usearch HNSW in f16 and i8, each built with two threads and queried
@@ -43,8 +43,8 @@ def _timed(search: Any, queries: np.ndarray) -> tuple[dict[str, float], np.ndarr
 def random_compare(n: int) -> dict[str, Any]:
     import faiss
 
-    from app.knowledge.bench import random_unit_vectors
     from app.knowledge.index import nlist_for, nprobe_for
+    from benchmarks.knowledge import random_unit_vectors
 
     vectors = random_unit_vectors(n, 0)
     rng = np.random.default_rng(1)

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from app.cloud.prompt import Example, ExampleBank, ExampleMode, build_request, prompt_hash
 from app.cloud.redact import PLACEHOLDER, Redaction, Redactor
 from app.cloud.teacher import (
@@ -37,7 +35,7 @@ from app.cloud.teacher import (
     Usage,
 )
 from app.engine.conversation import Turn, clean_text
-from app.store import OutboxItem, Store, TeacherReply
+from app.store import Store, TeacherReply
 from app.store.models import OutboxStatus
 
 MAX_REPLY_CHARS = 1000
@@ -309,17 +307,9 @@ class TeacherService:
         if self.store is None:
             return None
         with self.store.session() as session:
-            row = session.scalars(
-                select(TeacherReply)
-                .where(TeacherReply.prompt_hash == digest)
-                .where(TeacherReply.provider == self.teacher.provider)
-                .where(TeacherReply.model == self.teacher.model)
-                .order_by(TeacherReply.id.desc())
-                .limit(1)
-            ).first()
-            if row is not None:
-                session.expunge(row)
-            return row
+            return self.store.cached_teacher_reply(
+                session, digest, self.teacher.provider, self.teacher.model
+            )
 
     def _record(
         self,
@@ -335,25 +325,24 @@ class TeacherService:
         if self.store is None:
             return
         with self.store.session() as session:
-            session.add(
-                TeacherReply(
-                    message_id=message_id,
-                    draft_id=draft_id,
-                    provider=self.teacher.provider,
-                    model=self.teacher.model,
-                    query_text=request.messages[-1][1],
-                    reply_text=reply,  # as the teacher wrote it: placeholders, not real values
-                    # The label is what the agent is shown, restored once, here: training never
-                    # redacts again to restore (detection may have changed since).
-                    label_text=None if restored.unusable else restored.text,
-                    unusable_reason=restored.unusable,
-                    prompt_hash=digest,
-                    input_tokens=answer.usage.input_tokens,
-                    output_tokens=answer.usage.output_tokens,
-                    cost=cost,
-                    label_source="teacher",
-                    sent_json=json.dumps(request.messages, ensure_ascii=False),
-                )
+            self.store.add_teacher_reply(
+                session,
+                message_id=message_id,
+                draft_id=draft_id,
+                provider=self.teacher.provider,
+                model=self.teacher.model,
+                query_text=request.messages[-1][1],
+                reply_text=reply,  # as the teacher wrote it: placeholders, not real values
+                # The label is what the agent is shown, restored once, here: training never
+                # redacts again to restore (detection may have changed since).
+                label_text=None if restored.unusable else restored.text,
+                unusable_reason=restored.unusable,
+                prompt_hash=digest,
+                input_tokens=answer.usage.input_tokens,
+                output_tokens=answer.usage.output_tokens,
+                cost=cost,
+                label_source="teacher",
+                sent_json=json.dumps(request.messages, ensure_ascii=False),
             )
 
     def _payload(self, conversation: Sequence[Turn], examples: Sequence[Example]) -> dict[str, Any]:
@@ -366,18 +355,6 @@ class TeacherService:
             "max_tokens": self.max_tokens,
         }
 
-    def _twins(
-        self, session: Any, payload: dict[str, Any], message_id: int | None, draft_id: int | None
-    ) -> list[OutboxItem]:
-        """The pending outbox items holding this same request."""
-        pending = session.scalars(
-            select(OutboxItem)
-            .where(OutboxItem.status == "pending")
-            .where(_same(OutboxItem.message_id, message_id))
-            .where(_same(OutboxItem.draft_id, draft_id))
-        )
-        return [item for item in pending if item.request == payload]
-
     def _enqueue(
         self, payload: dict[str, Any], message_id: int | None, draft_id: int | None, error: str
     ) -> None:
@@ -386,20 +363,8 @@ class TeacherService:
         retry_at = datetime.now(UTC) + timedelta(seconds=self.retry.max_s)
         with self.store.session() as session:
             # The same request failing again (a relabeling run, a second click) is one item.
-            for item in self._twins(session, payload, message_id, draft_id):
-                item.attempts += 1
-                item.last_error = error
-                item.next_attempt_at = retry_at
-                return
-            session.add(
-                OutboxItem(
-                    message_id=message_id,
-                    draft_id=draft_id,
-                    request=payload,
-                    attempts=1,
-                    last_error=error,
-                    next_attempt_at=retry_at,
-                )
+            self.store.enqueue_teacher_request(
+                session, payload, message_id, draft_id, error, retry_at
             )
 
     def _settle(
@@ -410,9 +375,7 @@ class TeacherService:
         if self.store is None:
             return
         with self.store.session() as session:
-            for item in self._twins(session, payload, message_id, draft_id):
-                item.status = "done"
-                item.last_error = None
+            self.store.settle_teacher_request(session, payload, message_id, draft_id)
 
     def _replay(self, payload: dict[str, Any]) -> tuple[TeacherRequest, str, dict[str, str]]:
         """The queued request rebuilt as first built (older items hold only the turns), its hash,
@@ -467,14 +430,7 @@ class TeacherService:
             except (TeacherRejected, ValueError, KeyError, TypeError) as exc:
                 status, error = "failed", str(exc)
             with self.store.session() as session:
-                item = session.get(OutboxItem, item_id)
-                assert item is not None
-                item.status = status
-                item.last_error = error
-                if status == "pending":
-                    item.attempts += 1
-                    wait = min(3600.0, self.retry.max_s * 2 ** min(item.attempts, 9))
-                    item.next_attempt_at = datetime.now(UTC) + timedelta(seconds=wait)
+                self.store.finish_outbox_item(session, item_id, status, error, self.retry.max_s)
             if status == "pending":
                 self._give_back([job[0] for job in jobs[n + 1 :]])
                 break
@@ -487,25 +443,13 @@ class TeacherService:
         if self.store is None or not item_ids:
             return
         with self.store.session() as session:
-            for item_id in item_ids:
-                item = session.get(OutboxItem, item_id)
-                if item is not None and item.status == "pending":
-                    item.next_attempt_at = datetime.now(UTC)
-
-
-def _same(column: Any, value: int | None) -> Any:
-    return column.is_(None) if value is None else column == value
+            self.store.give_back_outbox_items(session, item_ids)
 
 
 def outbox_counts(store: Store) -> dict[str, int]:
     """Outbox items by status: pending (still to send), done, failed (the teacher refused them)."""
     with store.session() as session:
-        rows = session.execute(
-            select(OutboxItem.status, func.count()).group_by(OutboxItem.status)
-        ).all()
-    counts = {"pending": 0, "done": 0, "failed": 0}
-    counts.update({str(status): int(n) for status, n in rows})
-    return counts
+        return store.outbox_counts(session)
 
 
 def _answer(row: TeacherReply) -> TeacherAnswer:
@@ -520,24 +464,13 @@ def _answer(row: TeacherReply) -> TeacherAnswer:
 def usage_by_provider(store: Store) -> dict[str, dict[str, Any]]:
     """Calls, tokens and cost per provider and model, for the accounting view."""
     with store.session() as session:
-        rows = session.execute(
-            select(
-                TeacherReply.provider,
-                TeacherReply.model,
-                func.count(),
-                func.sum(TeacherReply.input_tokens),
-                func.sum(TeacherReply.output_tokens),
-                func.sum(TeacherReply.cost),
-            )
-            .where(TeacherReply.label_source == "teacher")
-            .group_by(TeacherReply.provider, TeacherReply.model)
-        ).all()
+        rows = store.teacher_usage(session)
     return {
         f"{provider}/{model}": {
             "calls": calls,
-            "input_tokens": int(tin or 0),
-            "output_tokens": int(tout or 0),
-            "cost": float(cost or 0.0),
+            "input_tokens": tin,
+            "output_tokens": tout,
+            "cost": cost,
         }
         for provider, model, calls, tin, tout, cost in rows
     }

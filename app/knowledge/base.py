@@ -9,8 +9,6 @@ different workers (an import encodes without holding the lock, so searches go on
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,13 +32,13 @@ from app.knowledge.formats import (
     parse_pairs,
 )
 from app.knowledge.index import ANN_THRESHOLD, VectorIndex, normalized
+from app.knowledge.indexes import KINDS, KindIndexes
 from app.scoring.corpus import DialoguePair
 from app.store import KnowledgeSourceRow, Store
 from app.store.knowledge import NewKnowledgeEntry
 
 ProgressFn = Callable[[int, int], None]
 """(entries embedded and saved so far, entries to embed) during an import."""
-KINDS: tuple[EntryKind, ...] = ("dialogue", "faq")
 ENCODE_BATCH = 512
 """Queries encoded (and then saved, in one short unit of work) at a time during an import."""
 
@@ -131,7 +129,9 @@ class KnowledgeBase:
         self.cache_dir = cache_dir if cache_dir is not None else store.path.parent / "cache"
         self.ann_threshold = ann_threshold
         self._lock = threading.RLock()
-        self._indexes: dict[EntryKind, VectorIndex] | None = None
+        self.indexes = KindIndexes(
+            store, self.cache_dir, ann_threshold, lambda: self.encoder_version
+        )
 
     # --- the encoder -------------------------------------------------------------------------------
 
@@ -253,18 +253,7 @@ class KnowledgeBase:
         for start in range(0, len(new), ENCODE_BATCH):
             batch = new[start : start + ENCODE_BATCH]
             vectors = self.encode([e.query for e in batch])  # outside any unit of work
-            rows = [
-                NewKnowledgeEntry(
-                    e.kind,
-                    e.context,
-                    e.query,
-                    e.answer,
-                    e.content_hash,
-                    vectors[i].astype("<f4").tobytes(),
-                    e.conversation,
-                )
-                for i, e in enumerate(batch)
-            ]
+            rows = _new_rows(batch, vectors)
             # Saved and indexed under the lock: an index built from the store meanwhile would
             # otherwise hold this batch already and get it twice.
             with self._lock:
@@ -277,8 +266,7 @@ class KnowledgeBase:
                         f"{name}: another import of this source ran at the same time; "
                         f"import it again ({report.added} entries were added before this)"
                     ) from exc
-                if self._indexes is not None:
-                    self._indexes[parsed.kind].add(ids, vectors)
+                self.indexes.add(parsed.kind, ids, vectors)
             report.added += len(ids)
             if progress is not None:
                 progress(report.added, len(new))
@@ -290,10 +278,9 @@ class KnowledgeBase:
                     session, source_id, path=path, format=fmt, encoder=self.encoder_version
                 )
             report.removed = len(vanished)
-            if self._indexes is not None:
-                self._indexes[parsed.kind].remove(vanished)
+            self.indexes.remove(parsed.kind, vanished)
             if new or vanished:
-                self._after_change(parsed.kind)
+                self.indexes.changed(parsed.kind)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -317,7 +304,7 @@ class KnowledgeBase:
         with self.store.session() as session:
             self.store.refresh_knowledge_source(session, source_id, encoder=self.encoder_version)
         with self._lock:
-            self._indexes = None  # rebuilt from the new vectors on the next search
+            self.indexes.drop()  # rebuilt from the new vectors on the next search
 
     # --- sources -----------------------------------------------------------------------------------
 
@@ -337,9 +324,8 @@ class KnowledgeBase:
                     raise KnowledgeError(f"No knowledge source named {name!r}")
                 kind = source.kind
                 ids = self.store.remove_knowledge_source(session, name)
-            if self._indexes is not None:
-                self._indexes[kind].remove(ids)
-                self._after_change(kind)
+            self.indexes.remove(kind, ids)
+            self.indexes.changed(kind)
         return len(ids)
 
     def entries(self, source: str | None = None) -> Iterator[KnowledgeEntry]:
@@ -413,80 +399,35 @@ class KnowledgeBase:
         with self._lock:
             self._ensure_indexes()
 
-    # --- the index ---------------------------------------------------------------------------------
-
     def _ensure_indexes(self) -> dict[EntryKind, VectorIndex]:
-        if self._indexes is None:
+        """The indexes, built on first use after the sources another encoder embedded are
+        embedded again (under the lock)."""
+        if not self.indexes.loaded:
             with self.store.session() as session:
                 stale = [
                     s.id for s in self.store.stale_knowledge_sources(session, self.encoder_version)
                 ]
             for source_id in stale:
                 self._reembed(source_id)
-            self._indexes = {kind: self._load_index(kind) for kind in KINDS}
-        return self._indexes
+        return self.indexes.all()
 
-    def _cache_path(self, kind: str) -> Path:
-        return self.cache_dir / f"knowledge-{kind}.faiss"
 
-    def _fingerprint(self, ids: Sequence[int]) -> str:
-        digest = hashlib.sha256(self.encoder_version.encode())
-        digest.update(np.asarray(ids, dtype="<i8").tobytes())
-        return digest.hexdigest()
-
-    def _load_index(self, kind: EntryKind) -> VectorIndex:
-        with self.store.session() as session:
-            ids = self.store.knowledge_ids(session, kind)
-        fingerprint = self._fingerprint(ids)
-        dim = self._dim()
-        if len(ids) >= self.ann_threshold and dim:
-            cached = VectorIndex.load(self._cache_path(kind), fingerprint, dim)
-            if cached is not None and len(cached) == len(ids):
-                return cached
-        got_ids: list[int] = []
-        chunks: list[npt.NDArray[np.float32]] = []
-        after = 0
-        while True:
-            with self.store.session() as session:
-                page = self.store.knowledge_embeddings_page(session, kind, after)
-            if not page:
-                break
-            got_ids += [i for i, _ in page]
-            chunks.append(
-                np.frombuffer(b"".join(e for _, e in page), dtype="<f4").reshape(len(page), -1)
-            )
-            after = page[-1][0]
-        dim = chunks[0].shape[1] if chunks else dim or 512
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-        index = VectorIndex.build(got_ids, vectors, dim, self.ann_threshold)
-        if index.kind == "ivf":
-            self._save_cache(kind, index, got_ids)
-        return index
-
-    def _dim(self) -> int:
-        """The vectors' dimension, from any stored embedding (0 when there is none)."""
-        for kind in KINDS:
-            with self.store.session() as session:
-                page = self.store.knowledge_embeddings_page(session, kind, 0, 1)
-            if page:
-                return len(page[0][1]) // 4
-        return 0
-
-    def _after_change(self, kind: EntryKind) -> None:
-        """After an import or removal changed ``kind``'s entries (under the lock)."""
-        if self._indexes is None:
-            return
-        index = self._indexes[kind]
-        if index.stale or (index.kind == "ivf" and len(index) < self.ann_threshold // 2):
-            self._indexes[kind] = self._load_index(kind)  # rebuilt from the store
-        elif index.kind == "ivf":
-            with self.store.session() as session:
-                ids = self.store.knowledge_ids(session, kind)
-            self._save_cache(kind, index, ids)
-
-    def _save_cache(self, kind: EntryKind, index: VectorIndex, ids: Sequence[int]) -> None:
-        with contextlib.suppress(OSError):  # no cache: the index is built from the store next time
-            index.save(self._cache_path(kind), self._fingerprint(sorted(ids)))
+def _new_rows(
+    batch: Sequence[ParsedEntry], vectors: npt.NDArray[np.float32]
+) -> list[NewKnowledgeEntry]:
+    """Parsed entries with their questions' vectors, as the store saves them."""
+    return [
+        NewKnowledgeEntry(
+            e.kind,
+            e.context,
+            e.query,
+            e.answer,
+            e.content_hash,
+            vectors[i].astype("<f4").tobytes(),
+            e.conversation,
+        )
+        for i, e in enumerate(batch)
+    ]
 
 
 def _entry(row: Any) -> KnowledgeEntry:

@@ -33,6 +33,7 @@ from app.store.models import (
     TeacherReply,
     utcnow,
 )
+from app.store.teacher import TeacherQueries
 
 OUTBOX_LEASE_S = 600.0
 """How long a taken teacher request is left to its taker before another may take it (a taker that
@@ -43,9 +44,10 @@ RANKER_KIND = "ranker"
 is a reply matcher, of which one is active at a time."""
 
 
-class Repository(KnowledgeQueries):
+class Repository(KnowledgeQueries, TeacherQueries):
     """Mixed into ``Store``; holds no state of its own. The shop knowledge's and the suggestion
-    candidates' queries are in ``knowledge.py``."""
+    candidates' queries are in ``knowledge.py``, the teacher's replies and outbox in
+    ``teacher.py``."""
 
     def get_or_create_customer(
         self, session: Session, masked_id: str, display_name: str | None = None

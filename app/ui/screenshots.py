@@ -80,7 +80,7 @@ def take_screenshots(
         dialog = SettingsDialog(window.services.settings, parent=window)
         dialog.show()
         dialog.tabs.setCurrentIndex(1)
-        dialog.provider.setCurrentText("gemini")  # shows the key field and the keyring state
+        dialog.teacher.provider.setCurrentText("gemini")  # the key field and the keyring state
         run_until(lambda: False, 0.3)
         written.append(snap(dialog, out / f"settings{suffix}.png"))
         dialog.close()

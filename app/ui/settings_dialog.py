@@ -1,4 +1,7 @@
-"""The managers' settings: end model, teacher and API key (keyring only), scoring, evolution."""
+"""The managers' settings: end model, teacher and API key (keyring only), scoring, evolution.
+
+The pages are in app/ui/settings_pages.py; the dialog composes them, checks what they hold on
+Save and keeps the result."""
 
 from __future__ import annotations
 
@@ -6,56 +9,17 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPlainTextEdit,
-    QPushButton,
-    QSpinBox,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
-from app.cloud import providers, secrets
-from app.cloud.redact import redact_for_cloud
-from app.engine import models
+from app.cloud import providers
 from app.errors import XiaoerError
-from app.ui.settings import MAX_SHOTS, UiSettings
-from app.ui.workers import Runner
+from app.ui.settings import UiSettings
+from app.ui.settings_pages import EndModelPage, PrivacyPage, ScoringPage, TeacherPage, WorkspacePage
 
 if TYPE_CHECKING:
     from app.knowledge import KnowledgeBase
     from app.ui.knowledge_page import KnowledgePage
-    from app.ui.local_teacher import LocalTeacher, TeacherControl
-
-WARNING_STYLE = "QLabel { background: #fff3cd; color: #856404; padding: 6px; border-radius: 4px; }"
-
-
-def _spin(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setDecimals(decimals)
-    return box
-
-
-def _combo(values: list[str], current: str, editable: bool = False) -> QComboBox:
-    box = QComboBox()
-    box.setEditable(editable)
-    box.addItems(values)
-    if current not in values:
-        box.addItem(current)
-    box.setCurrentText(current)
-    return box
+    from app.ui.local_teacher import LocalTeacher
 
 
 class SettingsDialog(QDialog):
@@ -87,229 +51,32 @@ class SettingsDialog(QDialog):
             except XiaoerError:
                 teacher = providers.TeacherConfig()
         self.original_teacher = teacher
-        s = settings
 
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
         layout.addWidget(self.tabs)
+        self.error_label = QLabel("")
+        self.error_label.setObjectName("settingsError")
+        self.error_label.setStyleSheet("color: #c5221f")
+        self.error_label.setWordWrap(True)
 
-        # --- end model ---
-        page = QWidget()
-        form = QFormLayout(page)
-        names = [*models.PROFILES, *models.user_models()]
-        model_row = QHBoxLayout()
-        self.model = _combo(names, s.model, editable=True)
-        self.model.setToolTip(
-            self.tr(
-                "A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)"
-            )
-        )
-        browse = QPushButton(self.tr("Browse…"))
-        browse.clicked.connect(self._browse_model)
-        model_row.addWidget(self.model, 1)
-        model_row.addWidget(browse)
-        form.addRow(self.tr("End model"), model_row)
-        self.backend = _combo(["llamacpp", "transformers"], s.backend)
-        form.addRow(self.tr("Backend"), self.backend)
-        self.device = _combo(["auto", "cpu", "cuda"], s.device)
-        form.addRow(self.tr("Device"), self.device)
-        self.quantization = _combo(["none", "8bit", "4bit"], s.quantization)
-        self.quantization.setToolTip(self.tr("8-bit / 4-bit: transformers backend on a CUDA GPU"))
-        form.addRow(self.tr("Quantization"), self.quantization)
-        self.n_gpu_layers = QSpinBox()
-        self.n_gpu_layers.setRange(0, 999)
-        self.n_gpu_layers.setValue(s.n_gpu_layers)
-        form.addRow(self.tr("GPU layers (llama.cpp)"), self.n_gpu_layers)
-        self.n_ctx = QSpinBox()
-        self.n_ctx.setRange(256, 131072)
-        self.n_ctx.setSingleStep(256)
-        self.n_ctx.setValue(s.n_ctx)
-        form.addRow(self.tr("Context window (tokens)"), self.n_ctx)
-        self.prompt_lang = _combo(["zh", "en"], s.prompt_lang)
-        form.addRow(self.tr("System prompt language"), self.prompt_lang)
-        self.temperature = _spin(0.0, 2.0, 0.05)
-        self.temperature.setValue(s.temperature)
-        form.addRow(self.tr("Temperature"), self.temperature)
-        self.top_p = _spin(0.01, 1.0, 0.05)
-        self.top_p.setValue(s.top_p)
-        form.addRow(self.tr("Top p"), self.top_p)
-        self.max_tokens = QSpinBox()
-        self.max_tokens.setRange(1, 4096)
-        self.max_tokens.setValue(s.max_tokens)
-        form.addRow(self.tr("Longest draft (tokens)"), self.max_tokens)
-        self.tabs.addTab(page, self.tr("End model"))
-
-        # --- teacher ---
-        page = QWidget()
-        form = QFormLayout(page)
-        self.provider = _combo(list(providers.PROVIDERS), teacher.provider)
-        form.addRow(self.tr("Provider"), self.provider)
-        self.teacher_model = QLineEdit(teacher.model)
-        self.teacher_model.setPlaceholderText(
-            self.tr("e.g. gemini-3.8-flash, deepseek-chat; empty: the default")
-        )
-        form.addRow(self.tr("Model"), self.teacher_model)
-        self.base_url = QLineEdit(teacher.base_url)
-        self.base_url.setPlaceholderText("https://api.deepseek.com/v1")
-        form.addRow(self.tr("Base URL"), self.base_url)
-        self.timeout = _spin(1.0, 600.0, 5.0, 0)
-        self.timeout.setValue(teacher.timeout)
-        form.addRow(self.tr("Timeout (s)"), self.timeout)
-        self.price_in = _spin(0.0, 1000.0, 0.001, 4)
-        self.price_in.setValue(teacher.price_per_1k_input)
-        form.addRow(self.tr("Price per 1000 input tokens"), self.price_in)
-        self.price_out = _spin(0.0, 1000.0, 0.001, 4)
-        self.price_out.setValue(teacher.price_per_1k_output)
-        form.addRow(self.tr("Price per 1000 output tokens"), self.price_out)
-        key_row = QHBoxLayout()
-        self.api_key = QLineEdit()
-        self.api_key.setObjectName("apiKey")
-        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
-        self.api_key.setPlaceholderText(self.tr("stored only in the OS keyring"))
-        self.save_key_button = QPushButton(self.tr("Save key"))
-        self.save_key_button.clicked.connect(self.save_key)
-        key_row.addWidget(self.api_key, 1)
-        key_row.addWidget(self.save_key_button)
-        form.addRow(self.tr("API key"), key_row)
-        self.key_status = QLabel("")
-        self.key_status.setObjectName("keyStatus")
-        self.key_status.setWordWrap(True)
-        form.addRow("", self.key_status)
-        self.keyring_warning = QLabel("")
-        self.keyring_warning.setObjectName("keyringWarning")
-        self.keyring_warning.setWordWrap(True)
-        self.keyring_warning.setStyleSheet(WARNING_STYLE)
-        form.addRow(self.keyring_warning)
-        self.teacher_control: TeacherControl | None = None
-        if local_teacher is not None:
-            from app.ui.local_teacher import TeacherControl
-
-            self.teacher_control = TeacherControl(local_teacher)
-            form.addRow(self.teacher_control)
-        self.provider.currentTextChanged.connect(self._provider_changed)
-        self.tabs.addTab(page, self.tr("Teacher"))
-
-        # --- scoring and evolution ---
-        page = QWidget()
-        form = QFormLayout(page)
-        self.alpha = _spin(0.0, 1.0, 0.05)
-        self.alpha.setValue(s.alpha)
-        form.addRow(self.tr("α (weight of similarity)"), self.alpha)
-        self.theta = _spin(0.0, 1.0, 0.05)
-        self.theta.setValue(s.theta)
-        form.addRow(self.tr("Θ (matcher reliability threshold)"), self.theta)
-        self.threshold = _spin(0.0, 1.0, 0.05)
-        self.threshold.setValue(s.low_score_threshold)
-        form.addRow(self.tr("Low-score threshold"), self.threshold)
-        self.label_weak = QCheckBox(
-            self.tr("Ask the teacher for a label on a bad rating and on low scores")
-        )
-        self.label_weak.setChecked(s.label_weak_drafts)
-        form.addRow(self.label_weak)
-        self.policy = QComboBox()
-        for value, label in (
-            ("off", self.tr("Off (Evolve now only)")),
-            ("daily", self.tr("Once a day")),
-            ("after_labels", self.tr("After enough new labels")),
-        ):
-            self.policy.addItem(label, value)
-        self.policy.setCurrentIndex(max(self.policy.findData(s.evolve_policy), 0))
-        form.addRow(self.tr("Automatic evolution"), self.policy)
-        self.min_labels = QSpinBox()
-        self.min_labels.setRange(1, 100000)
-        self.min_labels.setValue(s.evolve_min_labels)
-        form.addRow(self.tr("New labels before a run"), self.min_labels)
-        self.tabs.addTab(page, self.tr("Scoring && evolution"))
-
-        # --- workspace ---
-        page = QWidget()
-        form = QFormLayout(page)
-        self.language = QComboBox()
-        for value, label in (
-            ("system", self.tr("Follow the system")),
-            ("zh_CN", "简体中文"),
-            ("en", "English"),
-        ):
-            self.language.addItem(label, value)
-        self.language.setCurrentIndex(max(self.language.findData(s.ui_language), 0))
-        form.addRow(self.tr("Language (after a restart)"), self.language)
-        self.phrases = QPlainTextEdit("\n".join(s.quick_phrases))
-        self.phrases.setToolTip(self.tr("One quick phrase per line"))
-        form.addRow(self.tr("Quick phrases"), self.phrases)
-        corpus_row = QHBoxLayout()
-        self.replay_corpus = QLineEdit(s.replay_corpus)
-        self.replay_corpus.setPlaceholderText(
-            self.tr("a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt")
-        )
-        corpus_browse = QPushButton(self.tr("Browse…"))
-        corpus_browse.clicked.connect(self._browse_corpus)
-        corpus_row.addWidget(self.replay_corpus, 1)
-        corpus_row.addWidget(corpus_browse)
-        form.addRow(self.tr("Replay corpus"), corpus_row)
-        self.replay_interval = _spin(1.0, 3600.0, 5.0, 0)
-        self.replay_interval.setValue(s.replay_interval_s)
-        form.addRow(self.tr("Seconds between replay customers"), self.replay_interval)
-        past_row = QHBoxLayout()
-        self.past_dialogues = QLineEdit(s.past_dialogues)
-        self.past_dialogues.setPlaceholderText(
-            self.tr("a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs")
-        )
-        self.past_dialogues.setToolTip(
-            self.tr(
-                "The shop's past dialogues: the end model and the teacher are shown the ones "
-                "most similar to the customer's message"
-            )
-        )
-        past_browse = QPushButton(self.tr("Browse…"))
-        past_browse.clicked.connect(self._browse_past_dialogues)
-        past_row.addWidget(self.past_dialogues, 1)
-        past_row.addWidget(past_browse)
-        form.addRow(self.tr("Past dialogues"), past_row)
-        self.shots = QSpinBox()
-        self.shots.setRange(0, MAX_SHOTS)
-        self.shots.setValue(s.shots)
-        self.shots.setToolTip(self.tr("0 shows none"))
-        form.addRow(self.tr("Past dialogues shown per draft"), self.shots)
-        self.tabs.addTab(page, self.tr("Workspace"))
-
-        # --- shop knowledge ---
+        self.end_model = EndModelPage(settings)
+        self.tabs.addTab(self.end_model, self.tr("End model"))
+        self.teacher = TeacherPage(teacher, local_teacher)
+        self.tabs.addTab(self.teacher, self.tr("Teacher"))
+        self.scoring = ScoringPage(settings)
+        self.tabs.addTab(self.scoring, self.tr("Scoring && evolution"))
+        self.workspace = WorkspacePage(settings)
+        self.tabs.addTab(self.workspace, self.tr("Workspace"))
         self.knowledge_page: KnowledgePage | None = None
         if knowledge is not None:
             from app.ui.knowledge_page import KnowledgePage
 
             self.knowledge_page = KnowledgePage(knowledge, knowledge_imported)
             self.tabs.addTab(self.knowledge_page, self.tr("Shop knowledge"))
+        self.privacy = PrivacyPage(self.error_label.setText)
+        self.tabs.addTab(self.privacy, self.tr("Privacy"))
 
-        # --- privacy ---
-        page = QWidget()
-        box = QVBoxLayout(page)
-        box.addWidget(
-            QLabel(
-                self.tr("What a cloud teacher would receive (the local teacher gets the original):")
-            )
-        )
-        self.redact_input = QPlainTextEdit()
-        self.redact_input.setObjectName("redactInput")
-        self.redact_input.setPlaceholderText(
-            self.tr("Type a customer message with a phone number, an address…")
-        )
-        self.redact_output = QPlainTextEdit()
-        self.redact_output.setObjectName("redactOutput")
-        self.redact_output.setReadOnly(True)
-        box.addWidget(self.redact_input)
-        box.addWidget(self.redact_output)
-        # The firewall loads its dictionaries on first use (~0.5 s) and long text takes tens of
-        # ms: the preview is redacted on its own worker so typing never waits for it.
-        self.redact_worker = Runner("redact-preview", self)
-        self._redact_next: str | None = None
-        """Text typed while a redaction runs: only the latest is redacted next."""
-        self.redact_input.textChanged.connect(self._update_redaction)
-        self.tabs.addTab(page, self.tr("Privacy"))
-
-        self.error_label = QLabel("")
-        self.error_label.setObjectName("settingsError")
-        self.error_label.setStyleSheet("color: #c5221f")
-        self.error_label.setWordWrap(True)
         layout.addWidget(self.error_label)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
@@ -317,143 +84,16 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self._provider_changed(self.provider.currentText())
-
-    # --- helpers -------------------------------------------------------------------------------
-
-    def _browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, self.tr("End model (GGUF)"), "", "GGUF (*.gguf);;*"
-        )
-        if not path:
-            path = QFileDialog.getExistingDirectory(self, self.tr("Hugging Face model directory"))
-        if path:
-            self.model.setCurrentText(path)
-
-    def _browse_corpus(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, self.tr("Replay corpus"), "", "*.txt;;*")
-        if path:
-            self.replay_corpus.setText(path)
-
-    def _browse_past_dialogues(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            self.tr("Past dialogues"),
-            "",
-            self.tr("Dialogues (*.enc *.txt *.jsonl);;All files (*)"),
-        )
-        if path:
-            self.past_dialogues.setText(path)
-
-    def _provider_changed(self, provider: str) -> None:
-        needs_key = provider != "local"
-        if self.teacher_control is not None:
-            self.teacher_control.setVisible(not needs_key)
-        self.api_key.setEnabled(needs_key)
-        self.save_key_button.setEnabled(needs_key)
-        self.base_url.setEnabled(provider != "gemini")
-        warning = secrets.keyring_warning() if needs_key else None
-        self.keyring_warning.setText(warning or "")
-        self.keyring_warning.setVisible(bool(warning))
-        if not needs_key:
-            self.key_status.setText(self.tr("The local teacher needs no key."))
-            return
-        try:
-            # Keys are kept per provider and host: the one for the base URL entered.
-            base_url = self.base_url.text().strip() or None
-            has_key = secrets.get_api_key(provider, base_url) is not None
-        except secrets.SecretsError as exc:
-            self.key_status.setText(str(exc))
-            return
-        self.key_status.setText(
-            self.tr("A key is saved for {0}.").format(provider)
-            if has_key
-            else self.tr("No key saved for {0} yet.").format(provider)
-        )
-
-    def save_key(self) -> bool:
-        """Store the typed key in the OS keyring; the field is cleared either way."""
-        key, provider = self.api_key.text(), self.provider.currentText()
-        if not key.strip():
-            return True
-        try:
-            secrets.set_api_key(provider, key, self.base_url.text().strip() or None)
-        except secrets.SecretsError as exc:
-            self.key_status.setText(str(exc))
-            self.api_key.clear()
-            return False
-        self.api_key.clear()
-        self.key_status.setText(
-            self.tr("The key for {0} is saved in the OS keyring.").format(provider)
-        )
-        return True
-
-    def _update_redaction(self) -> None:
-        self._redact_next = self.redact_input.toPlainText()
-        if not self.redact_worker.busy:
-            self._redact_latest()
-
-    def _redact_latest(self) -> None:
-        """Redact the latest text on the worker; one redaction runs at a time."""
-        text, self._redact_next = self._redact_next, None
-        if text is None:
-            return
-        self.redact_worker.submit(
-            lambda: redact_for_cloud(text).redacted,
-            done=self._redaction_done,
-            error=self._redaction_failed,
-        )
-
-    def _redaction_done(self, redacted: str) -> None:
-        if self._redact_next is not None:  # the text changed meanwhile: this result is stale
-            self._redact_latest()
-            return
-        self.redact_output.setPlainText(redacted)
-
-    def _redaction_failed(self, exc: BaseException) -> None:
-        if self._redact_next is not None:
-            self._redact_latest()
-            return
-        self.redact_output.clear()
-        self.error_label.setText(str(exc))
 
     def build(self) -> tuple[UiSettings, providers.TeacherConfig]:
         """The settings as entered; raises XiaoerError naming what is wrong."""
-        phrases = [p.strip() for p in self.phrases.toPlainText().splitlines() if p.strip()]
         settings = replace(
             self.original,
-            model=self.model.currentText().strip(),
-            backend=self.backend.currentText(),  # type: ignore[arg-type]
-            device=self.device.currentText(),  # type: ignore[arg-type]
-            quantization=self.quantization.currentText(),  # type: ignore[arg-type]
-            n_gpu_layers=self.n_gpu_layers.value(),
-            n_ctx=self.n_ctx.value(),
-            prompt_lang=self.prompt_lang.currentText(),
-            temperature=self.temperature.value(),
-            top_p=self.top_p.value(),
-            max_tokens=self.max_tokens.value(),
-            alpha=self.alpha.value(),
-            theta=self.theta.value(),
-            low_score_threshold=self.threshold.value(),
-            label_weak_drafts=self.label_weak.isChecked(),
-            evolve_policy=self.policy.currentData(),
-            evolve_min_labels=self.min_labels.value(),
-            ui_language=self.language.currentData(),
-            quick_phrases=phrases,
-            replay_corpus=self.replay_corpus.text().strip(),
-            replay_interval_s=self.replay_interval.value(),
-            past_dialogues=self.past_dialogues.text().strip(),
-            shots=self.shots.value(),
+            **self.end_model.values(),
+            **self.scoring.values(),
+            **self.workspace.values(),
         )
-        teacher = providers.TeacherConfig(
-            provider=self.provider.currentText(),  # type: ignore[arg-type]
-            model=self.teacher_model.text().strip(),
-            base_url=self.base_url.text().strip(),
-            timeout=self.timeout.value(),
-            price_per_1k_input=self.price_in.value(),
-            price_per_1k_output=self.price_out.value(),
-        )
-        return settings, teacher
+        return settings, self.teacher.config()
 
     def _knowledge_busy(self) -> bool:
         """A knowledge import or removal is running: closing must wait, not cut it off."""
@@ -464,7 +104,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         if not self._knowledge_busy():
-            self.redact_worker.shutdown(wait=False)  # a preview still running is dropped
+            self.privacy.redact_worker.shutdown(wait=False)  # a preview still running is dropped
             super().done(result)
 
     def accept(self) -> None:
@@ -475,8 +115,8 @@ class SettingsDialog(QDialog):
         except (XiaoerError, ValueError) as exc:
             self.error_label.setText(str(exc))
             return
-        if not self.save_key():
-            self.error_label.setText(self.key_status.text())
+        if not self.teacher.save_key():
+            self.error_label.setText(self.teacher.key_status.text())
             return
         self.result_settings = settings
         self.result_teacher = teacher

@@ -37,16 +37,16 @@ def test_settings_dialog_saves_settings_teacher_and_key_only_in_the_keyring(
     qtbot, window, monkeypatch, memory_keyring: MemoryKeyring, data_home: Path
 ) -> None:
     def fill_and_save(dialog: SettingsDialog) -> int:
-        dialog.alpha.setValue(0.6)
-        dialog.threshold.setValue(0.35)
-        dialog.temperature.setValue(0.3)
-        dialog.phrases.setPlainText("您好\n再见")
-        dialog.provider.setCurrentText("openai-compatible")
-        dialog.base_url.setText("https://api.example.com/v1")
-        dialog.teacher_model.setText("deepseek-chat")
-        dialog.api_key.setText("sk-secret-123")
-        dialog.past_dialogues.setText(" /shop/past.jsonl ")
-        dialog.shots.setValue(2)
+        dialog.scoring.alpha.setValue(0.6)
+        dialog.scoring.threshold.setValue(0.35)
+        dialog.end_model.temperature.setValue(0.3)
+        dialog.workspace.phrases.setPlainText("您好\n再见")
+        dialog.teacher.provider.setCurrentText("openai-compatible")
+        dialog.teacher.base_url.setText("https://api.example.com/v1")
+        dialog.teacher.teacher_model.setText("deepseek-chat")
+        dialog.teacher.api_key.setText("sk-secret-123")
+        dialog.workspace.past_dialogues.setText(" /shop/past.jsonl ")
+        dialog.workspace.shots.setValue(2)
         dialog.accept()
         return int(QDialog.DialogCode.Accepted)
 
@@ -82,7 +82,7 @@ def test_settings_dialog_saves_settings_teacher_and_key_only_in_the_keyring(
 def test_invalid_settings_are_refused_with_the_reason(qtbot, window) -> None:
     dialog = SettingsDialog(window.services.settings, parent=window)
     qtbot.addWidget(dialog)
-    dialog.provider.setCurrentText("openai-compatible")  # needs a base URL and a model
+    dialog.teacher.provider.setCurrentText("openai-compatible")  # needs a base URL and a model
     dialog.accept()
     assert dialog.result() != QDialog.DialogCode.Accepted
     assert "base_url" in dialog.error_label.text()
@@ -96,21 +96,23 @@ def test_no_secure_keyring_is_a_visible_warning_and_nothing_is_stored(qtbot, win
     qtbot.addWidget(dialog)
     dialog.show()
     dialog.tabs.setCurrentIndex(1)
-    dialog.provider.setCurrentText("gemini")
-    assert dialog.keyring_warning.isVisible()
-    assert "cannot be saved" in dialog.keyring_warning.text()
-    dialog.api_key.setText("AIza-secret")
-    assert dialog.save_key() is False
-    assert dialog.api_key.text() == ""  # not kept in the widget either
-    assert "cannot be saved" in dialog.key_status.text()
+    dialog.teacher.provider.setCurrentText("gemini")
+    assert dialog.teacher.keyring_warning.isVisible()
+    assert "cannot be saved" in dialog.teacher.keyring_warning.text()
+    dialog.teacher.api_key.setText("AIza-secret")
+    assert dialog.teacher.save_key() is False
+    assert dialog.teacher.api_key.text() == ""  # not kept in the widget either
+    assert "cannot be saved" in dialog.teacher.key_status.text()
 
 
 def test_redaction_preview(qtbot, window) -> None:
     dialog = SettingsDialog(window.services.settings, parent=window)
     qtbot.addWidget(dialog)
-    dialog.redact_input.setPlainText("我的电话是13812345678，能改地址吗")
+    dialog.privacy.redact_input.setPlainText("我的电话是13812345678，能改地址吗")
     # redacted on the preview's worker (tests/ui/test_redaction_preview.py)
-    qtbot.waitUntil(lambda: dialog.redact_output.toPlainText() == "我的电话是[PHONE_1]，能改地址吗")
+    qtbot.waitUntil(
+        lambda: dialog.privacy.redact_output.toPlainText() == "我的电话是[PHONE_1]，能改地址吗"
+    )
 
 
 def test_settings_file_round_trip_and_validation(data_home: Path) -> None:

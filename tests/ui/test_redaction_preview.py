@@ -17,7 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QTextCursor
 
 from app.cloud.redact import Redaction, redact_for_cloud
-from app.ui import settings_dialog
+from app.ui import settings_pages
 from app.ui.settings import UiSettings
 from app.ui.settings_dialog import SettingsDialog
 
@@ -43,7 +43,7 @@ class HeldRedactor:
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldRedactor]:
     redactor = HeldRedactor()
-    monkeypatch.setattr(settings_dialog, "redact_for_cloud", redactor)
+    monkeypatch.setattr(settings_pages, "redact_for_cloud", redactor)
     yield redactor
     redactor.gate.set()  # never leave the worker thread waiting
 
@@ -64,26 +64,26 @@ def test_typing_goes_on_while_the_preview_is_redacted_and_the_latest_text_wins(
     stale, expected = redact_for_cloud(first).redacted, redact_for_cloud(last).redacted
     assert stale != expected and "13912345678" not in expected
     shown: list[str] = []
-    dialog.redact_output.textChanged.connect(
-        lambda: shown.append(dialog.redact_output.toPlainText())
+    dialog.privacy.redact_output.textChanged.connect(
+        lambda: shown.append(dialog.privacy.redact_output.toPlainText())
     )
 
-    dialog.redact_input.setPlainText(first)
+    dialog.privacy.redact_input.setPlainText(first)
     qtbot.waitUntil(lambda: held.texts == [first])  # the worker has it, held at the gate
 
     # Meanwhile the UI thread handles keystrokes and timers.
-    dialog.redact_input.moveCursor(QTextCursor.MoveOperation.End)
-    qtbot.keyClicks(dialog.redact_input, " tel 1")
+    dialog.privacy.redact_input.moveCursor(QTextCursor.MoveOperation.End)
+    qtbot.keyClicks(dialog.privacy.redact_input, " tel 1")
     ticked: list[bool] = []
     QTimer.singleShot(0, lambda: ticked.append(True))
     qtbot.waitUntil(lambda: ticked == [True])
-    assert dialog.redact_input.toPlainText() == first + " tel 1"
-    assert dialog.redact_output.toPlainText() == ""
-    dialog.redact_input.setPlainText(last)
+    assert dialog.privacy.redact_input.toPlainText() == first + " tel 1"
+    assert dialog.privacy.redact_output.toPlainText() == ""
+    dialog.privacy.redact_input.setPlainText(last)
     assert held.texts == [first]  # the edits wait as one request, not one per keystroke
 
     held.gate.set()
-    qtbot.waitUntil(lambda: dialog.redact_output.toPlainText() == expected)
+    qtbot.waitUntil(lambda: dialog.privacy.redact_output.toPlainText() == expected)
     assert held.texts == [first, last]  # the intermediate texts were never redacted
     assert stale not in shown  # the first result came back after the text changed: dropped
     assert all(thread is not threading.main_thread() for thread in held.threads)
@@ -94,9 +94,11 @@ def test_the_preview_follows_each_edit_once_the_firewall_is_free(
 ) -> None:
     held.gate.set()
     for text in ("电话13812345678", "QQ2345678901 加我", ""):
-        dialog.redact_input.setPlainText(text)
+        dialog.privacy.redact_input.setPlainText(text)
         expected = redact_for_cloud(text).redacted
-        qtbot.waitUntil(lambda expected=expected: dialog.redact_output.toPlainText() == expected)
+        qtbot.waitUntil(
+            lambda expected=expected: dialog.privacy.redact_output.toPlainText() == expected
+        )
     assert held.texts == ["电话13812345678", "QQ2345678901 加我", ""]
 
 
@@ -106,8 +108,8 @@ def test_a_failed_preview_says_why_and_shows_no_text(
     def broken(text: str) -> Redaction:
         raise ValueError("the firewall's dictionary is damaged")
 
-    dialog.redact_output.setPlainText("an older preview")
-    monkeypatch.setattr(settings_dialog, "redact_for_cloud", broken)
-    dialog.redact_input.setPlainText("电话13812345678")
+    dialog.privacy.redact_output.setPlainText("an older preview")
+    monkeypatch.setattr(settings_pages, "redact_for_cloud", broken)
+    dialog.privacy.redact_input.setPlainText("电话13812345678")
     qtbot.waitUntil(lambda: "dictionary is damaged" in dialog.error_label.text())
-    assert dialog.redact_output.toPlainText() == ""
+    assert dialog.privacy.redact_output.toPlainText() == ""

@@ -286,6 +286,84 @@
     </message>
 </context>
 <context>
+    <name>EndModelPage</name>
+    <message>
+        <location filename="../settings_pages.py" line="91"/>
+        <source>A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)</source>
+        <translation>内置配置、已注册模型、GGUF 文件或 HF 目录（如 ChatGLM3-6B）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="95"/>
+        <source>End model</source>
+        <translation>端侧模型</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="95"/>
+        <source>Browse…</source>
+        <translation>浏览…</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="98"/>
+        <source>Backend</source>
+        <translation>后端</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="100"/>
+        <source>Device</source>
+        <translation>设备</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="102"/>
+        <source>8-bit / 4-bit: transformers backend on a CUDA GPU</source>
+        <translation>8 位 / 4 位：仅 transformers 后端在 CUDA GPU 上可用</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="103"/>
+        <source>Quantization</source>
+        <translation>量化</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="105"/>
+        <source>GPU layers (llama.cpp)</source>
+        <translation>GPU 层数（llama.cpp）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="107"/>
+        <source>Context window (tokens)</source>
+        <translation>上下文窗口（token）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="109"/>
+        <source>System prompt language</source>
+        <translation>系统提示语言</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="112"/>
+        <source>Temperature</source>
+        <translation>温度</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="115"/>
+        <source>Top p</source>
+        <translation>Top p</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="117"/>
+        <source>Longest draft (tokens)</source>
+        <translation>草稿最大长度（token）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="121"/>
+        <source>End model (GGUF)</source>
+        <translation>端侧模型（GGUF）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="124"/>
+        <source>Hugging Face model directory</source>
+        <translation>Hugging Face 模型目录</translation>
+    </message>
+</context>
+<context>
     <name>ErrorBanner</name>
     <message>
         <location filename="../queue_panel.py" line="40"/>
@@ -872,11 +950,72 @@
     </message>
 </context>
 <context>
+    <name>PrivacyPage</name>
+    <message>
+        <location filename="../settings_pages.py" line="380"/>
+        <source>What a cloud teacher would receive (the local teacher gets the original):</source>
+        <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="386"/>
+        <source>Type a customer message with a phone number, an address…</source>
+        <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
+    </message>
+</context>
+<context>
     <name>QueuePanel</name>
     <message>
         <location filename="../queue_panel.py" line="64"/>
         <source>Search customers and messages (Ctrl+F)</source>
         <translation>搜索顾客和消息（Ctrl+F）</translation>
+    </message>
+</context>
+<context>
+    <name>ScoringPage</name>
+    <message>
+        <location filename="../settings_pages.py" line="262"/>
+        <source>α (weight of similarity)</source>
+        <translation>α（相似度权重）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="265"/>
+        <source>Θ (matcher reliability threshold)</source>
+        <translation>Θ（匹配模型可信阈值）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="268"/>
+        <source>Low-score threshold</source>
+        <translation>低分阈值</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="270"/>
+        <source>Ask the teacher for a label on a bad rating and on low scores</source>
+        <translation>点踩或低分时向教师模型请求标注</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="276"/>
+        <source>Off (Evolve now only)</source>
+        <translation>关闭（仅手动“立即进化”）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="277"/>
+        <source>Once a day</source>
+        <translation>每天一次</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="278"/>
+        <source>After enough new labels</source>
+        <translation>积累足够新标注后</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="282"/>
+        <source>Automatic evolution</source>
+        <translation>自动进化</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="284"/>
+        <source>New labels before a run</source>
+        <translation>触发进化所需的新标注数</translation>
     </message>
 </context>
 <context>
@@ -905,307 +1044,42 @@
 <context>
     <name>SettingsDialog</name>
     <message>
-        <location filename="../settings_dialog.py" line="78"/>
+        <location filename="../settings_dialog.py" line="42"/>
         <source>Settings</source>
         <translation>设置</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="104"/>
-        <source>A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)</source>
-        <translation>内置配置、已注册模型、GGUF 文件或 HF 目录（如 ChatGLM3-6B）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="107"/>
-        <location filename="../settings_dialog.py" line="244"/>
-        <location filename="../settings_dialog.py" line="263"/>
-        <source>Browse…</source>
-        <translation>浏览…</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="111"/>
-        <location filename="../settings_dialog.py" line="140"/>
+        <location filename="../settings_dialog.py" line="64"/>
         <source>End model</source>
         <translation>端侧模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="113"/>
-        <source>Backend</source>
-        <translation>后端</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="115"/>
-        <source>Device</source>
-        <translation>设备</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="117"/>
-        <source>8-bit / 4-bit: transformers backend on a CUDA GPU</source>
-        <translation>8 位 / 4 位：仅 transformers 后端在 CUDA GPU 上可用</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="118"/>
-        <source>Quantization</source>
-        <translation>量化</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="122"/>
-        <source>GPU layers (llama.cpp)</source>
-        <translation>GPU 层数（llama.cpp）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="127"/>
-        <source>Context window (tokens)</source>
-        <translation>上下文窗口（token）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="129"/>
-        <source>System prompt language</source>
-        <translation>系统提示语言</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="132"/>
-        <source>Temperature</source>
-        <translation>温度</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="135"/>
-        <source>Top p</source>
-        <translation>Top p</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="139"/>
-        <source>Longest draft (tokens)</source>
-        <translation>草稿最大长度（token）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="146"/>
-        <source>Provider</source>
-        <translation>服务商</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="149"/>
-        <source>e.g. gemini-3.8-flash, deepseek-chat; empty: the default</source>
-        <translation>例如 gemini-3.8-flash、deepseek-chat；留空使用默认</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="151"/>
-        <source>Model</source>
-        <translation>模型</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="154"/>
-        <source>Base URL</source>
-        <translation>接口地址</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="157"/>
-        <source>Timeout (s)</source>
-        <translation>超时（秒）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="160"/>
-        <source>Price per 1000 input tokens</source>
-        <translation>每 1000 输入 token 价格</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="163"/>
-        <source>Price per 1000 output tokens</source>
-        <translation>每 1000 输出 token 价格</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="168"/>
-        <source>stored only in the OS keyring</source>
-        <translation>仅保存在系统钥匙串中</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="169"/>
-        <source>Save key</source>
-        <translation>保存密钥</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="173"/>
-        <source>API key</source>
-        <translation>API 密钥</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="190"/>
+        <location filename="../settings_dialog.py" line="66"/>
         <source>Teacher</source>
         <translation>教师模型</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="197"/>
-        <source>α (weight of similarity)</source>
-        <translation>α（相似度权重）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="200"/>
-        <source>Θ (matcher reliability threshold)</source>
-        <translation>Θ（匹配模型可信阈值）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="203"/>
-        <source>Low-score threshold</source>
-        <translation>低分阈值</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="211"/>
-        <source>Off (Evolve now only)</source>
-        <translation>关闭（仅手动“立即进化”）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="212"/>
-        <source>Once a day</source>
-        <translation>每天一次</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="213"/>
-        <source>After enough new labels</source>
-        <translation>积累足够新标注后</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="217"/>
-        <source>Automatic evolution</source>
-        <translation>自动进化</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="221"/>
-        <source>New labels before a run</source>
-        <translation>触发进化所需的新标注数</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="222"/>
+        <location filename="../settings_dialog.py" line="68"/>
         <source>Scoring &amp;&amp; evolution</source>
         <translation>评分与进化</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="229"/>
-        <source>Follow the system</source>
-        <translation>跟随系统</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="235"/>
-        <source>Language (after a restart)</source>
-        <translation>界面语言（重启后生效）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="237"/>
-        <source>One quick phrase per line</source>
-        <translation>每行一条快捷短语</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="238"/>
-        <source>Quick phrases</source>
-        <translation>快捷短语</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="242"/>
-        <source>a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt</source>
-        <translation>JDDC 2019 聊天文件，例如 ../shared/data/jddc2019/chat_0.1per.txt</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="248"/>
-        <location filename="../settings_dialog.py" line="334"/>
-        <source>Replay corpus</source>
-        <translation>回放语料</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="251"/>
-        <source>Seconds between replay customers</source>
-        <translation>回放顾客间隔（秒）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="255"/>
-        <source>a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs</source>
-        <translation>JDDC 2018 .enc 文件、JDDC 2019 聊天文件或 JSONL 问答对</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="259"/>
-        <source>The shop&apos;s past dialogues: the end model and the teacher are shown the ones most similar to the customer&apos;s message</source>
-        <translation>本店的历史对话：端侧模型和教师会参考其中与顾客消息最相似的几段</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="267"/>
-        <location filename="../settings_dialog.py" line="341"/>
-        <source>Past dialogues</source>
-        <translation>历史对话</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="271"/>
-        <source>0 shows none</source>
-        <translation>0 表示不参考</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="272"/>
-        <source>Past dialogues shown per draft</source>
-        <translation>每次草稿参考的历史对话数</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="273"/>
+        <location filename="../settings_dialog.py" line="70"/>
         <source>Workspace</source>
         <translation>工作台</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="288"/>
-        <source>What a cloud teacher would receive (the local teacher gets the original):</source>
-        <translation>云端教师模型将收到的内容（本地教师模型收到原文）：</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="294"/>
-        <source>Type a customer message with a phone number, an address…</source>
-        <translation>输入一条含电话号码、地址等信息的顾客消息…</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="307"/>
+        <location filename="../settings_dialog.py" line="78"/>
         <source>Privacy</source>
         <translation>隐私</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="326"/>
-        <source>End model (GGUF)</source>
-        <translation>端侧模型（GGUF）</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="329"/>
-        <source>Hugging Face model directory</source>
-        <translation>Hugging Face 模型目录</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="343"/>
-        <source>Dialogues (*.enc *.txt *.jsonl);;All files (*)</source>
-        <translation>对话文件 (*.enc *.txt *.jsonl);;所有文件 (*)</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="359"/>
-        <source>The local teacher needs no key.</source>
-        <translation>本地教师模型无需密钥。</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="369"/>
-        <source>A key is saved for {0}.</source>
-        <translation>已为 {0} 保存密钥。</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="371"/>
-        <source>No key saved for {0} yet.</source>
-        <translation>尚未为 {0} 保存密钥。</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="387"/>
-        <source>The key for {0} is saved in the OS keyring.</source>
-        <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="281"/>
+        <location filename="../settings_dialog.py" line="76"/>
         <source>Shop knowledge</source>
         <translation>店铺知识</translation>
     </message>
     <message>
-        <location filename="../settings_dialog.py" line="205"/>
-        <source>Ask the teacher for a label on a bad rating and on low scores</source>
-        <translation>点踩或低分时向教师模型请求标注</translation>
-    </message>
-    <message>
-        <location filename="../settings_dialog.py" line="462"/>
+        <location filename="../settings_dialog.py" line="102"/>
         <source>Wait until the knowledge import has finished.</source>
         <translation>请等待知识导入完成。</translation>
     </message>
@@ -1413,6 +1287,79 @@
     </message>
 </context>
 <context>
+    <name>TeacherPage</name>
+    <message>
+        <location filename="../settings_pages.py" line="153"/>
+        <source>Provider</source>
+        <translation>服务商</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="156"/>
+        <source>e.g. gemini-3.8-flash, deepseek-chat; empty: the default</source>
+        <translation>例如 gemini-3.8-flash、deepseek-chat；留空使用默认</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="158"/>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="161"/>
+        <source>Base URL</source>
+        <translation>接口地址</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="164"/>
+        <source>Timeout (s)</source>
+        <translation>超时（秒）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="167"/>
+        <source>Price per 1000 input tokens</source>
+        <translation>每 1000 输入 token 价格</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="170"/>
+        <source>Price per 1000 output tokens</source>
+        <translation>每 1000 输出 token 价格</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="175"/>
+        <source>stored only in the OS keyring</source>
+        <translation>仅保存在系统钥匙串中</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="176"/>
+        <source>Save key</source>
+        <translation>保存密钥</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="180"/>
+        <source>API key</source>
+        <translation>API 密钥</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="210"/>
+        <source>The local teacher needs no key.</source>
+        <translation>本地教师模型无需密钥。</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="220"/>
+        <source>A key is saved for {0}.</source>
+        <translation>已为 {0} 保存密钥。</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="222"/>
+        <source>No key saved for {0} yet.</source>
+        <translation>尚未为 {0} 保存密钥。</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="238"/>
+        <source>The key for {0} is saved in the OS keyring.</source>
+        <translation>{0} 的密钥已保存在系统钥匙串中。</translation>
+    </message>
+</context>
+<context>
     <name>TranscriptPane</name>
     <message>
         <location filename="../transcript.py" line="40"/>
@@ -1482,6 +1429,82 @@
         <location filename="../shortcuts.py" line="183"/>
         <source>Stop replay</source>
         <translation>停止回放</translation>
+    </message>
+</context>
+<context>
+    <name>WorkspacePage</name>
+    <message>
+        <location filename="../settings_pages.py" line="304"/>
+        <source>Follow the system</source>
+        <translation>跟随系统</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="307"/>
+        <source>Language (after a restart)</source>
+        <translation>界面语言（重启后生效）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="309"/>
+        <source>One quick phrase per line</source>
+        <translation>每行一条快捷短语</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="310"/>
+        <source>Quick phrases</source>
+        <translation>快捷短语</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="313"/>
+        <source>a JDDC 2019 chat file, e.g. ../shared/data/jddc2019/chat_0.1per.txt</source>
+        <translation>JDDC 2019 聊天文件，例如 ../shared/data/jddc2019/chat_0.1per.txt</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="316"/>
+        <location filename="../settings_pages.py" line="341"/>
+        <source>Replay corpus</source>
+        <translation>回放语料</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="317"/>
+        <location filename="../settings_pages.py" line="334"/>
+        <source>Browse…</source>
+        <translation>浏览…</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="321"/>
+        <source>Seconds between replay customers</source>
+        <translation>回放顾客间隔（秒）</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="324"/>
+        <source>a JDDC 2018 .enc file, a JDDC 2019 chat file or JSONL pairs</source>
+        <translation>JDDC 2018 .enc 文件、JDDC 2019 聊天文件或 JSONL 问答对</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="328"/>
+        <source>The shop&apos;s past dialogues: the end model and the teacher are shown the ones most similar to the customer&apos;s message</source>
+        <translation>本店的历史对话：端侧模型和教师会参考其中与顾客消息最相似的几段</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="333"/>
+        <location filename="../settings_pages.py" line="348"/>
+        <source>Past dialogues</source>
+        <translation>历史对话</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="337"/>
+        <source>0 shows none</source>
+        <translation>0 表示不参考</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="338"/>
+        <source>Past dialogues shown per draft</source>
+        <translation>每次草稿参考的历史对话数</translation>
+    </message>
+    <message>
+        <location filename="../settings_pages.py" line="350"/>
+        <source>Dialogues (*.enc *.txt *.jsonl);;All files (*)</source>
+        <translation>对话文件 (*.enc *.txt *.jsonl);;所有文件 (*)</translation>
     </message>
 </context>
 </TS>

@@ -21,6 +21,12 @@ def add_parsers(sub: Any) -> None:
         cmd = tsub.add_parser(name, help=text)
         cmd.add_argument("--url", help="the shop's database (default: $XIAOER_DATABASE_URL)")
     team.set_defaults(func=cmd_team)
+    from app.team import cli as loop_cli  # jobs, the worker, the manager, shared adapters
+
+    loop_cli.add_team_parsers(tsub)
+    for name in loop_cli.COMMANDS:
+        tsub.choices[name].set_defaults(func=loop_cli.cmd_team_loop)
+    loop_cli.add_worker_parser(sub)
 
 
 def _print(value: Any) -> None:

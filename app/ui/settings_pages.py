@@ -69,7 +69,7 @@ def _int_spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
     return box
 
 
-def _file_row(field: QLineEdit, browse: Callable[[], None], label: str) -> QHBoxLayout:
+def _file_row(field: QWidget, browse: Callable[[], None], label: str) -> QHBoxLayout:
     """``field`` with a Browse… button beside it."""
     row = QHBoxLayout()
     button = QPushButton(label)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 KEY_ENV = "XIAOER_TEACHER_SERVER_KEY"
@@ -26,7 +27,12 @@ MIN_KEY_CHARS = 32
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 
-def locked_down_app(server_settings: Any, model_settings: list[Any], api_key: str) -> Any:
+def locked_down_app(
+    server_settings: Any,
+    model_settings: list[Any],
+    api_key: str,
+    allowed_hosts: Sequence[str] = ALLOWED_HOSTS,
+) -> Any:
     """llama-cpp-python's app with the key required, CORS removed and Host checked."""
     from fastapi.middleware.cors import CORSMiddleware
     from llama_cpp.server.app import create_app
@@ -35,7 +41,7 @@ def locked_down_app(server_settings: Any, model_settings: list[Any], api_key: st
     server_settings.api_key = api_key
     app = create_app(server_settings=server_settings, model_settings=model_settings)
     app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=ALLOWED_HOSTS)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 

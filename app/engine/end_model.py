@@ -17,6 +17,7 @@ from app.engine import models
 from app.engine.backend import Backend, GenerationConfig
 from app.engine.conversation import (
     FitReport,
+    Message,
     Shot,
     Turn,
     fit_messages,
@@ -95,6 +96,16 @@ class EndModel:
         shots: Sequence[Shot] = (),
     ) -> tuple[str, FitReport]:
         """The exact prompt the model will see, and what had to be left out to fit."""
+        kept, report = self.fit(conversation, max_tokens, shots)
+        return self.backend.render(kept), report
+
+    def fit(
+        self,
+        conversation: Sequence[Turn],
+        max_tokens: int | None = None,
+        shots: Sequence[Shot] = (),
+    ) -> tuple[list[Message], FitReport]:
+        """The messages the model will see (the oldest left out to fit the context window)."""
         messages = to_messages(conversation, self.system, shots)
         reserve = max_tokens or self.generation.max_tokens
         budget = self.backend.n_ctx - reserve
@@ -103,14 +114,13 @@ class EndModel:
                 f"max_tokens {reserve} leaves no room for the prompt in a {self.backend.n_ctx}-token "
                 f"context"
             )
-        kept, report = fit_messages(
+        return fit_messages(
             messages,
             self.backend.render,
             self.backend.count_tokens,
             budget,
             shots=len(shot_messages(shots)),
         )
-        return self.backend.render(kept), report
 
     def stream_reply(
         self,

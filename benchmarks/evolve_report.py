@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.engine import models
+from app.engine import weights
 from app.evolve.data import Example, as_turns
 from app.evolve.gate import Served, draft_replies
 from app.evolve.settings import PAPER_PROBES
@@ -38,7 +38,7 @@ def _served(name: str, adapter_dir: Path, scratch: Path) -> Served:
     from app.evolve.export import export_lora_gguf
 
     gguf = scratch / f"{name.replace('@', '-')}.gguf"
-    export_lora_gguf(adapter_dir, models.resolve(None).path, gguf)
+    export_lora_gguf(adapter_dir, weights.resolve(None).path, gguf)
     return Served(name, "lora", gguf)
 
 
@@ -87,7 +87,7 @@ def write_report(
         for run in run_dirs:
             served += [(n, _served(n, p, Path(scratch))) for n, p in checkpoints(run)]
         for name, adapter in served:
-            texts = draft_replies(adapter, items, models.DEFAULT_PROFILE)
+            texts = draft_replies(adapter, items, weights.DEFAULT_PROFILE)
             scored = scorer.score_many(
                 [ScoreItem([p], r, c) for p, r, c in zip(probes, texts, references, strict=True)]
             )

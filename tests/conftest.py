@@ -61,21 +61,21 @@ def real_weights_only_when_slow(
     if request.node.get_closest_marker("slow") is not None:
         yield
         return
-    from app.engine import models
+    from app.engine import weights
 
     calls: list[str] = []
 
     def refuse(real: Callable[..., Path]) -> Callable[..., Path]:
         def guarded(profile: Any, *args: Any, **kwargs: Any) -> Path:
-            if models.PROFILES.get(getattr(profile, "name", "")) is profile:
+            if weights.PROFILES.get(getattr(profile, "name", "")) is profile:
                 calls.append(f"{real.__name__}({profile.name!r})")
                 raise RuntimeError(f"{request.node.nodeid} loads {profile.name}: {SLOW_HINT}")
             return real(profile, *args, **kwargs)
 
         return guarded
 
-    monkeypatch.setattr(models, "provision", refuse(models.provision))
-    monkeypatch.setattr(models, "ensure_verified", refuse(models.ensure_verified))
+    monkeypatch.setattr(weights, "provision", refuse(weights.provision))
+    monkeypatch.setattr(weights, "ensure_verified", refuse(weights.ensure_verified))
     yield
     if calls:  # raised inside the test, perhaps caught there (a UI banner): fail it here too
         pytest.fail(f"{request.node.nodeid} called {', '.join(calls)}: {SLOW_HINT}", pytrace=False)
@@ -86,19 +86,19 @@ def _link_provisioned_models(into: Path) -> list[str]:
     matches), with a copy of each stamp: no 1.6 GB assembled and hashed again per run. The
     user's files are only read: a test that re-verifies writes its own stamp copy, and one that
     provisions replaces the link, not the file behind it."""
-    from app.engine import models
+    from app.engine import weights
 
     linked = []
-    for profile in models.PROFILES.values():
+    for profile in weights.PROFILES.values():
         source = _USER_MODELS_DIR / profile.filename
-        if not models._stamp_matches(source, profile):
+        if not weights._stamp_matches(source, profile):
             continue  # not provisioned there (or changed since): provisioned into `into` on use
         try:
             (into / profile.filename).symlink_to(source)
         except OSError:  # no symlinks here (Windows without developer mode): assembled on use
             continue
-        stamp = models._stamp_path(source)
-        shutil.copyfile(stamp, models._stamp_path(into / profile.filename))
+        stamp = weights._stamp_path(source)
+        shutil.copyfile(stamp, weights._stamp_path(into / profile.filename))
         linked.append(profile.name)
     return linked
 
@@ -107,15 +107,15 @@ def _link_provisioned_models(into: Path) -> list[str]:
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One models dir for the whole session: the provisioned models linked in, or (where
     ``make setup`` has not run) assembled here once."""
-    from app.engine import models
+    from app.engine import weights
 
     path = tmp_path_factory.mktemp("models")
     linked = _link_provisioned_models(path)
     os.environ[paths.MODELS_ENV] = str(path)
     yield path
     for name in linked:  # nothing in the suite may have written through a link
-        profile = models.PROFILES[name]
-        assert models._stamp_matches(_USER_MODELS_DIR / profile.filename, profile), (
+        profile = weights.PROFILES[name]
+        assert weights._stamp_matches(_USER_MODELS_DIR / profile.filename, profile), (
             f"the provisioned {profile.filename} in {_USER_MODELS_DIR} changed during the tests"
         )
 
@@ -132,10 +132,10 @@ def data_home(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch)
 @pytest.fixture(scope="session")
 def embedded_model_path(models_dir: Path) -> Path:
     """The real Qwen2.5 0.5B GGUF (the provisioned one, else assembled from the part packages)."""
-    from app.engine import models
+    from app.engine import weights
 
     os.environ[paths.MODELS_ENV] = str(models_dir)
-    return models.provision(models.PROFILES[models.DEFAULT_PROFILE])
+    return weights.provision(weights.PROFILES[weights.DEFAULT_PROFILE])
 
 
 @pytest.fixture(scope="session")

@@ -174,9 +174,9 @@ def test_bench_score_prints_the_json_keys(models_dir, data_home) -> None:
 @pytest.mark.slow
 def test_teacher_serve_and_ask_through_http(models_dir, data_home) -> None:
     """`xiaoer teacher serve` (the real 1.5B local teacher) + `xiaoer teacher ask` over loopback."""
-    from app.engine import models as engine_models
+    from app.engine import weights as engine_weights
 
-    engine_models.provision(engine_models.PROFILES["qwen2.5-1.5b"])
+    engine_weights.provision(engine_weights.PROFILES["qwen2.5-1.5b"])
     env = cli_env(models_dir, data_home)
     server = subprocess.Popen(
         [sys.executable, "-u", "-m", "app", "teacher", "serve", "--port", "0"],

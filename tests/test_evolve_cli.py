@@ -42,9 +42,9 @@ def test_train_refuses_a_corpus_of_curt_replies_and_says_why(capsys, data_home, 
 
 @pytest.mark.slow
 def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, tmp_path) -> None:
-    from app.engine import models as engine_models
+    from app.engine import weights as engine_weights
 
-    engine_models.provision(engine_models.PROFILES["qwen2.5-1.5b"])  # the local teacher
+    engine_weights.provision(engine_weights.PROFILES["qwen2.5-1.5b"])  # the local teacher
     env = cli_env(models_dir, data_home)
     steps = ["--steps", "2", "--snapshot-every", "1"]
     trained = xiaoer(["train", "--corpus", str(ENC), "--limit", "3", *steps, "--name", "cli"], env)

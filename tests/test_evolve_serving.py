@@ -11,7 +11,7 @@ import pytest
 
 from app.engine import GenerationConfig, Turn
 from app.engine.gguf_lora import base_tensor_shapes
-from app.engine.models import ModelError
+from app.engine.weights import ModelError
 from app.evolve import Evolution, EvolutionSettings, apply_active_adapter
 from app.evolve.export import export_lora_gguf, lora_pairs
 from app.store import AdapterVersion, open_store

@@ -14,7 +14,7 @@ from app.engine import GenerationConfig, Turn
 from app.engine.conversation import format_chatml, system_prompt, to_messages
 from app.engine.end_model import EndModel
 from app.engine.hf_backend import TransformersBackend
-from app.engine.models import ModelSource
+from app.engine.weights import ModelSource
 from app.evolve.config import TrainConfig
 from app.evolve.data import IGNORE_INDEX, Example, encode, read_examples, write_examples
 from app.evolve.train import train

@@ -11,7 +11,7 @@ import pytest
 from app.engine import GenerationConfig, ModelError, Turn
 from app.engine.end_model import EndModel
 from app.engine.hf_backend import TransformersBackend, quantization_config
-from app.engine.models import ModelSource, resolve
+from app.engine.weights import ModelSource, resolve
 
 torch = pytest.importorskip("torch", reason="the transformers backend needs the [hf] extra")
 GREEDY = GenerationConfig(temperature=0.0, max_tokens=12)

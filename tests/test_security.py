@@ -242,7 +242,7 @@ def test_a_swapped_active_adapter_falls_back_to_the_base_model(
     from app.engine.conversation import system_prompt
     from app.engine.end_model import EndModel
     from app.engine.hf_backend import TransformersBackend
-    from app.engine.models import ModelSource
+    from app.engine.weights import ModelSource
     from app.errors import XiaoerError
     from app.evolve.promotion import apply_active_adapter, sha256_of
 

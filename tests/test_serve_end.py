@@ -26,7 +26,6 @@ from app.cloud.end_server import (
 )
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import Turn
-from app.engine.weights import ModelError
 from app.engine.remote import (
     END_KEY_ENV,
     END_MODEL_ENV,
@@ -35,6 +34,7 @@ from app.engine.remote import (
     RemoteEndModel,
     estimate_tokens,
 )
+from app.engine.weights import ModelError
 
 ADAPTER = ServedAdapter("lora-20261207", Path("/a/adapter.gguf"), Path("/a/adapter"), rank=8)
 

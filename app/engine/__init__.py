@@ -3,7 +3,7 @@
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import EmptyMessageError, FitReport, Turn
 from app.engine.end_model import EndModel, EngineConfig
-from app.engine.models import ModelError
+from app.engine.weights import ModelError
 
 __all__ = [
     "EmptyMessageError",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from app.engine import models
+from app.engine import weights
 from app.engine.backend import Backend, GenerationConfig
 from app.engine.conversation import (
     FitReport,
@@ -34,7 +34,7 @@ class EngineConfig:
     """How to load the end model."""
 
     model: str = field(
-        default=models.DEFAULT_PROFILE,
+        default=weights.DEFAULT_PROFILE,
         metadata={"help": "a built-in profile, a registered model name, or a path"},
     )
     backend: BackendName = field(default="llamacpp", metadata={"help": "llamacpp or transformers"})
@@ -57,7 +57,7 @@ class EngineConfig:
 
 
 def load_backend(config: EngineConfig) -> Backend:
-    source = models.resolve(config.model)
+    source = weights.resolve(config.model)
     if config.backend == "llamacpp":
         from app.engine.llamacpp_backend import LlamaCppBackend
 

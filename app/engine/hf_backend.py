@@ -14,7 +14,7 @@ from typing import Any, Literal
 from app.engine import chatglm3
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import FORMATTERS, Message
-from app.engine.models import ModelError, ModelSource
+from app.engine.weights import ModelError, ModelSource
 
 Quantization = Literal["none", "8bit", "4bit"]
 Device = Literal["auto", "cpu", "cuda"]

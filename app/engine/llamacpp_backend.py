@@ -12,7 +12,7 @@ from typing import Any
 
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import FORMATTERS, STOP_STRINGS, Message
-from app.engine.models import ModelError, ModelSource
+from app.engine.weights import ModelError, ModelSource
 
 
 def default_threads() -> int:

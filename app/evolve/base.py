@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from app.engine import models
-from app.engine.models import ModelError, ModelSource
+from app.engine import weights
+from app.engine.weights import ModelError, ModelSource
 
 
 def cache_dir_for(source: ModelSource) -> Path:
@@ -23,7 +23,7 @@ def cache_dir_for(source: ModelSource) -> Path:
 
 def trainable_dir(spec: str | None = None) -> Path:
     """An HF model directory for ``spec`` (a profile, registered name or path), cached if needed."""
-    source = models.resolve(spec)
+    source = weights.resolve(spec)
     if source.kind == "hf":
         return source.path
     target = cache_dir_for(source)

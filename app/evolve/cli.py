@@ -58,7 +58,7 @@ def teacher_service(
     from app.cloud import server
     from app.cloud.providers import load_config, make_teacher
     from app.cloud.service import TeacherService
-    from app.engine import models
+    from app.engine import weights
     from app.errors import XiaoerError
 
     config = load_config()
@@ -68,7 +68,7 @@ def teacher_service(
             if not start_local:
                 yield None
                 return
-            path = models.ensure_verified(models.PROFILES["qwen2.5-1.5b"])
+            path = weights.ensure_verified(weights.PROFILES["qwen2.5-1.5b"])
             started = server.TeacherServer(path)
             started.start()
             # A CPU-only 1.5B teacher may need a minute for a long reply.
@@ -261,7 +261,7 @@ def _train_dir(args: argparse.Namespace) -> Path:
 
 def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
     """Record a trained run as a candidate adapter version (exported and hashed)."""
-    from app.engine import models
+    from app.engine import weights
     from app.store import AdapterVersion
 
     store = _store()
@@ -275,7 +275,7 @@ def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
             AdapterVersion(
                 version=version,
                 method=method,
-                base_model=models.DEFAULT_PROFILE,
+                base_model=weights.DEFAULT_PROFILE,
                 path=str(run_dir),
                 metrics={"train": metrics},
                 status="candidate",
@@ -314,7 +314,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from app.engine import models
+    from app.engine import weights
     from app.evolve.evaluate import evaluate, read_pairs
     from app.scoring.registry import load_scorer
 
@@ -333,7 +333,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         summary = evaluate(
             pairs,
             adapter,
-            models.DEFAULT_PROFILE,
+            weights.DEFAULT_PROFILE,
             scorer,
             teacher,
             compare=bool(args.compare),

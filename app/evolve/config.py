@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from app.engine import models
+from app.engine import weights
 from app.fsio import atomic_write_text
 
 Method = Literal["lora", "prefix", "ptuning-v2"]
@@ -48,7 +48,7 @@ class TrainConfig:
     data: str = field(metadata={"help": "JSON lines of {context: [turns…], reply: …}"})
     output_dir: str = field(metadata={"help": "adapter, checkpoints, log and config go here"})
     method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
-    base_model: str = field(default=models.DEFAULT_PROFILE, metadata={"help": "profile or path"})
+    base_model: str = field(default=weights.DEFAULT_PROFILE, metadata={"help": "profile or path"})
     objective: Literal["sft", "kto"] = field(
         default="sft", metadata={"help": "sft: learn the replies; kto: learn from 👍/👎"}
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from app.engine.gguf_lora import FloatArray, base_tensor_shapes, write_lora_gguf
-from app.engine.models import ModelError
+from app.engine.weights import ModelError
 
 PEFT_PREFIX = "base_model.model."
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.engine import models
+from app.engine import weights
 from app.errors import XiaoerError
 from app.evolve import labels as labelling
 from app.evolve import promotion
@@ -49,7 +49,7 @@ class Evolution:
         settings: EvolutionSettings | None = None,
         teacher: Any | None = None,
         scorer: Any | None = None,
-        base_model: str = models.DEFAULT_PROFILE,
+        base_model: str = weights.DEFAULT_PROFILE,
     ) -> None:
         self.store = store
         self.settings = settings or EvolutionSettings()

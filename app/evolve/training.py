@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.engine import models
+from app.engine import weights
 from app.evolve.config import SHOTS_MAX_INPUT, TrainConfig
 from app.evolve.data import Example, write_examples
 from app.evolve.promotion import adapter_row, served_path, sha256_of
@@ -128,7 +128,7 @@ def export_candidate(store: Store, version: str, base_model: str) -> Path:
         if row.status != "candidate":  # it may be served: its files are never rewritten
             raise ValueError(f"adapter {version} is {row.status}; only candidates are exported")
     if method == "lora":
-        base = models.resolve(base_model).path
+        base = weights.resolve(base_model).path
         export_lora_gguf(run_dir / "adapter", base, run_dir / "adapter.gguf")
     with store.session() as session:
         row = adapter_row(store, session, version)

@@ -99,12 +99,12 @@ def cmd_eval_suggest(args: argparse.Namespace) -> int:
 
     draft_fn = None
     if not args.no_model:
-        from app.engine import models
+        from app.engine import weights
         from app.engine.end_model import EndModel
 
-        profile = models.PROFILES[models.DEFAULT_PROFILE]
-        if not models.profile_path(profile).is_file():  # a fresh data dir: assemble it first
-            models.provision(profile)
+        profile = weights.PROFILES[weights.DEFAULT_PROFILE]
+        if not weights.profile_path(profile).is_file():  # a fresh data dir: assemble it first
+            weights.provision(profile)
         model = EndModel.load()
         draft_fn = model.reply
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from app import paths
-from app.engine import models
+from app.engine import weights
 from app.engine.backend import GenerationConfig
 from app.engine.end_model import EngineConfig
 from app.errors import XiaoerError
@@ -50,7 +50,7 @@ class UiSettings:
     """Everything a manager can change in the settings dialog, except the teacher and its key."""
 
     model: str = field(
-        default=models.DEFAULT_PROFILE,
+        default=weights.DEFAULT_PROFILE,
         metadata={
             "help": "end model: a built-in profile, a registered name, a GGUF file or HF dir"
         },

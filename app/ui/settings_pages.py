@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.cloud import providers, secrets
 from app.cloud.redact import redact_for_cloud
-from app.engine import models
+from app.engine import weights
 from app.ui.settings import MAX_SHOTS, UiSettings
 from app.ui.workers import Runner
 
@@ -85,7 +85,7 @@ class EndModelPage(QWidget):
     def __init__(self, s: UiSettings) -> None:
         super().__init__()
         form = QFormLayout(self)
-        self.model = _combo([*models.PROFILES, *models.user_models()], s.model, editable=True)
+        self.model = _combo([*weights.PROFILES, *weights.user_models()], s.model, editable=True)
         self.model.setToolTip(
             self.tr(
                 "A built-in profile, a registered model, a GGUF file or an HF directory (e.g. ChatGLM3-6B)"

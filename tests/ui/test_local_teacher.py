@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from app.cloud import server as teacher_server
 from app.cloud.server import TeacherServer, TeacherServerError
 from app.cloud.teacher import LocalTeacherNotRunning
-from app.engine import models
+from app.engine import weights
 from app.ui.local_teacher import LocalTeacher, TeacherState, teacher_port
 from app.ui.services import AppContext
 from tests.ui.conftest import Parts
@@ -97,7 +97,7 @@ def test_start_and_stop_the_real_local_teacher_from_the_window(
     pytest.importorskip("uvicorn", reason="the local teacher needs llama-cpp-python[server]")
     from app.ui.main_window import MainWindow
 
-    profile = models.PROFILES[models.DEFAULT_PROFILE]
+    profile = weights.PROFILES[weights.DEFAULT_PROFILE]
     context.make_teacher_server = lambda: TeacherServer(
         embedded_model_path, n_ctx=512, n_threads=1, chat_format=profile.chat_format
     )

@@ -115,10 +115,10 @@ def local_teacher(models_dir: Path, data_home: Path) -> Any:
     """The real 1.5B local teacher served on 127.0.0.1, configured as the window's teacher."""
     from app.cloud import providers
     from app.cloud.server import TeacherServer
-    from app.engine import models
+    from app.engine import weights
 
-    profile = models.PROFILES["qwen2.5-1.5b"]
-    path = models.provision(profile)
+    profile = weights.PROFILES["qwen2.5-1.5b"]
+    path = weights.provision(profile)
     with TeacherServer(path, n_ctx=2048, n_threads=1, chat_format=profile.chat_format) as server:
         server.start(timeout=300)
         providers.save_config(

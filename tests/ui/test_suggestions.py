@@ -269,7 +269,7 @@ def test_the_candidates_speak_chinese(qtbot, context, parts: Parts, answer_quit,
 def test_candidates_come_without_the_end_model_and_can_be_sent(
     qtbot, context, parts: Parts, answer_quit, store: Store
 ) -> None:
-    from app.engine.models import ModelError
+    from app.engine.weights import ModelError
     from app.ui.main_window import MainWindow
 
     parts.load_error = ModelError("Unknown model 'x'")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.cloud.teacher import TeacherUnavailable
 from app.engine.conversation import Turn
-from app.engine.models import ModelError
+from app.engine.weights import ModelError
 from app.store import Draft, Message, Rating, Score, Store, TeacherReply
 from app.ui.channels import Incoming
 from app.ui.conversation_view import ConversationView

@@ -25,7 +25,7 @@ from sqlalchemy import exc as sa_exc
 
 from app.evolve.promotion import AdapterDamaged
 from app.evolve.versions import adapters_dir
-from app.store import AdapterVersion, Store
+from app.store import AdapterVersion, Store, open_store
 from app.team import adapters
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class AdapterWatcher:
 
     def __init__(
         self,
-        shop: Store,
+        shop: Store | str,
         local: Store,
         on_change: Callable[[str | None], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
@@ -50,7 +50,8 @@ class AdapterWatcher:
     ) -> None:
         if local.is_server:
             raise ValueError("the desktop's own store is its SQLite file")
-        self.shop = shop
+        self._shop = shop if isinstance(shop, Store) else None
+        self._shop_url = shop if isinstance(shop, str) else None
         self.local = local
         self.on_change = on_change
         self.on_error = on_error
@@ -61,6 +62,15 @@ class AdapterWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def shop(self) -> Store:
+        """The shop's store: given, or opened from its URL on first use (so a desktop starts
+        while the server is away)."""
+        if self._shop is None:
+            assert self._shop_url is not None
+            self._shop = open_store(self._shop_url)
+        return self._shop
 
     def check(self) -> str | None:
         """Follow the shop's active adapter now; returns it (None: the base model). Raises
@@ -122,6 +132,9 @@ class AdapterWatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._shop is not None and self._shop_url is not None:
+            self._shop.close()  # opened here
+            self._shop = None
 
     def _safe_check(self) -> None:
         try:
@@ -132,10 +145,9 @@ class AdapterWatcher:
                 self.on_error(exc)
 
     def _run(self) -> None:
-        listen = self.shop.is_server
         while not self._stop.is_set():
             self._safe_check()
-            if not listen:
+            if self._shop is None or not self._shop.is_server:  # unreachable, or SQLite
                 self._stop.wait(self.poll_s)
                 continue
             try:

@@ -29,8 +29,19 @@ EVENTS = {"stage", "step", "gate", "done", "error", "warning", "candidates", "la
 STAGES = ("candidates", "fetch_labels", "train", "export", "gate", "promote")
 
 
+def team_mode() -> bool:
+    """Whether this desktop belongs to a shop ($XIAOER_DATABASE_URL; docs/team.md)."""
+    from app.store.db import shop_database_url
+
+    return shop_database_url() is not None
+
+
 def evolve_command(python: str | None = None) -> list[str]:
-    """``python -m app evolve --now --jsonl``: one evolution round reporting JSON lines."""
+    """``python -m app evolve --now --jsonl``: one evolution round reporting JSON lines. In team
+    mode the round is a job on the shop's worker: ``xiaoer team enqueue evolve --follow`` puts it
+    in the queue (a manager's desktop only) and prints its events, the same JSON lines."""
+    if team_mode():
+        return [python or sys.executable, "-m", "app", "team", "enqueue", "evolve", "--follow"]
     return [python or sys.executable, "-m", "app", "evolve", "--now", "--jsonl"]
 
 
@@ -116,7 +127,20 @@ def activate_adapter(store: Store, version: str | None) -> None:
     files are checked against their recorded hash before the one-transaction switch.
     """
     from app.evolve import Evolution
+    from app.store.db import shop_database_url
 
+    shop_url = shop_database_url()
+    if shop_url is not None:  # team mode: the shop's adapter, a manager's desktop only
+        from app.store import open_store
+        from app.team import adapters, roles
+
+        with open_store(shop_url) as shop:
+            secret = roles.saved_secret(shop)
+            if version is None:
+                adapters.rollback(shop, secret, "base")
+            else:
+                adapters.promote(shop, version, secret)
+        return
     if version is None:
         Evolution(store).rollback("base")
     else:

@@ -32,6 +32,7 @@ from app.ui.evolution import (
     format_eta,
     parse_event,
     rollback_target,
+    team_mode,
 )
 from app.ui.metrics import daily_metrics
 from app.ui.services import Services
@@ -229,7 +230,8 @@ class EvolutionPanel(QWidget):
     def evolve_now(self) -> None:
         if self.running:
             return
-        missing = self.services.context.missing_training()
+        # In team mode the shop's worker trains; this desktop only enqueues the round.
+        missing = [] if team_mode() else self.services.context.missing_training()
         if missing:
             # The lite desktop bundle: a run would fail at the training step, so say how to train.
             log.warning("evolution needs %s, which this installation lacks", ", ".join(missing))

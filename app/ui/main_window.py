@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
         self.chats.message.connect(self.statusBar().showMessage)
         self.inbox.message.connect(self.statusBar().showMessage)
         self.evolution.adapter_changed.connect(self.model.apply_adapter)
+        self.services.shop_adapter_changed.connect(self.model.apply_adapter)  # team mode
         self.evolution.run_finished.connect(lambda ok: self.chats.refresh_queue())
 
         self.clock = QTimer(self)

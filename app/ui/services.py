@@ -23,10 +23,12 @@ from app.cloud.teacher import LocalTeacherNotRunning
 from app.engine import models
 from app.engine.conversation import Shot, Turn
 from app.engine.end_model import EndModel
+from app.evolve.promotion import AdapterDamaged
 from app.scoring.scorers import ReplyScorer
 from app.store import Store
 from app.store.db import shop_database_url
 from app.store.team import ShopSync, SyncStatus
+from app.team.watch import AdapterWatcher
 from app.ui.evolution import evolve_command, missing_training_stack
 from app.ui.local_teacher import LocalTeacher, TeacherState, default_teacher_server
 from app.ui.settings import UiSettings
@@ -146,6 +148,9 @@ class Services(QObject):
     shop_status = Signal(str, int)
     """Team mode: (state, ratings waiting) of the shop's database, state "connecting", "online"
     or "offline"; emitted from the sync's thread on every change (never in solo mode)."""
+    shop_adapter_changed = Signal()
+    """Team mode: the shop's active adapter changed and is registered here (from the watcher's
+    thread): the model should load the store's active adapter."""
     ranker_finished = Signal(str)
     """The version of the newly trained ranker, now active; "" when none was made (too little
     history, a failure, or the window closing)."""
@@ -181,13 +186,27 @@ class Services(QObject):
         """Team mode ($XIAOER_DATABASE_URL): sends every rating to the shop's database, keeping
         it here while the server is away (app.store.team)."""
         shop = shop_database_url()
+        self.shop_adapters: AdapterWatcher | None = None
+        """Team mode: follows the shop's active adapter (fetched, hash-checked, registered here;
+        ``shop_adapter_changed`` then has the model load it) (app.team.watch)."""
         if shop is not None:
             self.shop_sync = ShopSync(self.store, shop, on_status=self._shop_status_changed)
             self.workspace.on_rated = self.shop_sync.notify
             self.shop_sync.start()
+            self.shop_adapters = AdapterWatcher(
+                shop,
+                self.store,
+                on_change=lambda version: self.shop_adapter_changed.emit(),
+                on_error=self._shop_adapter_failed,
+            )
+            self.shop_adapters.start()
 
     def _shop_status_changed(self, status: SyncStatus) -> None:
         self.shop_status.emit(status.state, status.pending)
+
+    def _shop_adapter_failed(self, exc: Exception) -> None:
+        if isinstance(exc, AdapterDamaged):  # an unreachable server is the status bar's news
+            self.report(self.tr("The shop's adapter"), exc)
 
     # The two below run on their own worker threads (scoring, cloud), never on the UI thread.
 
@@ -403,6 +422,8 @@ class Services(QObject):
     def shutdown(self) -> None:
         if self.shop_sync is not None:
             self.shop_sync.close(timeout=2.0)  # unsent ratings wait in the local file
+        if self.shop_adapters is not None:
+            self.shop_adapters.stop(timeout=2.0)
         self._ranker_cancel.set()
         self.local_teacher.shutdown()
         self.model.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +62,37 @@ def test_a_sent_reply_reaches_the_shops_database(
 def test_solo_mode_has_no_shop_status(window: Any) -> None:
     assert window.services.shop_sync is None
     assert not window.shop_status.isVisible()
+
+
+def test_a_manager_promotion_and_rollback_reach_the_running_window(
+    qtbot: Any,
+    context: AppContext,
+    answer_quit: list[str],
+    parts: Any,
+    pg_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.team import adapters, roles
+    from app.ui.evolution import evolve_command
+    from app.ui.main_window import MainWindow
+    from tests.test_team_jobs import make_adapter
+
+    monkeypatch.setenv(DATABASE_URL_ENV, pg_url)
+    assert evolve_command("py")[1:] == ["-m", "app", "team", "enqueue", "evolve", "--follow"]
+    with open_store(pg_url) as shop:
+        secret = roles.set_manager_secret(shop)
+        make_adapter(shop, tmp_path / "worker", "v1")
+        adapters.publish(shop, "v1")
+        window = MainWindow(context)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.model_ready or window.banner.isVisible(), timeout=10000)
+        try:
+            adapters.promote(shop, "v1", secret)  # on a manager's desktop
+            qtbot.waitUntil(lambda: parts.backend.active_adapter == "v1", timeout=30000)
+            assert "adapter v1" in window.model_status.text()
+            adapters.rollback(shop, secret, "base")
+            qtbot.waitUntil(lambda: parts.backend.active_adapter is None, timeout=30000)
+        finally:
+            window.close()

@@ -10,7 +10,7 @@ import pytest
 from app.engine.conversation import (
     EmptyMessageError,
     Turn,
-    clean_text,
+    clean_for_model,
     fit_messages,
     format_chatglm3,
     format_chatml,
@@ -28,11 +28,11 @@ def plain(messages):  # a render whose size is easy to reason about
     return "|".join(text for _, text in messages)
 
 
-def test_clean_text_removes_junk_and_keeps_emoji_and_scripts() -> None:
-    assert clean_text("  你好\x00\x07 world 😀 مرحبا \n") == "你好 world 😀 مرحبا"
-    assert clean_text(b"\xff\xfe\x00abc") == "\ufffd\ufffdabc"
-    assert clean_text("\ud800x") == "?x"  # a lone surrogate cannot reach the tokenizer
-    assert clean_text(" \t\n ") == ""
+def test_clean_for_model_removes_junk_and_keeps_emoji_and_scripts() -> None:
+    assert clean_for_model("  你好\x00\x07 world 😀 مرحبا \n") == "你好 world 😀 مرحبا"
+    assert clean_for_model(b"\xff\xfe\x00abc") == "\ufffd\ufffdabc"
+    assert clean_for_model("\ud800x") == "?x"  # a lone surrogate cannot reach the tokenizer
+    assert clean_for_model(" \t\n ") == ""
 
 
 def test_system_prompt_resources_exist_in_both_languages() -> None:

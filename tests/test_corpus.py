@@ -285,8 +285,8 @@ def test_split_needs_enough_conversations() -> None:
         corpus.build_heldout_split(pairs, n_test=5)
 
 
-def test_clean_text_keeps_placeholders_and_drops_control_chars() -> None:
-    assert corpus.clean_text(" 订单\t[ORDERID_10005629]\x00 金额[金额x]\n ") == (
+def test_normalize_turn_keeps_placeholders_and_drops_control_chars() -> None:
+    assert corpus.normalize_turn(" 订单\t[ORDERID_10005629]\x00 金额[金额x]\n ") == (
         "订单 [ORDERID_10005629] 金额[金额x]"
     )
-    assert corpus.clean_text("好" * 300, 10) == "好" * 10
+    assert corpus.normalize_turn("好" * 300, 10) == "好" * 10

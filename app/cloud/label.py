@@ -120,7 +120,7 @@ def _read_jsonl(path: Path) -> Iterator[LabelTask]:
                     raise TypeError("context turns must be strings")
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ValueError(f"{path}:{number}: not a labeling record ({exc})") from exc
-            turns = _turns([corpus.clean_text(t) for t in context])
+            turns = _turns([corpus.normalize_turn(t) for t in context])
             yield LabelTask(
                 str(record.get("id", f"jsonl:{number}")), turns, record.get("reference")
             )

@@ -34,7 +34,7 @@ from app.cloud.teacher import (
     TeacherUnavailable,
     Usage,
 )
-from app.engine.conversation import Turn, clean_text
+from app.engine.conversation import Turn, clean_for_model
 from app.store import Store, TeacherReply
 from app.store.models import OutboxStatus
 
@@ -89,7 +89,7 @@ class CircuitBreaker:
 
 def clean_reply(text: str) -> str:
     """The teacher's reply as a label, or TeacherRejected when it is not usable as one."""
-    reply = clean_text(text)
+    reply = clean_for_model(text)
     for prefix in _ROLE_PREFIX:
         if reply.startswith(prefix):
             reply = reply[len(prefix) :].strip()
@@ -226,7 +226,9 @@ class TeacherService:
     def _build(
         self, conversation: Sequence[Turn], examples: Sequence[Example], lang: str, max_tokens: int
     ) -> tuple[TeacherRequest, dict[str, str]]:
-        turns = [Turn(t.role, clean_text(t.text)) for t in conversation if clean_text(t.text)]
+        turns = [
+            Turn(t.role, clean_for_model(t.text)) for t in conversation if clean_for_model(t.text)
+        ]
         if not turns or turns[-1].role != "customer":
             raise ValueError("The teacher needs a conversation that ends with a customer message")
         chosen = list(examples)

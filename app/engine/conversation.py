@@ -34,7 +34,7 @@ class Turn:
     text: str
 
 
-def clean_text(text: str | bytes) -> str:
+def clean_for_model(text: str | bytes) -> str:
     """Text safe to tokenise: decoded, NFC-normalised, control characters and binary junk removed.
 
     Emoji and every script are kept; invalid UTF-8 becomes U+FFFD rather than an exception.
@@ -46,6 +46,11 @@ def clean_text(text: str | bytes) -> str:
     text = text.encode("utf-8", errors="replace").decode("utf-8")
     text = unicodedata.normalize("NFC", text)
     return _CONTROL.sub("", text).strip()
+
+
+clean_text = clean_for_model
+"""The old name, kept until app/cli.py moves over (the corpus's cleaning is
+``app.scoring.corpus.normalize_turn``)."""
 
 
 def system_prompt(lang: str = "zh") -> str:
@@ -63,7 +68,7 @@ def shot_messages(shots: Sequence[Shot]) -> list[Message]:
     """Past dialogues as user/assistant pairs; one with an empty side is left out."""
     messages: list[Message] = []
     for query, reply in shots:
-        query, reply = clean_text(query), clean_text(reply)
+        query, reply = clean_for_model(query), clean_for_model(reply)
         if query and reply:
             messages += [("user", query), ("assistant", reply)]
     return messages
@@ -86,7 +91,7 @@ def to_messages(
         raise ValueError("The last turn must be the customer's message")
     messages: list[Message] = [("system", system), *shot_messages(shots)]
     for turn in conversation:
-        text = clean_text(turn.text)
+        text = clean_for_model(turn.text)
         if not text:
             if turn is last:
                 raise EmptyMessageError("The customer's message is empty: nothing to reply to")

@@ -32,7 +32,7 @@ from typing import Literal, get_args
 from app.errors import XiaoerError
 from app.evolve.data import REPLY_KEYS
 from app.scoring import corpus
-from app.scoring.corpus import DialoguePair, clean_text
+from app.scoring.corpus import DialoguePair, normalize_turn
 
 ImportFormat = Literal["jddc2018", "jddc2019", "jsonl", "csv", "faq"]
 FORMATS: tuple[str, ...] = get_args(ImportFormat)
@@ -221,8 +221,8 @@ def _checked(path: Path, fmt: str, result: ParseResult) -> ParseResult:
 
 
 def _dialogue(context: Sequence[str], reply: str, conversation: str | None) -> ParsedEntry | None:
-    turns = tuple(t for t in (clean_text(str(t)) for t in context) if t)
-    answer = clean_text(str(reply), MAX_ANSWER_CHARS)
+    turns = tuple(t for t in (normalize_turn(str(t)) for t in context) if t)
+    answer = normalize_turn(str(reply), MAX_ANSWER_CHARS)
     if not turns or not answer:
         return None
     return ParsedEntry("dialogue", turns[-corpus.DEFAULT_MAX_CONTEXT_TURNS :], answer, conversation)
@@ -354,8 +354,8 @@ _ANSWER = re.compile(r"^\s*(?:A|a|答|答案)\s*[:：]\s*(?P<text>.*)$")
 
 
 def _faq(question: str, answer: str) -> ParsedEntry | None:
-    q = clean_text(question)
-    a = clean_text(answer, MAX_ANSWER_CHARS)
+    q = normalize_turn(question)
+    a = normalize_turn(answer, MAX_ANSWER_CHARS)
     return ParsedEntry("faq", (q,), a) if q and a else None
 
 

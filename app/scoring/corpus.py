@@ -64,7 +64,7 @@ class EcdGroup:
 # --- text cleaning -----------------------------------------------------------------------------
 
 
-def clean_text(text: str, max_chars: int = DEFAULT_MAX_TURN_CHARS) -> str:
+def normalize_turn(text: str, max_chars: int = DEFAULT_MAX_TURN_CHARS) -> str:
     """Whitespace collapsed to single spaces, control characters dropped, cut to `max_chars`.
 
     JD's masked placeholders (`[数字x]`, `[ORDERID_10005629]`, ...) are ordinary text and stay.
@@ -109,9 +109,9 @@ def read_jddc2018(
             opener in turn for turn in raw_turns[:_OPENER_TURNS] for opener in JDDC2018_OPENERS
         ):
             conversation += 1
-        turns = [clean_text(t, max_turn_chars) for t in raw_turns]
+        turns = [normalize_turn(t, max_turn_chars) for t in raw_turns]
         turns = [t for t in turns if t][-max_context_turns:]
-        reply = clean_text(reply_line.rstrip().rstrip(","), max_turn_chars)
+        reply = normalize_turn(reply_line.rstrip().rstrip(","), max_turn_chars)
         if not turns or not reply:
             continue
         yield DialoguePair(tuple(turns), reply, f"jddc2018:{conversation}")
@@ -158,7 +158,7 @@ def read_jddc2019(
     for session, turns in sessions.items():
         history: list[str] = []
         for is_agent, content in turns:
-            text = clean_text(content, max_turn_chars)
+            text = normalize_turn(content, max_turn_chars)
             if not text or text == "NULL":
                 continue
             if is_agent and history:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from app.scoring.corpus import DialoguePair, clean_text
+from app.scoring.corpus import DialoguePair, normalize_turn
 
 FloatArray = npt.NDArray[np.float32]
 FORMAT_VERSION = 1
@@ -150,7 +150,7 @@ class MatcherInfo:
 def prepare_context(turns: Sequence[str], config: MatcherTrainConfig) -> tuple[str, str]:
     """(last turn, last `context_turns` turns joined), cleaned and cut from the front."""
     keep = config.max_context_chars
-    cleaned = [clean_text(t[-4 * keep :], keep) for t in turns[-config.context_turns :]]
+    cleaned = [normalize_turn(t[-4 * keep :], keep) for t in turns[-config.context_turns :]]
     cleaned = [t for t in cleaned if t]
     last = cleaned[-1] if cleaned else ""
     return last, " ".join(cleaned)[-keep:]
@@ -158,7 +158,7 @@ def prepare_context(turns: Sequence[str], config: MatcherTrainConfig) -> tuple[s
 
 def prepare_reply(reply: str, config: MatcherTrainConfig) -> str:
     """The reply cleaned and cut to its first `max_reply_chars` characters."""
-    return clean_text(reply[: 4 * config.max_reply_chars], config.max_reply_chars)
+    return normalize_turn(reply[: 4 * config.max_reply_chars], config.max_reply_chars)
 
 
 def _bucket(text: str, buckets: int) -> int:

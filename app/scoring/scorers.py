@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from app.engine.conversation import clean_text
+from app.engine.conversation import clean_for_model
 from app.errors import XiaoerError
 from app.scoring.echo import repeats_customer
 from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA, ScoreResult, final_score
@@ -54,7 +54,7 @@ class MatchingModel(Protocol):
 
 
 def prepare(text: str) -> str:
-    return clean_text(text)[:MAX_CHARS]
+    return clean_for_model(text)[:MAX_CHARS]
 
 
 def _cosine_rows(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> Scores:

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from app.scoring.corpus import JDDC2019_COLUMNS
-from app.scoring.corpus import clean_text as clean_corpus_text
+from app.scoring.corpus import JDDC2019_COLUMNS, normalize_turn
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def read_jddc2019_sessions(path: Path, limit: int | None = None) -> list[ReplayS
                     f"got {len(cols)} (is this a JDDC 2019 chat file?)"
                 )
             session_id, user, waiter_send, *_rest, content = cols
-            text = clean_corpus_text(content)
+            text = normalize_turn(content)
             if not text or text == "NULL":
                 continue
             if session_id not in sessions:

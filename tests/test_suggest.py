@@ -222,6 +222,42 @@ def test_importing_past_dialogues_on_the_command_line_trains_the_ranker(tmp_path
         assert active_ranker(store).calibrated
 
 
+def send_chats(store: Store, chats: list[list[tuple[str, str]]]) -> None:
+    """Conversations handled in the app: (role, text) messages in order."""
+    with store.session() as session:
+        customer = store.get_or_create_customer(session, "c-1")
+        for messages in chats:
+            conversation = store.open_conversation(session, customer.id, "test")
+            for role, text in messages:
+                store.add_message(session, conversation.id, role, text)  # type: ignore[arg-type]
+
+
+def test_replies_sent_in_the_app_are_read_back_with_the_turns_they_answered(store: Store) -> None:
+    send_chats(
+        store,
+        [
+            [("agent", "您好"), ("customer", "在吗"), ("agent", "在的亲"), ("agent", "请问")],
+            [("customer", "什么时候发货"), ("customer", "急"), ("agent", "今天发顺丰")],
+        ],
+    )
+    with store.session() as session:
+        sent = store.sent_replies(session, limit=10)
+        newest = store.sent_replies(session, limit=1)
+    # An agent's follow-up and an opening greeting answer no customer message.
+    assert sent == [(["什么时候发货", "急"], "今天发顺丰"), (["您好", "在吗"], "在的亲")]
+    assert newest == [(["什么时候发货", "急"], "今天发顺丰")]
+
+
+def test_replies_agents_sent_in_the_app_train_the_ranker(store: Store, kb: KnowledgeBase) -> None:
+    kb.import_pairs("past", shop_history(copies=6))
+    before = train_ranker_after_import(store, kb)
+    assert before is not None and before.metrics["train_sent_replies"] == 0
+    send_chats(store, [[("customer", "什么时候发货"), ("agent", "今天就发顺丰哦")]] * 3)
+    after = train_ranker_after_import(store, kb)
+    assert after is not None and after.metrics["train_sent_replies"] == 3
+    assert after.metrics["train_dialogues"] == before.metrics["train_dialogues"] + 3
+
+
 def test_too_little_history_keeps_the_untrained_ranker(store: Store, kb: KnowledgeBase) -> None:
     kb.import_pairs("past", shop_history()[:5])
     assert train_ranker_after_import(store, kb) is None

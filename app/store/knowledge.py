@@ -20,6 +20,7 @@ from app.store.models import (
     KnowledgeEntryRow,
     KnowledgeKind,
     KnowledgeSourceRow,
+    Message,
     SuggestionCandidate,
     utcnow,
 )
@@ -287,6 +288,37 @@ class KnowledgeQueries:
             chosen.draft_id = draft_id
         session.flush()
         return chosen
+
+    def sent_replies(self, session: Session, limit: int) -> list[tuple[list[str], str]]:
+        """The agents' replies sent in the app, newest first: (the conversation's turns up to the
+        customer's message it answered, the reply as sent). At most ``limit``."""
+        newest = (
+            select(Message.id)
+            .where(Message.role == "agent")
+            .order_by(Message.id.desc())
+            .limit(limit)
+            .subquery()
+        )
+        conversations = select(Message.conversation_id).where(Message.id.in_(select(newest)))
+        rows = session.execute(
+            select(Message.id, Message.conversation_id, Message.role, Message.text)
+            .where(Message.conversation_id.in_(conversations))
+            .order_by(Message.conversation_id, Message.sent_at, Message.id)
+        ).all()
+        wanted = set(session.scalars(select(newest.c.id)))
+        out: list[tuple[int, list[str], str]] = []
+        turns: list[str] = []
+        last_role, last_conversation = "", None
+        for message_id, conversation_id, role, text in rows:
+            if conversation_id != last_conversation:
+                turns, last_role, last_conversation = [], "", conversation_id
+            if role == "agent" and last_role == "customer" and message_id in wanted:
+                out.append((message_id, list(turns), text))
+            if text.strip():
+                turns.append(text)
+                last_role = role
+        out.sort(key=lambda item: -item[0])
+        return [(context, reply) for _id, context, reply in out]
 
 
 def _entry_columns() -> Any:

@@ -25,7 +25,7 @@ from app.suggest.ranker import (
     fit_ranker,
     register_ranker,
 )
-from app.suggest.vectors import KnowledgeVectors
+from app.suggest.vectors import KnowledgeVectors, context_window
 
 SAMPLE = 800
 """Past dialogues the ranker learns from (each gives ~600 candidates): about a minute on two cores."""
@@ -36,6 +36,8 @@ RANDOM_REPLIES = 10
 """Off-topic replies (of random other conversations) added to each training dialogue's
 candidates: a draft or a typed reply can miss the question, which retrieved replies never do,
 and the ranker must learn to tell (this is what carries it to other shops' chats)."""
+SENT = 800
+"""The agents' most recent replies sent in the app that training also learns from."""
 SEARCH_BATCH = 64
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -85,15 +87,43 @@ def _examples(
             # The agent's own reply is the perfect candidate (target 1): what sets it apart from
             # off-topic replies is what the ranker needs for replies it did not retrieve.
             own = state._outside([entry.answer])
-            cands = [*state.candidates, *off_topic, *own]
-            rows, _ = state._features(cands)
-            answers = np.stack([cand.answer_vector for cand in cands])
-            targets = np.clip(answers @ truth[i], 0.0, 1.0)
-            retrieval = np.array(
-                [cand.query_sim + cand.context_sim if cand.retrieved else -9.0 for cand in cands]
-            )
-            out.append(Example(rows, targets, retrieval, len(state.candidates)))
+            out.append(_example(state, [*state.candidates, *off_topic, *own], truth[i]))
     return out
+
+
+def _sent_examples(kb: KnowledgeBase, vectors: KnowledgeVectors, limit: int) -> list[Example]:
+    """The agents' replies sent in the app as training dialogues: the candidates the live
+    ranking would build for the customer's turn, the reply as sent among them (target 1), and
+    every candidate's similarity to it (which candidate the agent picked, or how they edited it,
+    is in what they sent)."""
+    with kb.store.session() as session:
+        sent = kb.store.sent_replies(session, limit)
+    untrained = Ranker.untrained()
+    out = []
+    for start in range(0, len(sent), SEARCH_BATCH):
+        batch = sent[start : start + SEARCH_BATCH]
+        texts = [
+            t for context, reply in batch for t in (context[-1], context_window(context), reply)
+        ]
+        v = kb.encode(texts).reshape(len(batch), 3, -1)
+        found = kb.search_vectors(v[:, 0], FIRST_STAGE, "dialogue")
+        for i, (context, reply) in enumerate(batch):
+            state = _TurnState.build(
+                context, context, v[i, 0], v[i, 1], found[i], [], vectors, untrained, kb, SHOWN
+            )
+            if state.candidates:
+                out.append(_example(state, [*state.candidates, *state._outside([reply])], v[i, 2]))
+    return out
+
+
+def _example(state: _TurnState, cands: list[Any], truth: np.ndarray) -> Example:
+    rows, _ = state._features(cands)
+    answers = np.stack([cand.answer_vector for cand in cands])
+    targets = np.clip(answers @ truth, 0.0, 1.0)
+    retrieval = np.array(
+        [cand.query_sim + cand.context_sim if cand.retrieved else -9.0 for cand in cands]
+    )
+    return Example(rows, targets, retrieval, len(state.candidates))
 
 
 @dataclass
@@ -147,6 +177,8 @@ def train_ranker(
     report({"stage": "features", "dialogues": len(sampled)})
     fit_examples = _examples(kb, vectors, fit_entries, rng, report)
     check_examples = _examples(kb, vectors, check_entries, rng, report)
+    sent_examples = _sent_examples(kb, vectors, SENT)
+    fit_examples += sent_examples
     if not fit_examples:
         return None
     x = np.concatenate([ex.rows for ex in fit_examples])
@@ -155,6 +187,7 @@ def train_ranker(
     metrics = {
         **_first_pick_means(ranker, check_examples),
         "train_dialogues": len(fit_examples),
+        "train_sent_replies": len(sent_examples),
         "train_candidates": len(x),
         "train_s": round(time.perf_counter() - started, 1),
     }

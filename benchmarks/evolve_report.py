@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import weights
-from app.evolve.data import Example, as_turns
+from app.evolve.data import TrainingExample, as_turns
 from app.evolve.gate import Served, draft_replies
 from app.evolve.settings import PAPER_PROBES
 
@@ -75,7 +75,7 @@ def write_report(
 
         scorer = load_scorer()
     probes = list(probes or PAPER_PROBES)
-    items = [Example((p,), "", "probe") for p in probes]
+    items = [TrainingExample((p,), "", "probe") for p in probes]
     references: list[str | None] = [None] * len(probes)
     if teacher is not None:
         references = [teacher.ask(as_turns(ex.context)).reply for ex in items]

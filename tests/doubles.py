@@ -18,7 +18,7 @@ import keyring.errors
 import numpy as np
 from jaraco.classes import properties
 
-from app.cloud.prompt import Example
+from app.cloud.prompt import PromptExample
 from app.cloud.teacher import TeacherAnswer, TeacherRequest, Usage
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import Message, format_chatml
@@ -74,9 +74,9 @@ class ScriptedTeacher:
 class OneExample:
     """An example bank stand-in: the same past dialogue for every query."""
 
-    example: Example
+    example: PromptExample
 
-    def retrieve(self, query: str, k: int) -> list[Example]:
+    def retrieve(self, query: str, k: int) -> list[PromptExample]:
         return [self.example]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from app.cloud.service import RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherAnswer, TeacherRequest, TeacherUnavailable, Usage
-from app.evolve.data import Example
+from app.evolve.data import TrainingExample
 from app.evolve.loop import Evolution
 from app.evolve.promotion import sha256_of
 from app.evolve.settings import EvolutionSettings
@@ -366,10 +366,10 @@ def test_training_prompts_and_gate_drafts_hold_the_past_dialogues_the_app_shows(
     with pytest.raises(ValueError, match="shots needs examples"):
         EvolutionSettings(shots=2)
     evo = Evolution(store, EvolutionSettings(examples=str(past), shots=1))
-    label = Example(("我想开个发票",), "亲，下单时填写发票抬头就可以了。", "teacher")
+    label = TrainingExample(("我想开个发票",), "亲，下单时填写发票抬头就可以了。", "teacher")
     assert evo.shown([label], leave_out_same=False)[0].shots == (pairs[0],)
     # Training on a pair of the shop's own dialogues never shows it its own reply.
-    own = Example(("可以开发票吗？",), "亲，可以开电子发票的。", "corpus")
+    own = TrainingExample(("可以开发票吗？",), "亲，可以开电子发票的。", "corpus")
     assert evo.shown([own], leave_out_same=True)[0].shots == (pairs[1],)
     assert Evolution(store, EvolutionSettings(examples=str(past))).shown([label], True) == [label]
 

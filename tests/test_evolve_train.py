@@ -16,15 +16,15 @@ from app.engine.end_model import EndModel
 from app.engine.hf_backend import TransformersBackend
 from app.engine.weights import ModelSource
 from app.evolve.config import TrainConfig
-from app.evolve.data import IGNORE_INDEX, Example, encode, read_examples, write_examples
+from app.evolve.data import IGNORE_INDEX, TrainingExample, encode, read_examples, write_examples
 from app.evolve.train import train
 from app.evolve.trainer_process import run_training
 
 torch = pytest.importorskip("torch", reason="training needs the [hf] extra")
 
 EXAMPLES = [
-    Example(("你好", "您好，有什么可以帮您？", "可以选择快递吗？"), "亲，默认京东快递哦"),
-    Example(("能便宜点吗？",), "亲，价格已经是最低了哦"),
+    TrainingExample(("你好", "您好，有什么可以帮您？", "可以选择快递吗？"), "亲，默认京东快递哦"),
+    TrainingExample(("能便宜点吗？",), "亲，价格已经是最低了哦"),
 ]
 
 
@@ -94,7 +94,7 @@ def test_examples_are_prompted_like_drafts_and_only_the_reply_is_learned(tiny_qw
     assert tokenizer.decode(ids[n_prompt:]) == "亲，默认京东快递哦<|im_end|>"
     assert labels[n_prompt:] == ids[n_prompt:]
     # A long context loses its oldest turns, never the customer's latest message.
-    long = Example(tuple(["很长的历史消息" * 20, "好的"] * 6 + ["最后的问题？"]), "好的")
+    long = TrainingExample(tuple(["很长的历史消息" * 20, "好的"] * 6 + ["最后的问题？"]), "好的")
     ids, labels = encode(long, tokenizer, max_input=160, max_output=8)
     prompt = tokenizer.decode(
         [i for i, lab in zip(ids, labels, strict=True) if lab == IGNORE_INDEX]
@@ -109,7 +109,7 @@ def test_shown_dialogues_are_in_the_training_prompt_as_in_the_draft(
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
     shots = (("发什么快递", "默认中通哦"), ("能开发票吗", "可以开电子发票"))
-    example = Example(("可以选择快递吗？",), "亲，默认京东快递哦", "corpus", None, shots)
+    example = TrainingExample(("可以选择快递吗？",), "亲，默认京东快递哦", "corpus", None, shots)
     path = tmp_path / "data.jsonl"
     write_examples([example], path)
     assert read_examples(path) == [example]  # the shots travel to the child process
@@ -136,7 +136,7 @@ def test_training_files_are_read_with_clear_errors(tmp_path: Path) -> None:
         + "\n",
         encoding="utf-8",
     )
-    assert read_examples(labels) == [Example(("在吗",), "在的亲", "file")]
+    assert read_examples(labels) == [TrainingExample(("在吗",), "在的亲", "file")]
     broken = tmp_path / "broken.jsonl"
     broken.write_bytes(b'{"context": ["a"], "reply": "b"}\n\xff\xfe not json\n')
     with pytest.raises(ValueError, match=r"broken\.jsonl:2"):
@@ -259,8 +259,8 @@ def test_kto_learns_from_thumbs_without_a_better_text(tiny_qwen_dir, tmp_path) -
     from app.evolve.kto import reply_logprob
     from app.evolve.train import _collate
 
-    good = Example(("能便宜点吗？",), "亲，价格已经是最低了哦", "thumbs_up", True)
-    bad = Example(("在吗",), "不知道", "thumbs_down", False)
+    good = TrainingExample(("能便宜点吗？",), "亲，价格已经是最低了哦", "thumbs_up", True)
+    bad = TrainingExample(("在吗",), "不知道", "thumbs_down", False)
     data = tmp_path / "prefs.jsonl"
     write_examples([good, bad], data)
     assert read_examples(data) == [good, bad]
@@ -273,7 +273,7 @@ def test_kto_learns_from_thumbs_without_a_better_text(tiny_qwen_dir, tmp_path) -
     )
     model.eval()
 
-    def ratio(example: Example) -> float:
+    def ratio(example: TrainingExample) -> float:
         batch = _collate([encode(example, tokenizer, 128, 48)], 0)
         with torch.no_grad():
             tuned = float(reply_logprob(model, batch)[0])
@@ -290,9 +290,9 @@ def test_corpus_hygiene_drops_emoticons_and_caps_stock_phrases() -> None:
     from app.evolve.data import clean_examples
 
     stock = "请问还有其他还可以帮到您的吗?"
-    raw = [Example((f"问{i}",), stock) for i in range(5)] + [
-        Example(("在吗",), "#E-s[数字x]#E-s[数字x]"),
-        Example(("好的",), "#E-s[数字x]好的亲，马上为您处理"),
+    raw = [TrainingExample((f"问{i}",), stock) for i in range(5)] + [
+        TrainingExample(("在吗",), "#E-s[数字x]#E-s[数字x]"),
+        TrainingExample(("好的",), "#E-s[数字x]好的亲，马上为您处理"),
     ]
     cleaned = clean_examples(raw, max_same_reply=2)
     assert [ex.reply for ex in cleaned] == [stock, stock, "好的亲，马上为您处理"]
@@ -300,7 +300,7 @@ def test_corpus_hygiene_drops_emoticons_and_caps_stock_phrases() -> None:
     # Curt replies are left out when asked (counted after the emoticons are gone).
     assert [ex.reply for ex in clean_examples(raw, min_chars=11)] == [stock, stock]
     # So is a reply that only repeats the customer's message.
-    echo = Example(("在吗", "您好", "快递员已经把我忽略了"), "快递员已经把我忽略了。")
+    echo = TrainingExample(("在吗", "您好", "快递员已经把我忽略了"), "快递员已经把我忽略了。")
     assert clean_examples([echo, raw[-1]]) == [cleaned[-1]]
 
 

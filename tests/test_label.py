@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from app.cloud.label import corpus_format, done_ids, label_corpus, progress_line, read_tasks
-from app.cloud.prompt import Example
+from app.cloud.prompt import PromptExample
 from app.cloud.service import CircuitBreaker, RetryPolicy, TeacherService, outbox_counts
 from app.cloud.teacher import TeacherUnavailable
 from app.store import OutboxItem, Store, TeacherReply, open_store
@@ -70,8 +70,8 @@ def test_labeling_resumes_after_a_kill(tmp_path: Path) -> None:
 class QueryExamples:
     """An example bank stand-in: one example pair per query, chosen deterministically."""
 
-    def retrieve(self, query: str, k: int) -> list[Example]:
-        return [Example(f"例：{query}", "亲，可以的")]
+    def retrieve(self, query: str, k: int) -> list[PromptExample]:
+        return [PromptExample(f"例：{query}", "亲，可以的")]
 
 
 def test_scripted_queued_requests_are_answered_by_the_next_run_never_lost(tmp_path: Path) -> None:

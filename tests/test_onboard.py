@@ -16,7 +16,7 @@ import pytest
 
 from app.evolve import labels as labelling
 from app.evolve.config import TrainConfig
-from app.evolve.data import IGNORE_INDEX, Example, encode, pack, read_examples
+from app.evolve.data import IGNORE_INDEX, TrainingExample, encode, pack, read_examples
 from app.evolve.gate import GateItem, gate
 from app.evolve.onboard import (
     OnboardPlan,
@@ -120,8 +120,8 @@ def test_a_packed_row_has_the_loss_of_its_examples_trained_alone(tiny_qwen_dir: 
     )
     model.eval()
     examples = [
-        Example(("你好", "您好", "可以选择快递吗？"), "亲，默认京东快递哦"),
-        Example(("能便宜点吗？",), "亲，价格已经是最低了哦，买两件包邮"),
+        TrainingExample(("你好", "您好", "可以选择快递吗？"), "亲，默认京东快递哦"),
+        TrainingExample(("能便宜点吗？",), "亲，价格已经是最低了哦，买两件包邮"),
     ]
     encoded = [encode(ex, tokenizer, 128, 48) for ex in examples]
     (row,) = pack(encoded, 512, seed=0)
@@ -270,7 +270,7 @@ def test_onboarding_registers_a_version_and_a_round_builds_on_it(
     monkeypatch.setattr(training, "run_training", run_training)
     settings = replace(settings, holdback=0, replay=5)
     evo = Evolution(store, settings, base_model=str(tiny_qwen_dir))
-    new = Example(("能便宜点吗？",), "亲，价格已经是最低了哦，买两件包邮", "agent")
+    new = TrainingExample(("能便宜点吗？",), "亲，价格已经是最低了哦，买两件包邮", "agent")
     examples, held = labelling.training_set(store, settings, [(1, utcnow(), new)])
     history_replies = {ex.reply for ex in read_examples(Path(settings.corpus))}
     assert examples[0] == new and held == []

@@ -317,12 +317,12 @@ def test_state_files_are_written_only_through_the_safe_writer(module: str) -> No
 
 
 def test_a_truncated_embedding_cache_is_rebuilt(tmp_path: Path) -> None:
-    from app.cloud.prompt import Example, ExampleBank
+    from app.cloud.prompt import ExampleBank, PromptExample
 
     examples = [
-        Example("可以选择快递吗？", "可以的，下单备注快递公司即可"),
-        Example("这件衣服有红色吗", "有的亲"),
-        Example("发什么快递", "默认发中通快递"),
+        PromptExample("可以选择快递吗？", "可以的，下单备注快递公司即可"),
+        PromptExample("这件衣服有红色吗", "有的亲"),
+        PromptExample("发什么快递", "默认发中通快递"),
     ]
     ExampleBank(examples, cache_dir=tmp_path).retrieve("发什么快递", k=1)
     (cache,) = tmp_path.glob("examples-*.npy")
@@ -335,9 +335,12 @@ def test_a_truncated_embedding_cache_is_rebuilt(tmp_path: Path) -> None:
 
 
 def test_a_cache_of_the_wrong_shape_is_rebuilt(tmp_path: Path) -> None:
-    from app.cloud.prompt import Example, ExampleBank
+    from app.cloud.prompt import ExampleBank, PromptExample
 
-    examples = [Example("可以选择快递吗？", "可以的"), Example("发什么快递", "默认发中通快递")]
+    examples = [
+        PromptExample("可以选择快递吗？", "可以的"),
+        PromptExample("发什么快递", "默认发中通快递"),
+    ]
     bank = ExampleBank(examples, cache_dir=tmp_path)
     np.save(tmp_path / f"examples-{bank.digest}.npy", np.zeros((5, 3), dtype=np.float32))
     assert bank.retrieve("发什么快递", k=1)[0].query == "发什么快递"

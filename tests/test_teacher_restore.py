@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, text
 
 from app.cloud.label import LabelTask, label_corpus
-from app.cloud.prompt import Example
+from app.cloud.prompt import PromptExample
 from app.cloud.redact import PLACEHOLDER
 from app.cloud.service import RetryPolicy, TeacherService, restore_reply
 from app.cloud.teacher import TeacherAnswer, TeacherRequest, Usage
@@ -28,7 +28,7 @@ from app.store import Store, TeacherReply, open_store
 from tests.doubles import OneExample
 
 # Another customer's data, in the shop's past dialogue the prompt shows as an example.
-EXAMPLE = Example(
+EXAMPLE = PromptExample(
     "我叫王芳，地址是江苏省苏州市姑苏区人民路100号，电话13900001111，能改地址吗",
     "王芳您好，已改为江苏省苏州市姑苏区人民路100号，会致电13900001111确认。",
 )

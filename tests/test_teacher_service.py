@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.cloud.prompt import Example, ExampleBank, build_request, prompt_hash
+from app.cloud.prompt import ExampleBank, PromptExample, build_request, prompt_hash
 from app.cloud.service import (
     CircuitBreaker,
     RetryPolicy,
@@ -142,7 +142,7 @@ def test_scripted_outbox_keeps_a_failed_request_until_it_succeeds(store: Store) 
 
 def test_scripted_outbox_resends_the_first_prompt_and_one_item_per_request(store: Store) -> None:
     down = ScriptedTeacher([TeacherUnavailable("connection refused")] * 6)
-    invoice = Example("能开发票吗", "亲，可以开的，下单时选择发票类型即可")
+    invoice = PromptExample("能开发票吗", "亲，可以开的，下单时选择发票类型即可")
     asking = service(down, store, examples=OneExample(invoice), k=1, max_tokens=64)
     for _ in range(2):  # the same request failing twice stays one item
         with pytest.raises(TeacherUnavailable):
@@ -211,7 +211,10 @@ def test_scripted_usage_accounting(store: Store) -> None:
 
 
 def test_prompt_has_instruction_examples_and_turns() -> None:
-    examples = [Example("可以选择快递吗", "可以的亲"), Example("能便宜吗", "已经是最低价了")]
+    examples = [
+        PromptExample("可以选择快递吗", "可以的亲"),
+        PromptExample("能便宜吗", "已经是最低价了"),
+    ]
     req = build_request(CONVERSATION, examples, lang="en")
     roles = [r for r, _ in req.messages]
     assert roles == [
@@ -233,10 +236,10 @@ def test_prompt_has_instruction_examples_and_turns() -> None:
 def test_retrieved_examples_are_the_most_similar(tmp_path: Path) -> None:
     bank = ExampleBank(
         [
-            Example("可以选择快递吗？", "可以的，下单备注快递公司即可"),
-            Example("这件衣服有红色吗", "有的亲"),
-            Example("能开发票吗", "可以开电子发票"),
-            Example("发什么快递", "默认发中通快递"),
+            PromptExample("可以选择快递吗？", "可以的，下单备注快递公司即可"),
+            PromptExample("这件衣服有红色吗", "有的亲"),
+            PromptExample("能开发票吗", "可以开电子发票"),
+            PromptExample("发什么快递", "默认发中通快递"),
         ],
         cache_dir=tmp_path,
     )
@@ -301,7 +304,7 @@ def test_recorded_http_full_teacher_call_sends_no_pii(store: Store) -> None:
         teacher = OpenAICompatibleTeacher(
             f"http://127.0.0.1:{server.server_address[1]}/v1", "deepseek-chat", api_key="sk-test"
         )
-        bank = ExampleBank([Example("我叫王芳，电话13900001111，能退货吗", "可以的王芳女士")])
+        bank = ExampleBank([PromptExample("我叫王芳，电话13900001111，能退货吗", "可以的王芳女士")])
         svc = TeacherService(teacher, store, bank, k=1, sleep=no_sleep)
         result = svc.ask(CONVERSATION)
     finally:
@@ -388,7 +391,7 @@ def test_recorded_gemini_stand_in_receives_no_personal_data_through_the_service(
             base_url=f"http://127.0.0.1:{server.server_address[1]}",
             timeout=10,
         )
-        bank = ExampleBank([Example("我叫王芳，电话13900001111，能退货吗", "可以的王芳女士")])
+        bank = ExampleBank([PromptExample("我叫王芳，电话13900001111，能退货吗", "可以的王芳女士")])
         svc = TeacherService(teacher, store, bank, k=1, sleep=no_sleep)
         result = svc.ask(PII_TURNS)
     finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from app.cloud.prompt import Example, ExampleBank
+from app.cloud.prompt import ExampleBank, PromptExample
 from app.cloud.service import TeacherService, outbox_counts
 from app.cloud.teacher import TeacherError, TeacherUnavailable
 from app.engine.conversation import Turn
@@ -102,7 +102,7 @@ def example_bank(path: Path, fmt: CorpusFormat | None = None) -> ExampleBank:
     from app.paths import data_dir
 
     tasks = read_tasks(path, fmt or corpus_format(path))
-    pairs = [Example(t.turns[-1].text, t.reference) for t in tasks if t.reference]
+    pairs = [PromptExample(t.turns[-1].text, t.reference) for t in tasks if t.reference]
     return ExampleBank(pairs, cache_dir=data_dir() / "cache")
 
 

@@ -32,7 +32,7 @@ def teacher_instruction(lang: str = "zh") -> str:
 
 
 @dataclass(frozen=True)
-class Example:
+class PromptExample:
     query: str
     reply: str
 
@@ -46,7 +46,7 @@ class ExampleBank:
 
     def __init__(
         self,
-        examples: Sequence[Example],
+        examples: Sequence[PromptExample],
         encoder: USESimilarity | None = None,
         cache_dir: Path | None = None,
     ) -> None:
@@ -75,7 +75,7 @@ class ExampleBank:
                     atomic_save_npy(path, self._vectors)
         return self._vectors
 
-    def retrieve(self, query: str, k: int, leave_out_same: bool = False) -> list[Example]:
+    def retrieve(self, query: str, k: int, leave_out_same: bool = False) -> list[PromptExample]:
         """The k examples whose queries are most similar to ``query``, best first;
         ``leave_out_same``: none whose query is ``query`` itself."""
         vector = np.asarray(self._encoder.encode([query[:500]]), dtype=np.float32)[0]
@@ -85,7 +85,7 @@ class ExampleBank:
         top = np.argsort(-sims, kind="stable")[:k]
         return [self.examples[int(i)] for i in top if sims[i] > -np.inf]
 
-    def fixed(self, n: int, seed: int = 0) -> list[Example]:
+    def fixed(self, n: int, seed: int = 0) -> list[PromptExample]:
         """The paper's mode: the same n examples for every query."""
         if n >= len(self.examples):
             return list(self.examples)
@@ -107,7 +107,7 @@ def _read_cache(path: Path | None, rows: int) -> npt.NDArray[np.float32] | None:
 
 def build_request(
     conversation: Sequence[Turn],
-    examples: Sequence[Example],
+    examples: Sequence[PromptExample],
     lang: str = "zh",
     max_tokens: int = 256,
     temperature: float = 0.3,

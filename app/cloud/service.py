@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.cloud.prompt import Example, ExampleBank, ExampleMode, build_request, prompt_hash
+from app.cloud.prompt import ExampleBank, ExampleMode, PromptExample, build_request, prompt_hash
 from app.cloud.redact import PLACEHOLDER, Redaction, Redactor
 from app.cloud.teacher import (
     CloudTeacher,
@@ -203,7 +203,7 @@ class TeacherService:
 
     # --- one request --------------------------------------------------------------------------
 
-    def examples_for(self, conversation: Sequence[Turn]) -> list[Example]:
+    def examples_for(self, conversation: Sequence[Turn]) -> list[PromptExample]:
         """The example pairs the prompt for ``conversation`` shows (unredacted, as in the corpus)."""
         if self.examples is None or not conversation:
             return []
@@ -212,7 +212,7 @@ class TeacherService:
         return self.examples.retrieve(conversation[-1].text, self.k)
 
     def prepare(
-        self, conversation: Sequence[Turn], examples: Sequence[Example] | None = None
+        self, conversation: Sequence[Turn], examples: Sequence[PromptExample] | None = None
     ) -> tuple[TeacherRequest, dict[str, str]]:
         """The request as it will be sent, and the conversation's own placeholders (placeholder →
         real value) that may be restored in the reply.
@@ -224,7 +224,11 @@ class TeacherService:
         return self._build(conversation, chosen, self.lang, self.max_tokens)
 
     def _build(
-        self, conversation: Sequence[Turn], examples: Sequence[Example], lang: str, max_tokens: int
+        self,
+        conversation: Sequence[Turn],
+        examples: Sequence[PromptExample],
+        lang: str,
+        max_tokens: int,
     ) -> tuple[TeacherRequest, dict[str, str]]:
         turns = [
             Turn(t.role, clean_for_model(t.text)) for t in conversation if clean_for_model(t.text)
@@ -241,7 +245,7 @@ class TeacherService:
             own = own_placeholders(redacted)
             turns = [Turn(t.role, r.redacted) for t, r in zip(turns, redacted, strict=True)]
             chosen = [
-                Example(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
+                PromptExample(redactor.redact(e.query).redacted, redactor.redact(e.reply).redacted)
                 for e in chosen
             ]
         return build_request(turns, chosen, lang, max_tokens), own
@@ -347,7 +351,9 @@ class TeacherService:
                 sent_json=json.dumps(request.messages, ensure_ascii=False),
             )
 
-    def _payload(self, conversation: Sequence[Turn], examples: Sequence[Example]) -> dict[str, Any]:
+    def _payload(
+        self, conversation: Sequence[Turn], examples: Sequence[PromptExample]
+    ) -> dict[str, Any]:
         """What it takes to send the same prompt again: the conversation and examples as they are
         on the device (redaction happens at send time, for whichever teacher it goes to then)."""
         return {
@@ -384,7 +390,7 @@ class TeacherService:
         and the conversation's own placeholders."""
         turns = [Turn(role, text) for role, text in payload["turns"]]
         if "examples" in payload:
-            examples = [Example(query, reply) for query, reply in payload["examples"]]
+            examples = [PromptExample(query, reply) for query, reply in payload["examples"]]
         else:
             examples = self.examples_for(turns)
         request, own = self._build(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from app.evolve.config import METHODS, PRESETS, SHOTS_MAX_INPUT, TrainConfig
 from app.evolve.data import (
     MIN_REPLY_CHARS,
-    Example,
+    TrainingExample,
     clean_examples,
     read_examples,
     with_shots,
@@ -184,10 +184,10 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examples_from(args: argparse.Namespace) -> list[Example]:
+def _examples_from(args: argparse.Namespace) -> list[TrainingExample]:
     from app.evolve.evaluate import read_pairs
 
-    examples: list[Example] = []
+    examples: list[TrainingExample] = []
     if args.corpus:
         corpus = Path(args.corpus)
         if args.format == "jddc2018":

@@ -33,7 +33,7 @@ REPLY_KEYS = ("reply", "label", "teacher_reply")
 
 
 @dataclass(frozen=True)
-class Example:
+class TrainingExample:
     context: tuple[str, ...]
     """Turns alternating customer/agent, ending with the customer's message."""
     reply: str
@@ -44,6 +44,10 @@ class Example:
     """Past dialogues shown before the context, as the engine shows them when drafting."""
 
 
+Example = TrainingExample
+"""The old name, kept until app/evolve/onboard.py moves over."""
+
+
 def as_turns(context: Sequence[str]) -> list[Turn]:
     n = len(context)
     return [
@@ -52,7 +56,7 @@ def as_turns(context: Sequence[str]) -> list[Turn]:
     ]
 
 
-def read_examples(path: Path) -> list[Example]:
+def read_examples(path: Path) -> list[TrainingExample]:
     """JSON lines with ``context`` (or ``query``) and ``reply`` (or ``label``/``teacher_reply``).
 
     The labels ``xiaoer label`` writes are read as they are. A broken line is an error naming it;
@@ -78,7 +82,9 @@ def read_examples(path: Path) -> list[Example]:
                 desirable = None
             if reply.strip() and context[-1].strip():
                 source = str(record.get("source", "file"))
-                examples.append(Example(tuple(context), reply.strip(), source, desirable, shots))
+                examples.append(
+                    TrainingExample(tuple(context), reply.strip(), source, desirable, shots)
+                )
     if not examples:
         raise ValueError(f"{path}: no training examples (lines need a context and a reply)")
     return examples
@@ -94,8 +100,8 @@ MIN_REPLY_CHARS = 12
 
 
 def clean_examples(
-    examples: Iterable[Example], max_same_reply: int = 2, min_chars: int = 0
-) -> list[Example]:
+    examples: Iterable[TrainingExample], max_same_reply: int = 2, min_chars: int = 0
+) -> list[TrainingExample]:
     """Corpus hygiene before training: JD's masked emoticons (``#E-s[数字x]``) are removed, replies
     left empty, shorter than ``min_chars`` or only repeating the customer are dropped, and one
     reply text is kept at most ``max_same_reply`` times — the corpus's stock phrases
@@ -118,8 +124,8 @@ def clean_examples(
 
 
 def with_shots(
-    examples: Iterable[Example], bank: ExampleBank, k: int, leave_out_same: bool = True
-) -> list[Example]:
+    examples: Iterable[TrainingExample], bank: ExampleBank, k: int, leave_out_same: bool = True
+) -> list[TrainingExample]:
     """Each example with the ``k`` past dialogues of ``bank`` most like its customer message, as
     the engine is shown them when it drafts.
 
@@ -136,7 +142,7 @@ def with_shots(
     return out
 
 
-def write_examples(examples: Iterable[Example], path: Path) -> int:
+def write_examples(examples: Iterable[TrainingExample], path: Path) -> int:
     n = 0
     with path.open("w", encoding="utf-8") as fh:
         for ex in examples:
@@ -155,7 +161,7 @@ def write_examples(examples: Iterable[Example], path: Path) -> int:
 
 
 def encode(
-    example: Example, tokenizer: Any, max_input: int, max_output: int, lang: str = "zh"
+    example: TrainingExample, tokenizer: Any, max_input: int, max_output: int, lang: str = "zh"
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels): the prompt's labels are IGNORE_INDEX; the oldest turns are dropped."""
     messages = to_messages(as_turns(example.context), system_prompt(lang), example.shots)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from app.evolve.data import Example, as_turns
+from app.evolve.data import TrainingExample, as_turns
 from app.evolve.gate import Served, draft_replies
 from app.fsio import loads_json
 from app.store import AdapterVersion
@@ -18,13 +18,15 @@ TEACHER_CONCURRENCY = 4
 SCORE_KEYS = ("similarity_to_reference", "matching", "final")
 
 
-def read_pairs(enc: Path, dec: Path, offset: int = 0, limit: int | None = None) -> list[Example]:
+def read_pairs(
+    enc: Path, dec: Path, offset: int = 0, limit: int | None = None
+) -> list[TrainingExample]:
     """JDDC-2018-format context → reply pairs, from line ``offset`` on."""
     from app.scoring.corpus import read_jddc2018
 
     stop = None if limit is None else offset + limit
     pairs = itertools.islice(read_jddc2018(enc, dec), offset, stop)
-    return [Example(tuple(p.context), p.reply, "corpus") for p in pairs if p.context]
+    return [TrainingExample(tuple(p.context), p.reply, "corpus") for p in pairs if p.context]
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -128,7 +130,7 @@ def compare_items(base: Sequence[Path], runs: Sequence[Sequence[Path]]) -> dict[
 
 
 def _item_scores(
-    pairs: Sequence[Example],
+    pairs: Sequence[TrainingExample],
     replies: Sequence[str],
     scorer: Any,
     clouds: Sequence[str] | None,
@@ -155,7 +157,7 @@ def _item_scores(
 
 
 def evaluate(
-    pairs: Sequence[Example],
+    pairs: Sequence[TrainingExample],
     adapter: AdapterVersion | None,
     base_model: str,
     scorer: Any,
@@ -208,7 +210,7 @@ def evaluate(
 
 
 def _items(
-    pairs: Sequence[Example],
+    pairs: Sequence[TrainingExample],
     replies: Sequence[str],
     scores: dict[str, list[float]],
     clouds: Sequence[str] | None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.backend import GenerationConfig
-from app.evolve.data import Example, as_turns
+from app.evolve.data import TrainingExample, as_turns
 from app.evolve.promotion import adapter_row, served_path
 from app.store import AdapterVersion, Store
 
@@ -92,7 +92,7 @@ def run_gate(
     store: Store,
     scorer: Any,
     version: str,
-    items: Sequence[Example],
+    items: Sequence[TrainingExample],
     references: Sequence[str | None],
     base_model: str,
     margin: float,
@@ -148,7 +148,7 @@ class Served:
 
 def draft_replies(
     adapter: Served | None,
-    items: Sequence[Example],
+    items: Sequence[TrainingExample],
     base_model: str,
     generation: GenerationConfig = GATE_GENERATION,
 ) -> list[str]:

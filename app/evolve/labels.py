@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from app.errors import XiaoerError
-from app.evolve.data import Example, as_turns, clean_examples, read_examples
+from app.evolve.data import TrainingExample, as_turns, clean_examples, read_examples
 from app.evolve.settings import EvolutionSettings
 from app.scoring.echo import repeats_customer
 from app.scoring.record import CALIBRATED_MATCHING, draft_context
@@ -29,7 +29,7 @@ from app.store import AdapterVersion, Rating, Score, Store, TeacherReply
 if TYPE_CHECKING:
     from app.evolve.trainer_process import Progress
 
-Label = tuple[int, datetime, Example]
+Label = tuple[int, datetime, TrainingExample]
 """A label linked to a draft: (label id, when it was made, the example)."""
 
 
@@ -186,7 +186,7 @@ def stored_labels(store: Store) -> list[Label]:
     for label_id, created, draft_id, text, source in rows:
         assert draft_id is not None and text is not None  # filtered in the query
         context, _ = draft_context(store, draft_id)
-        out.append((label_id, created, Example(tuple(context), text, source)))
+        out.append((label_id, created, TrainingExample(tuple(context), text, source)))
     return out
 
 
@@ -197,7 +197,7 @@ def new_labels(store: Store, labels: list[Label]) -> list[Label]:
     return [lab for lab in labels if latest is None or lab[1] > latest]
 
 
-def learnable(label: Example, min_chars: int) -> bool:
+def learnable(label: TrainingExample, min_chars: int) -> bool:
     """A teacher's curt reply ("好的") is not learned: a few teach the model to answer
     everything that way; nor one that only repeats the customer. The agent's own text is
     always learned."""
@@ -210,7 +210,7 @@ def learnable(label: Example, min_chars: int) -> bool:
 
 def training_set(
     store: Store, settings: EvolutionSettings, labels: list[Label]
-) -> tuple[list[Example], list[Example]]:
+) -> tuple[list[TrainingExample], list[TrainingExample]]:
     """(training examples, held-back gate examples) for the next round, from the store's
     ``labels``."""
     rng = random.Random(len(labels))  # the same store state gives the same sample
@@ -218,7 +218,7 @@ def training_set(
     held_ids = {lab[0] for lab in hold}
     new_ids = {lab[0] for lab in new_labels(store, labels)} - held_ids
 
-    def keep(label: Example) -> bool:
+    def keep(label: TrainingExample) -> bool:
         return learnable(label, settings.min_label_chars)
 
     new = [lab[2] for lab in labels if lab[0] in new_ids and keep(lab[2])]
@@ -237,7 +237,7 @@ def training_set(
     return new + replay, [lab[2] for lab in hold]
 
 
-def preference_examples(store: Store) -> list[Example]:
+def preference_examples(store: Store) -> list[TrainingExample]:
     """Drafts rated 👍 or 👎 and sent unedited (or not sent): KTO's desirable/undesirable."""
     with store.session() as session:
         rows = session.execute(
@@ -252,5 +252,5 @@ def preference_examples(store: Store) -> list[Example]:
         context, text = draft_context(store, draft_id)
         if text.strip():
             source = "thumbs_up" if up else "thumbs_down"
-            out.append(Example(tuple(context), text, source, bool(up)))
+            out.append(TrainingExample(tuple(context), text, source, bool(up)))
     return out

@@ -28,7 +28,7 @@ from app.engine import weights
 from app.errors import XiaoerError
 from app.evolve import labels as labelling
 from app.evolve import promotion
-from app.evolve.data import Example, as_turns, read_examples, with_shots
+from app.evolve.data import TrainingExample, as_turns, read_examples, with_shots
 from app.evolve.gate import GateResult, run_gate
 from app.evolve.labels import Candidate, Label
 from app.evolve.settings import EvolutionSettings
@@ -66,7 +66,9 @@ class Evolution:
             self._bank = example_bank(Path(self.settings.examples))
         return self._bank
 
-    def shown(self, examples: Sequence[Example], leave_out_same: bool) -> list[Example]:
+    def shown(
+        self, examples: Sequence[TrainingExample], leave_out_same: bool
+    ) -> list[TrainingExample]:
         """``examples`` with the ``settings.shots`` past dialogues the engine shows when it drafts,
         so training prompts and gate drafts are what the app serves."""
         bank = self.past_dialogues() if self.settings.shots else None
@@ -107,20 +109,20 @@ class Evolution:
 
     def training_set(
         self, labels: list[Label] | None = None
-    ) -> tuple[list[Example], list[Example]]:
+    ) -> tuple[list[TrainingExample], list[TrainingExample]]:
         """(training examples, held-back gate examples) for the next round (``labels``: the
         store's, when the caller has just read them)."""
         labels = self.labels() if labels is None else labels
         return labelling.training_set(self.store, self.settings, labels)
 
-    def preference_examples(self) -> list[Example]:
+    def preference_examples(self) -> list[TrainingExample]:
         return labelling.preference_examples(self.store)
 
     # --- 3. training ---------------------------------------------------------------------------
 
     def train(
         self,
-        examples: Sequence[Example] | None = None,
+        examples: Sequence[TrainingExample] | None = None,
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
     ) -> str:
@@ -128,7 +130,7 @@ class Evolution:
         if examples is None:
             examples, _ = self.training_set()
 
-        def show(items: Sequence[Example]) -> list[Example]:
+        def show(items: Sequence[TrainingExample]) -> list[TrainingExample]:
             return self.shown(items, leave_out_same=True)
 
         return train_candidate(
@@ -143,13 +145,13 @@ class Evolution:
     def gate(
         self,
         version: str,
-        held_back: Sequence[Example] = (),
+        held_back: Sequence[TrainingExample] = (),
         progress: Progress | None = None,
     ) -> GateResult:
         """Candidate ``version`` against the active one on the probes, ``held_back`` labels and
         the shop's held-back pairs (``settings.holdout``; a probe's reference is the teacher's
         reply, when there is a teacher)."""
-        items = [Example((p,), "", "probe") for p in self.settings.probes] + list(held_back)
+        items = [TrainingExample((p,), "", "probe") for p in self.settings.probes] + list(held_back)
         items += self.holdout()
         references = [ex.reply or self._teacher_reference(ex) for ex in items]
         return run_gate(
@@ -163,14 +165,14 @@ class Evolution:
             self.settings.tolerance,
         )
 
-    def holdout(self) -> list[Example]:
+    def holdout(self) -> list[TrainingExample]:
         """The first ``settings.holdout_gate`` pairs of the shop's held-back set (none unset)."""
         if not self.settings.holdout or not self.settings.holdout_gate:
             return []
         pairs = read_examples(Path(self.settings.holdout))[: self.settings.holdout_gate]
         return [replace(ex, source="holdout") for ex in pairs]
 
-    def _teacher_reference(self, example: Example) -> str | None:
+    def _teacher_reference(self, example: TrainingExample) -> str | None:
         if self.teacher is None:
             return None
         try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from app.engine import weights
 from app.evolve.config import SHOTS_MAX_INPUT, TrainConfig
-from app.evolve.data import Example, write_examples
+from app.evolve.data import TrainingExample, write_examples
 from app.evolve.promotion import adapter_row, served_path, sha256_of
 from app.evolve.settings import EvolutionSettings
 from app.evolve.trainer_process import Progress, run_training
@@ -28,9 +28,9 @@ from app.store.models import utcnow
 def train_candidate(
     store: Store,
     settings: EvolutionSettings,
-    examples: Sequence[Example],
+    examples: Sequence[TrainingExample],
     base_model: str,
-    show: Callable[[Sequence[Example]], list[Example]] = list,
+    show: Callable[[Sequence[TrainingExample]], list[TrainingExample]] = list,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> str:

@@ -358,6 +358,7 @@ def test_xiaoer_worker_runs_a_job_another_process_enqueued(
     shop: Store, pg_url: str, manager: str
 ) -> None:
     job_id = jobs.enqueue(pg_url, "evolve", shop=shop, secret=manager)
+    labeling = jobs.enqueue(pg_url, "label", shop=shop)  # any desktop may ask for labels
     env = {**os.environ, "XIAOER_DATABASE_URL": pg_url}
     worker = subprocess.run(
         [sys.executable, "-m", "app", "worker", "--once"],
@@ -377,6 +378,9 @@ def test_xiaoer_worker_runs_a_job_another_process_enqueued(
         "promoted": False,
         "reason": "no new labels to learn from",
     }
+    status, _ = jobs.job_status(shop, labeling)
+    assert (status.kind, status.status) == ("label", "succeeded")
+    assert status.events[-1] == {"event": "done", "agent_edit": 0, "teacher": 0, "failed": 0}
     shown = subprocess.run(
         [sys.executable, "-m", "app", "team", "job", str(job_id)],
         cwd=ROOT,

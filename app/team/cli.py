@@ -143,6 +143,7 @@ def _follow(shop: Any, job_id: int) -> int:
 
 
 def _manager(args: argparse.Namespace, shop: Any) -> int:
+    from app.cloud.secrets import SecretsError
     from app.team import roles
 
     if args.action == "status":
@@ -158,9 +159,15 @@ def _manager(args: argparse.Namespace, shop: Any) -> int:
         print(
             f"manager secret (keep it safe; the shop keeps only a hash): {secret}", file=sys.stderr
         )
-    else:
-        prompt = "manager secret: "
-        secret = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline().strip()
+        try:
+            roles.save_secret(shop, secret)
+        except SecretsError as exc:  # a headless machine: the secret goes in its environment
+            _print({"manager_here": False, "note": f"{exc} Set ${roles.SECRET_ENV} instead."})
+            return 0
+        _print({"manager_here": True})
+        return 0
+    prompt = "manager secret: "
+    secret = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline().strip()
     roles.save_secret(shop, secret)
     _print({"manager_here": True})
     return 0

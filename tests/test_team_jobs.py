@@ -390,3 +390,35 @@ def test_xiaoer_worker_runs_a_job_another_process_enqueued(
         check=True,
     )
     assert json.loads(shown.stdout)["status"] == "succeeded"
+
+
+def test_the_manager_commands(shop: Store, pg_url: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XIAOER_DATABASE_URL": pg_url,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+
+    def xiaoer(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", "team", *argv],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+        )
+
+    made = xiaoer("manager", "init")
+    assert made.returncode == 0, made.stderr
+    secret = made.stderr.rsplit(": ", 1)[1].strip()
+    assert json.loads(made.stdout)["manager_here"] is False, "no keyring here: nothing kept"
+    assert roles.is_manager(shop, secret)
+    make_adapter(shop, tmp_path, "v1")
+    adapters.publish(shop, "v1")
+    refused = xiaoer("promote", "v1")
+    assert refused.returncode == 1 and "Only a manager" in refused.stderr
+    promoted = xiaoer("promote", "v1", **{roles.SECRET_ENV: secret})
+    assert json.loads(promoted.stdout) == {"active": "v1"}
+    back = xiaoer("rollback", **{roles.SECRET_ENV: secret})
+    assert json.loads(back.stdout) == {"active": None}
+    assert adapters.active_version(shop) is None

@@ -16,6 +16,7 @@ QT_FREE = [
     "app/cloud",
     "app/suggest",
     "app/knowledge",
+    "app/local_server",
 ]
 
 

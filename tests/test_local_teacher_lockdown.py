@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cloud import server as teacher_server
-from app.cloud.server import TeacherServer
+from app.local_server import teacher_server
+from app.local_server.teacher_server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "XIAOER_TEACHER_SERVER_KEY"
@@ -24,7 +24,7 @@ def test_the_server_runs_locked_down_and_its_key_is_not_on_the_command_line(
 ) -> None:
     server = TeacherServer(tmp_path / "m.gguf", port=8765)
     command = server.command()
-    assert command[1:3] == ["-m", "app.cloud.llama_server"], "not the bare llama_cpp.server"
+    assert command[1:3] == ["-m", "app.local_server.llama_server"], "not the bare llama_cpp.server"
     assert "--api_key" not in command, "any user can read a command line"
     # A key in the parent's environment never reaches the child (it gets a fresh one).
     monkeypatch.setenv(KEY_ENV, "inherited-key-0123456789-0123456789-0123")
@@ -55,7 +55,7 @@ def test_the_server_refuses_to_start_open(env_key: str | None, args: list[str], 
     if env_key is not None:
         env[KEY_ENV] = env_key
     started = subprocess.run(
-        [sys.executable, "-m", "app.cloud.llama_server", "--model", "absent.gguf", *args],
+        [sys.executable, "-m", "app.local_server.llama_server", "--model", "absent.gguf", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -303,7 +303,7 @@ def test_openai_compatible_without_key_never_sends_openai_env_key(
 def test_local_teacher_refuses_a_loopback_server_xiaoer_did_not_start(api: FakeApi) -> None:
     """The local teacher is sent conversations unredacted: whatever else listens on a loopback
     port (another program, an SSH tunnel to another machine) must get none of them."""
-    from app.cloud import server
+    from app.local_server import teacher_server as server
 
     url = api.url("ok")
     for model in (None, "x"):
@@ -700,7 +700,7 @@ def test_stand_in_busy_local_teacher_is_still_used_with_the_model_its_state_file
     import subprocess
     import sys
 
-    from app.cloud import server
+    from app.local_server import teacher_server as server
 
     busy = subprocess.Popen(
         [sys.executable, "-c", BUSY_SERVER, "-m", server.SERVER_MODULE],

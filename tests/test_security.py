@@ -305,7 +305,7 @@ STATE_WRITERS = [
     "app/ui/settings.py",  # the app's settings and state
     "app/engine/models.py",  # model stamps and the user's model list
     "app/cloud/providers.py",  # the teacher's settings
-    "app/cloud/server.py",  # the local teacher's state file (its key)
+    "app/local_server/teacher_server.py",  # the local teacher's state file (its key)
 ]
 
 

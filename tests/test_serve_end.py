@@ -13,17 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.cloud.end_server import (
-    BASE_NAME,
-    EndServer,
-    EndServerError,
-    ServedAdapter,
-    llamacpp_command,
-    llamacpp_server,
-    vllm_command,
-    vllm_env,
-    vllm_load_request,
-)
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import Turn
 from app.engine.remote import (
@@ -35,6 +24,17 @@ from app.engine.remote import (
     estimate_tokens,
 )
 from app.engine.weights import ModelError
+from app.local_server.end_server import (
+    BASE_NAME,
+    EndServer,
+    EndServerError,
+    ServedAdapter,
+    llamacpp_command,
+    llamacpp_server,
+    vllm_command,
+    vllm_env,
+    vllm_load_request,
+)
 
 ADAPTER = ServedAdapter("lora-20261207", Path("/a/adapter.gguf"), Path("/a/adapter"), rank=8)
 
@@ -44,7 +44,7 @@ ADAPTER = ServedAdapter("lora-20261207", Path("/a/adapter.gguf"), Path("/a/adapt
 
 def test_llamacpp_serves_the_adapter_under_its_version_and_never_cuts_replies_short() -> None:
     cmd = llamacpp_command(Path("/m/base.gguf"), ADAPTER, host="0.0.0.0", port=9000, n_threads=2)
-    assert cmd[1:3] == ["-m", "app.cloud.end_server"]
+    assert cmd[1:3] == ["-m", "app.local_server.end_server"]
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert flags["--model"] == "/m/base.gguf"
     assert flags["--lora_path"] == "/a/adapter.gguf"
@@ -125,7 +125,7 @@ def test_token_estimate_counts_cjk_digits_and_emoji_at_least_once() -> None:
 
 
 def test_an_unreachable_server_is_a_model_error() -> None:
-    from app.cloud.server import _free_port
+    from app.local_server.teacher_server import _free_port
 
     config = RemoteConfig(f"http://127.0.0.1:{_free_port()}/v1", "k", model="m", timeout_s=5)
     model = RemoteEndModel.connect(config)

@@ -17,8 +17,8 @@ import pytest
 
 from app import fsio
 from app.cloud import providers
-from app.cloud import server as teacher_server
-from app.cloud.server import TeacherServer
+from app.local_server import teacher_server
+from app.local_server.teacher_server import TeacherServer
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes and folder fsync are POSIX")
 

@@ -1,5 +1,5 @@
 """The local teacher: the real llama.cpp server (llama-cpp-python's app, run locked down by
-``python -m app.cloud.llama_server``) on 127.0.0.1.
+``python -m app.local_server.llama_server``) on 127.0.0.1.
 
 The 1.5B teacher is assembled once per session and served by one module-wide server; the cheaper
 0.5B end model is served the same way where a test has to stop a server or watch one start.
@@ -23,13 +23,13 @@ import pytest
 from sqlalchemy import select
 
 from app import paths
-from app.cloud import server as teacher_server
 from app.cloud.providers import TeacherConfig, local_teacher, make_teacher
-from app.cloud.server import TeacherServer, TeacherServerError, running_server
 from app.cloud.service import RetryPolicy, TeacherService
 from app.cloud.teacher import TeacherRequest, TeacherUnavailable
 from app.engine import weights
 from app.engine.conversation import Turn
+from app.local_server import teacher_server
+from app.local_server.teacher_server import TeacherServer, TeacherServerError, running_server
 from app.store import OutboxItem, TeacherReply, open_store
 from tests.conftest import terminal_sigint
 
@@ -172,7 +172,7 @@ def test_running_server_is_found_from_another_process(
     assert state["pid"] == served_teacher.pid
     assert running_server() == served_teacher.base_url
     # What `xiaoer teacher ask` does in another terminal: ask a fresh interpreter.
-    code = "from app.cloud.server import running_server; print(running_server())"
+    code = "from app.local_server.teacher_server import running_server; print(running_server())"
     env = {**os.environ, paths.HOME_ENV: str(in_teacher_home)}
     found = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True
@@ -196,7 +196,7 @@ def test_other_hosts_are_refused_and_the_command_line_is_pinned(tmp_path: Path) 
     with pytest.raises(TeacherServerError, match="no port"):
         _ = server.base_url
     command = server.command()
-    assert command[:3] == [sys.executable, "-m", "app.cloud.llama_server"]
+    assert command[:3] == [sys.executable, "-m", "app.local_server.llama_server"]
     flags = dict(zip(command[3::2], command[4::2], strict=True))
     assert flags == {
         "--model": str(tmp_path / "m.gguf"),
@@ -258,7 +258,7 @@ def test_serve_forever_stops_cleanly_on_ctrl_c(
 ) -> None:
     port = teacher_server._free_port()
     code = (
-        "from app.cloud.server import serve_forever\n"
+        "from app.local_server.teacher_server import serve_forever\n"
         f"serve_forever({weights.DEFAULT_PROFILE!r}, port={port}, n_ctx=512, n_threads=1,"
         " on_ready=lambda url: print('READY', url, flush=True))\n"
         "print('CLEAN EXIT', flush=True)\n"

@@ -3,9 +3,10 @@
 - ``OpenAICompatibleTeacher``: any ``/v1/chat/completions`` server (DeepSeek, Qwen/DashScope,
   vLLM, Ollama, the local llama.cpp teacher) through the ``openai`` SDK.
 - ``GeminiTeacher``: Google's Gemini API through ``google-genai``.
-- ``local_teacher(base_url)``: the llama.cpp teacher on 127.0.0.1 (``app.cloud.server``). It is sent
-  conversations unredacted, so every request first checks that ``base_url`` is the server Xiaoer
-  started (its state file) and carries that server's per-start key; anything else is refused.
+- ``local_teacher(base_url)``: the llama.cpp teacher on 127.0.0.1
+  (``app.local_server.teacher_server``). It is sent conversations unredacted, so every request
+  first checks that ``base_url`` is the server Xiaoer started (its state file) and carries that
+  server's per-start key; anything else is refused.
 
 Cloud API keys are kept per provider and host (``app.cloud.secrets``): a key saved for one
 ``base_url`` is never sent to another, and plain ``http://`` is refused except on loopback.
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from app import paths
-from app.cloud import server
 from app.cloud.teacher import (
     CloudTeacher,
     LocalTeacherNotRunning,
@@ -38,6 +38,7 @@ from app.cloud.teacher import (
 )
 from app.errors import XiaoerError
 from app.fsio import atomic_write_text
+from app.local_server import teacher_server as server
 
 if TYPE_CHECKING:
     from google import genai

@@ -10,7 +10,7 @@ decoding for it).
 
 Which model answers is the request's ``model`` name: the base model or an adapter version
 (``set_adapter``); vLLM serves every loaded LoRA adapter under its own name, llama.cpp's server
-the one it was started with (``app/cloud/end_server.py``).
+the one it was started with (``app/local_server/end_server.py``).
 
 Chosen by ``$XIAOER_END_URL`` (e.g. ``http://gpu.shop.lan:8080/v1``), with the server's key in
 ``$XIAOER_END_KEY`` and, optionally, the model name in ``$XIAOER_END_MODEL``.

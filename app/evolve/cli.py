@@ -55,11 +55,11 @@ def teacher_service(
     (and stopped after), so "Evolve now" works without a separate `xiaoer teacher serve`.
     ``examples`` (an ExampleBank) gives the teacher the ``k`` most similar past dialogues.
     """
-    from app.cloud import server
     from app.cloud.providers import load_config, make_teacher
     from app.cloud.service import TeacherService
     from app.engine import weights
     from app.errors import XiaoerError
+    from app.local_server import teacher_server as server
 
     config = load_config()
     started = None

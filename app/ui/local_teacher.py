@@ -1,5 +1,6 @@
-"""The local teacher as the window runs it: the llama.cpp server (``app.cloud.server``) started
-off the UI thread, watched while it runs, and stopped when the app closes — no terminal needed.
+"""The local teacher as the window runs it: the llama.cpp server
+(``app.local_server.teacher_server``) started off the UI thread, watched while it runs, and
+stopped when the app closes — no terminal needed.
 
 ``LocalTeacher`` holds the state (stopped / starting / running / failed); ``TeacherControl`` is
 its light and Start/Stop button, shown in the status bar and on the settings' Teacher page while
@@ -22,7 +23,7 @@ from app.ui.workers import Runner
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from app.cloud.server import TeacherServer
+    from app.local_server.teacher_server import TeacherServer
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def teacher_port(base_url: str) -> int:
 
 def default_teacher_server() -> TeacherServer:
     """The built-in teacher profile (assembled on first use) on the configured port."""
-    from app.cloud import providers, server
+    from app.cloud import providers
+    from app.local_server import teacher_server as server
 
     config = providers.load_config()
     return server.server_for(server.DEFAULT_PROFILE, teacher_port(config.base_url))
@@ -111,7 +113,7 @@ class LocalTeacher(QObject):
         """Look (off the UI thread) for a local teacher already running from this data dir."""
         if self.busy or self.server is not None:
             return
-        from app.cloud.server import running_server
+        from app.local_server.teacher_server import running_server
 
         def found(url: str | None) -> None:
             if self.server is not None or self.busy:
@@ -160,7 +162,7 @@ class LocalTeacher(QObject):
         if server is not None:
             job: Callable[[], object] = server.stop
         else:
-            from app.cloud.server import stop_server
+            from app.local_server.teacher_server import stop_server
 
             job = stop_server
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt
 
-from app.cloud import server as teacher_server
-from app.cloud.server import TeacherServer, TeacherServerError
 from app.cloud.teacher import LocalTeacherNotRunning
 from app.engine import weights
+from app.local_server import teacher_server
+from app.local_server.teacher_server import TeacherServer, TeacherServerError
 from app.ui.local_teacher import LocalTeacher, TeacherState, teacher_port
 from app.ui.services import AppContext
 from tests.ui.conftest import Parts

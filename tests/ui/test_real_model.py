@@ -114,8 +114,8 @@ def test_promoting_an_adapter_hot_swaps_it_into_the_running_model(
 def local_teacher(models_dir: Path, data_home: Path) -> Any:
     """The real 1.5B local teacher served on 127.0.0.1, configured as the window's teacher."""
     from app.cloud import providers
-    from app.cloud.server import TeacherServer
     from app.engine import weights
+    from app.local_server.teacher_server import TeacherServer
 
     profile = weights.PROFILES["qwen2.5-1.5b"]
     path = weights.provision(profile)

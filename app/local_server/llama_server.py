@@ -1,4 +1,4 @@
-"""``python -m app.cloud.llama_server``: llama-cpp-python's OpenAI-compatible server, locked down.
+"""``python -m app.local_server.llama_server``: llama-cpp-python's OpenAI-compatible server, locked down.
 
 ``python -m llama_cpp.server`` answers any process on the machine and any web page: its API key is
 off unless given, and its CORS middleware allows every origin (``allow_origins=["*"]``, with no
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(api_key) < MIN_KEY_CHARS:
         print(f"refusing to serve without an API key in ${KEY_ENV}", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="python -m app.cloud.llama_server")
+    parser = argparse.ArgumentParser(prog="python -m app.local_server.llama_server")
     add_args_from_model(parser, Settings)
     args = parser.parse_args(argv)
     if args.api_key is not None:

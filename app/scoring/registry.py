@@ -14,7 +14,6 @@ from app.scoring.scorers import (
     E5Matching,
     InDomainMatching,
     MatchingModel,
-    PaddleNLPModel,
     ReplyScorer,
     Scores,
     ScoringError,
@@ -45,33 +44,26 @@ def matchers_dir() -> Path:
 
 
 def load_similarity(spec: str = "use") -> SimilarityModel:
-    """``use`` (default), ``st:PATH`` (a sentence-transformers directory, e.g. a SimBERT download)
-    or ``paddle:MODEL[:TASK_PATH]`` (e.g. ``paddle:simbert-base-chinese``)."""
+    """``use`` (default) or ``st:PATH`` (a sentence-transformers directory, e.g. a SimBERT
+    download)."""
     if spec == "use":
         return USESimilarity()
     if spec.startswith("st:"):
         return SentenceTransformerSimilarity(spec[3:])
-    if spec.startswith("paddle:"):
-        model, _, task_path = spec[7:].partition(":")
-        return PaddleNLPModel(model, task_path or None)
-    raise ScoringError(f"Unknown similarity model {spec!r}: use, st:PATH or paddle:MODEL")
+    raise ScoringError(f"Unknown similarity model {spec!r}: use or st:PATH")
 
 
 def load_matching(
     spec: str = "active", store: Store | None = None, use: USESimilarity | None = None
 ) -> MatchingModel:
     """``active`` (the active trained matcher, else the base one), ``base``/``e5``, ``use``,
-    a trained matcher's version, a matcher directory, or ``paddle:MODEL[:TASK_PATH]``
-    (e.g. ``paddle:rocketqa-base-cross-encoder``). ``use``, when given, is the USE model (and
+    a trained matcher's version or a matcher directory. ``use``, when given, is the USE model (and
     vector cache) that the in-domain matcher and the USE baseline share with similarity."""
     encoder = use.cached if use is not None else None
     if spec in ("base", "e5"):
         return E5Matching()
     if spec == "use":
         return USEMatching(use)
-    if spec.startswith("paddle:"):
-        model, _, task_path = spec[7:].partition(":")
-        return PaddleNLPModel(model, task_path or None)
     if Path(spec).is_dir():
         return InDomainMatching(spec, encoder)
     store = store or open_store()

@@ -307,39 +307,6 @@ class InDomainMatching:
         return np.where(empty, 0.0, np.clip(scores, 0.0, 1.0))
 
 
-class PaddleNLPModel:
-    """SimBERT (similarity) or RocketQA (matching) through paddlenlp, for users who have them.
-
-    Optional and separate: paddlenlp 2.8 needs transformers < 5, which conflicts with this
-    project's transformers, so install it in its own environment (see the README). ``task_path``
-    points at local weights; nothing is downloaded by Xiaoer.
-    """
-
-    def __init__(self, model: str, task_path: str | None = None) -> None:
-        try:
-            from paddlenlp import Taskflow
-        except ImportError as exc:
-            raise ScoringError(
-                "The SimBERT/RocketQA backends need paddlenlp (an optional, separate install: "
-                "see the README's note on its transformers<5 conflict)"
-            ) from exc
-        kwargs = {"task_path": task_path} if task_path else {}
-        self._flow = Taskflow("text_similarity", model=model, **kwargs)
-        self.version = f"paddlenlp:{model}"
-
-    def _run(self, a: Sequence[str], b: Sequence[str]) -> Scores:
-        pairs = [[prepare(x), prepare(y)] for x, y in zip(a, b, strict=True)]
-        out: list[dict[str, Any]] = self._flow(pairs) if pairs else []
-        scores = np.asarray([float(o["similarity"]) for o in out], dtype=np.float64)
-        return np.clip(scores, 0.0, 1.0)
-
-    def similarity(self, a: Sequence[str], b: Sequence[str]) -> Scores:
-        return self._run(a, b)
-
-    def matching(self, contexts: Sequence[Sequence[str]], replies: Sequence[str]) -> Scores:
-        return self._run([ctx[-1] if ctx else "" for ctx in contexts], replies)
-
-
 # --- the scorer ----------------------------------------------------------------------------------
 
 

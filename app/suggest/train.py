@@ -48,7 +48,7 @@ def _examples(
     entries: list[KnowledgeEntry],
     rng: random.Random,
     progress: ProgressFn,
-) -> list[Example]:
+) -> list[RankingExample]:
     """The candidates of each sampled dialogue with its own conversation left out, plus
     `RANDOM_REPLIES` replies of random other conversations (off-topic, like a bad draft)."""
     untrained = Ranker.untrained()
@@ -91,7 +91,9 @@ def _examples(
     return out
 
 
-def _sent_examples(kb: KnowledgeBase, vectors: KnowledgeVectors, limit: int) -> list[Example]:
+def _sent_examples(
+    kb: KnowledgeBase, vectors: KnowledgeVectors, limit: int
+) -> list[RankingExample]:
     """The agents' replies sent in the app as training dialogues: the candidates the live
     ranking would build for the customer's turn, the reply as sent among them (target 1), and
     every candidate's similarity to it (which candidate the agent picked, or how they edited it,
@@ -116,18 +118,18 @@ def _sent_examples(kb: KnowledgeBase, vectors: KnowledgeVectors, limit: int) -> 
     return out
 
 
-def _example(state: _TurnState, cands: list[Any], truth: np.ndarray) -> Example:
+def _example(state: _TurnState, cands: list[Any], truth: np.ndarray) -> RankingExample:
     rows, _ = state._features(cands)
     answers = np.stack([cand.answer_vector for cand in cands])
     targets = np.clip(answers @ truth, 0.0, 1.0)
     retrieval = np.array(
         [cand.query_sim + cand.context_sim if cand.retrieved else -9.0 for cand in cands]
     )
-    return Example(rows, targets, retrieval, len(state.candidates))
+    return RankingExample(rows, targets, retrieval, len(state.candidates))
 
 
 @dataclass
-class Example:
+class RankingExample:
     rows: np.ndarray
     targets: np.ndarray
     retrieval: np.ndarray
@@ -135,7 +137,7 @@ class Example:
     """The first ``pool`` rows are the live candidates; the rest are off-topic replies."""
 
 
-def _first_pick_means(ranker: Ranker, examples: list[Example]) -> dict[str, float]:
+def _first_pick_means(ranker: Ranker, examples: list[RankingExample]) -> dict[str, float]:
     """Mean similarity to the agent's reply of the first pick among the live candidates."""
     if not examples:
         return {}

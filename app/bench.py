@@ -311,4 +311,9 @@ def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
         from app.knowledge.bench import bench_knowledge
 
         return bench_knowledge([int(n) for n in str(args.entries).split(",") if n.strip()])
+    if target == "team":
+        from app.source_checkout import benchmarks_module
+
+        result: dict[str, Any] = benchmarks_module("team").run(args)
+        return result
     raise ValueError(f"Unknown benchmark {target!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
+from app.cloud import end_server
 from app.engine import models
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import EmptyMessageError, Turn, clean_text
@@ -666,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument(
-        "target", choices=["engine", "score", "teacher", "ui", "evolve", "knowledge", "redact"]
+        "target",
+        choices=["engine", "score", "teacher", "ui", "evolve", "knowledge", "redact", "team"],
     )
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
@@ -679,11 +681,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--entries", default="10000,100000,1000000", help="knowledge: index sizes, comma-separated"
     )
+    bench.add_argument("--agents", type=int, default=20, help="team: simulated agents (processes)")
+    bench.add_argument("--minutes", type=float, default=2.0, help="team: how long the agents draft")
+    bench.add_argument(
+        "--database-url", default=None, help="team: the shop's PostgreSQL (default: one of its own)"
+    )
+    bench.add_argument(
+        "--no-evolve", action="store_true", help="team: no evolution round during the load"
+    )
     bench.set_defaults(func=cmd_bench)
     evolve_cli.add_parsers(sub)
     knowledge_cli.add_parsers(sub)
     suggest_cli.add_parsers(sub)
     team_cli.add_parsers(sub)
+    end_server.add_parsers(sub)
     return parser
 
 

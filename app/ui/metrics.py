@@ -12,9 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import func, select
-
-from app.store import Draft, Rating, Score, Store, TeacherReply
+from app.store import Store
 
 SERIES = (
     "mean_final",
@@ -52,24 +50,10 @@ def _day(moment: datetime) -> date:
 
 def daily_metrics(store: Store) -> list[DayMetrics]:
     with store.session() as session:
-        drafts = session.execute(select(Draft.id, Draft.created_at)).all()
-        latest_score = select(func.max(Score.id)).group_by(Score.draft_id).scalar_subquery()
-        scores: dict[int, float] = {
-            draft_id: final
-            for draft_id, final in session.execute(
-                select(Score.draft_id, Score.final).where(Score.id.in_(latest_score))
-            )
-        }
-        ratings = session.execute(
-            select(Rating.draft_id, Rating.thumbs_up, Rating.sent_text, Rating.edited).order_by(
-                Rating.id
-            )
-        ).all()
-        teacher = session.execute(
-            select(TeacherReply.created_at, TeacherReply.cost).where(
-                TeacherReply.label_source == "teacher"
-            )
-        ).all()
+        drafts = store.draft_times(session)
+        scores = store.latest_finals(session)
+        ratings = store.rating_outcomes(session)
+        teacher = store.teacher_call_costs(session)
     thumb_of: dict[int, bool] = {}
     sent_of: dict[int, bool] = {}
     for draft_id, thumbs_up, sent_text, edited in ratings:

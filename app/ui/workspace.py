@@ -11,14 +11,13 @@ import csv
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.engine.conversation import Turn
-from app.store import Conversation, Customer, Draft, Message, Rating, Score, Store
+from app.store import Message, Rating, Store
 from app.store.knowledge import NewCandidate
 
 
@@ -113,15 +112,9 @@ class Workspace:
     ) -> int:
         masked = f"{channel}:{customer}"
         row = self.store.get_or_create_customer(session, masked, display_name or customer)
-        found = session.scalar(
-            select(Conversation.id)
-            .where(Conversation.customer_id == row.id)
-            .where(Conversation.channel == channel)
-            .where(Conversation.status == "open")
-            .order_by(Conversation.id.desc())
-        )
+        found = self.store.open_conversation_id(session, row.id, channel)
         if found is not None:
-            return int(found)
+            return found
         return self.store.open_conversation(session, row.id, channel).id
 
     def receive(
@@ -202,20 +195,13 @@ class Workspace:
 
     def close_conversation(self, conversation_id: int) -> None:
         with self.store.session() as session:
-            row = session.get(Conversation, conversation_id)
-            if row is not None and row.status == "open":
-                row.status = "closed"
-                row.closed_at = datetime.now(UTC)
+            self.store.close_conversation(session, conversation_id)
 
     # --- reading ------------------------------------------------------------------------------
 
     def messages(self, conversation_id: int) -> list[MessageView]:
         with self.store.session() as session:
-            rows = session.scalars(
-                select(Message)
-                .where(Message.conversation_id == conversation_id)
-                .order_by(Message.sent_at, Message.id)
-            ).all()
+            rows = self.store.conversation_messages(session, conversation_id)
             return [MessageView(m.id, m.role, m.text, m.sent_at) for m in rows]
 
     def turns(self, conversation_id: int) -> list[Turn]:
@@ -231,24 +217,9 @@ class Workspace:
     ) -> list[ConversationSummary]:
         """One line per conversation for the queue (two queries, whatever their number)."""
         with self.store.session() as session:
-            query = (
-                select(Conversation, Customer)
-                .join(Customer, Conversation.customer_id == Customer.id)
-                .order_by(Conversation.id)
-            )
-            query = (
-                query.where(Conversation.id.in_(ids))
-                if ids is not None
-                else query.where(Conversation.status == status)
-            )
-            rows = session.execute(query).all()
+            rows = self.store.conversations_with_customers(session, status, ids)
             by_conversation: dict[int, list[Message]] = {c.id: [] for c, _ in rows}
-            for m in session.scalars(
-                select(Message)
-                .where(Message.conversation_id.in_(list(by_conversation)))
-                .where(Message.role != "system")
-                .order_by(Message.conversation_id, Message.sent_at, Message.id)
-            ):
+            for m in self.store.chat_messages(session, list(by_conversation)):
                 by_conversation[m.conversation_id].append(m)
             out = []
             for conversation, customer in rows:
@@ -275,9 +246,7 @@ class Workspace:
 
     def latest_score(self, draft_id: int) -> ScoreView | None:
         with self.store.session() as session:
-            row = session.scalars(
-                select(Score).where(Score.draft_id == draft_id).order_by(Score.id.desc()).limit(1)
-            ).first()
+            row = self.store.latest_score(session, draft_id)
             if row is None:
                 return None
             return ScoreView(
@@ -286,13 +255,11 @@ class Workspace:
 
     def latest_rating(self, draft_id: int) -> Rating | None:
         with self.store.session() as session:
-            return session.scalars(
-                select(Rating).where(Rating.draft_id == draft_id).order_by(Rating.id.desc())
-            ).first()
+            return self.store.latest_rating(session, draft_id)
 
     def draft_count(self) -> int:
         with self.store.session() as session:
-            return int(session.scalar(select(func.count()).select_from(Draft)) or 0)
+            return self.store.draft_count(session)
 
     # --- export -------------------------------------------------------------------------------
 

@@ -422,3 +422,30 @@ def test_the_manager_commands(shop: Store, pg_url: str, tmp_path: Path) -> None:
     back = xiaoer("rollback", **{roles.SECRET_ENV: secret})
     assert json.loads(back.stdout) == {"active": None}
     assert adapters.active_version(shop) is None
+
+
+def test_without_a_notification_the_desktop_still_follows_by_polling(
+    desktop: Store, tmp_path: Path
+) -> None:
+    """A shop database without LISTEN/NOTIFY (here SQLite) is polled every ``poll_s``."""
+    with open_store(f"sqlite:///{tmp_path / 'shop.db'}") as shop:
+        secret = roles.set_manager_secret(shop)
+        make_adapter(shop, tmp_path / "worker", "v1")
+        adapters.publish(shop, "v1")
+        seen: list[str | None] = []
+        changed = threading.Event()
+
+        def note(version: str | None) -> None:
+            seen.append(version)
+            changed.set()
+
+        watcher = AdapterWatcher(shop, desktop, note, poll_s=0.2, root=tmp_path / "desktop")
+        watcher.start()
+        try:
+            assert changed.wait(30) and seen == [None]
+            changed.clear()
+            adapters.promote(shop, "v1", secret)
+            assert changed.wait(30) and seen == [None, "v1"]
+        finally:
+            watcher.stop()
+    assert local_active(desktop) == "v1"

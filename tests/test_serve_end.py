@@ -233,3 +233,58 @@ def test_two_agents_drafting_at_once_both_get_their_whole_reply(end_server: EndS
     for agent in agents:
         agent.join()
     assert results == [alone, alone]
+
+
+def test_a_request_names_the_shops_adapter_once_the_server_serves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM serves the base and each loaded adapter under its own name; the desktop asks for
+    the shop's active version only when the server lists it, else for the base."""
+    model = RemoteEndModel.connect(RemoteConfig("http://vllm.shop.lan:8000/v1", "k"))
+    served = [BASE_NAME]
+    monkeypatch.setattr(model.backend, "served_models", lambda: list(served))
+    assert model.backend.request_model() == BASE_NAME
+    model.set_adapter("lora-2")
+    assert model.backend.request_model() == BASE_NAME  # not loaded on the server yet
+    served.append("lora-2")
+    model.set_adapter("lora-2")  # (the list is asked again after a change, else every 10 s)
+    assert model.backend.request_model() == "lora-2"
+    assert model.backend.adapters == ["lora-2"]
+    model.set_adapter(None)
+    assert model.backend.request_model() == BASE_NAME
+
+
+@pytest.mark.slow
+def test_the_hot_swap_of_a_thin_desktop_names_the_shops_active_version(
+    end_server: EndServer, tmp_path: Path
+) -> None:
+    from app.evolve.promotion import apply_active_adapter
+    from app.store import AdapterVersion, open_store
+
+    model = remote(end_server)
+    with open_store(f"sqlite:///{tmp_path / 'desktop.db'}") as store:
+        assert apply_active_adapter(model, store) is None
+        with store.session() as session:
+            for version in ("lora-test", "lora-next"):
+                session.add(
+                    AdapterVersion(
+                        version=version,
+                        method="lora",
+                        base_model="qwen2.5-0.5b",
+                        path=str(tmp_path / version),
+                        metrics={},
+                        status="candidate",
+                    )
+                )
+            session.flush()
+            store.set_active_adapter(session, "lora-next")
+        # No files here and no hash to check: a thin desktop's server holds the adapters.
+        assert apply_active_adapter(model, store) == "lora-next"
+        assert model.active_adapter == "lora-next"
+        assert model.backend.request_model() == "lora-test"  # what the server serves now
+        with store.session() as session:
+            store.set_active_adapter(session, "lora-test")
+        assert apply_active_adapter(model, store) == "lora-test"
+        assert model.backend.request_model() == "lora-test"
+        assert model.reply([Turn("customer", "在吗")])
+    model.close()

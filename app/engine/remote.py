@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ from app.engine.weights import ModelError
 END_URL_ENV = "XIAOER_END_URL"
 END_KEY_ENV = "XIAOER_END_KEY"
 END_MODEL_ENV = "XIAOER_END_MODEL"
+SERVED_TTL_S = 10.0
+"""How long the server's list of served names is trusted before it is asked again."""
 
 
 @dataclass
@@ -119,6 +122,7 @@ class RemoteBackend:
         )
         self._base = config.model
         self._active: str | None = None
+        self._served: tuple[float, list[str]] | None = None
 
     # --- what the EndModel fits prompts with ---------------------------------------------------
 
@@ -147,15 +151,26 @@ class RemoteBackend:
             raise self._error(exc) from exc
 
     def request_model(self) -> str:
-        """The ``model`` of the next request: the active adapter's name, else the base's."""
-        if self._active is not None:
+        """The ``model`` of the next request: the shop's active adapter once the server serves
+        it (vLLM after loading it, llama.cpp after ``serve-end --follow`` restarted with it),
+        else the configured name, else the first the server lists."""
+        if self._active is None and self._base is not None:
+            return self._base
+        served = self._served_recently()
+        if self._active is not None and self._active in served:
             return self._active
         if self._base is None:
-            served = self.served_models()
             if not served:
                 raise ModelError(f"The end-model server at {self.config.base_url} serves no model")
             self._base = served[0]
         return self._base
+
+    def _served_recently(self) -> list[str]:
+        """``served_models()``, asked at most every ``SERVED_TTL_S``."""
+        now = time.monotonic()
+        if self._served is None or now - self._served[0] > SERVED_TTL_S:
+            self._served = (now, self.served_models())
+        return self._served[1]
 
     def stream_messages(
         self,
@@ -215,7 +230,10 @@ class RemoteBackend:
             raise ModelError(f"The end-model server does not serve adapter '{name}' (yet)")
 
     def set_adapter(self, name: str | None) -> None:
+        """Ask for adapter ``name`` (None: the base) from the next request on, as soon as the
+        server serves it."""
         self._active = name
+        self._served = None
 
     @property
     def active_adapter(self) -> str | None:

@@ -127,8 +127,16 @@ def apply_active_adapter(model: Any, store: Store) -> str | None:
     """Hot swap: make a running EndModel use the store's active adapter (or none).
 
     An adapter not loaded yet has its files checked against their recorded hash first; a mismatch
-    leaves the model on the base and raises AdapterDamaged (the UI shows it in its banner).
+    leaves the model on the base and raises AdapterDamaged (the UI shows it in its banner). A
+    served model (``app.engine.remote``) is only told the version's name: its server holds the
+    adapters, and each request names one.
     """
+    if getattr(model.backend, "name", "") == "remote":
+        with store.session() as session:
+            row = store.active_adapter(session)
+            served = row.version if row is not None else None
+        model.set_adapter(served)
+        return served
     with store.session() as session:
         active = store.active_adapter(session)
         version = active.version if active is not None else None

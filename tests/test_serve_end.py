@@ -4,6 +4,7 @@ lines (llama.cpp, vLLM) are pure functions checked here."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -287,4 +288,20 @@ def test_the_hot_swap_of_a_thin_desktop_names_the_shops_active_version(
         assert apply_active_adapter(model, store) == "lora-test"
         assert model.backend.request_model() == "lora-test"
         assert model.reply([Turn("customer", "在吗")])
+    model.close()
+
+
+def test_the_window_drafts_through_the_shops_server_when_xiaoer_end_url_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.ui.services import load_end_model
+    from app.ui.settings import UiSettings
+
+    settings = UiSettings(n_ctx=4096, prompt_lang="en")
+    monkeypatch.setenv(END_URL_ENV, "http://end.shop.lan:8080/v1")
+    monkeypatch.setenv(END_KEY_ENV, "k" * 40)
+    model = load_end_model(settings, lambda done, total: None)  # no download, no request
+    assert isinstance(model, RemoteEndModel)
+    assert (model.backend.n_ctx, model.backend.config.base_url) == (4096, os.environ[END_URL_ENV])
+    assert model.system.startswith("You are Xiaoer")  # the English system prompt
     model.close()

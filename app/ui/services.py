@@ -73,7 +73,13 @@ RankerProgress = Callable[[dict[str, Any]], None]
 
 
 def load_end_model(settings: UiSettings, progress: ProgressFn) -> EndModel:
-    """The configured end model; a built-in profile is assembled and verified first if needed."""
+    """The configured end model; a built-in profile is assembled and verified first if needed.
+    With ``$XIAOER_END_URL`` (team mode, a thin desktop) the shop's server drafts instead."""
+    from app.engine.remote import RemoteConfig, RemoteEndModel
+
+    remote = RemoteConfig.from_env(n_ctx=settings.n_ctx, lang=settings.prompt_lang)
+    if remote is not None:
+        return RemoteEndModel.connect(remote, settings.generation_config())
     profile = models.PROFILES.get(settings.model)
     if profile is not None:
         models.provision(profile, progress)

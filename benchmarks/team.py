@@ -146,7 +146,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 def bench_team(config: TeamBench) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from app.cloud.end_server import llamacpp_server
+    from app.local_server.end_server import llamacpp_server
     from app.engine import weights
     from app.store import Rating, open_store
     from app.team import jobs, roles

@@ -25,11 +25,13 @@ from app.engine.remote import (
     estimate_tokens,
 )
 from app.engine.weights import ModelError
+from app.evolve.promotion import sha256_of
 from app.local_server.end_server import (
     BASE_NAME,
     EndServer,
     EndServerError,
     ServedAdapter,
+    active_adapter,
     llamacpp_command,
     llamacpp_server,
     vllm_command,
@@ -37,6 +39,8 @@ from app.local_server.end_server import (
     vllm_load_request,
 )
 
+# A real PostgreSQL server for the team-mode test (pg_url).
+pytest_plugins = ("tests.postgres",)
 ADAPTER = ServedAdapter("lora-20261207", Path("/a/adapter.gguf"), Path("/a/adapter"), rank=8)
 
 
@@ -305,3 +309,40 @@ def test_the_window_drafts_through_the_shops_server_when_xiaoer_end_url_is_set(
     assert (model.backend.n_ctx, model.backend.config.base_url) == (4096, os.environ[END_URL_ENV])
     assert model.system.startswith("You are Xiaoer")  # the English system prompt
     model.close()
+
+
+def test_the_server_machine_serves_the_adapter_the_worker_published(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """llama.cpp's server may run on another machine than the worker: it fetches the active
+    version's GGUF from the shop's database and checks its hash."""
+    from app.store import AdapterVersion, open_store
+    from app.team import adapters
+
+    worker_dir = tmp_path / "worker" / "lora-7"
+    worker_dir.mkdir(parents=True)
+    (worker_dir / "adapter.gguf").write_bytes(os.urandom(2048))
+    with open_store(pg_url) as shop:
+        assert active_adapter(shop) is None
+        with shop.session() as session:
+            session.add(
+                AdapterVersion(
+                    version="lora-7",
+                    method="lora",
+                    base_model="qwen2.5-0.5b",
+                    path=str(worker_dir),
+                    metrics={"sha256": sha256_of(worker_dir / "adapter.gguf")},
+                    status="candidate",
+                )
+            )
+        adapters.publish(shop, "lora-7")
+        with shop.session() as session:
+            adapters.activate(session, shop, "lora-7")
+        (worker_dir / "adapter.gguf").unlink()  # not on this machine
+        served = active_adapter(shop, root=tmp_path / "served")
+    assert served is not None and served.version == "lora-7"
+    assert served.gguf == tmp_path / "served" / "lora-7" / "adapter.gguf"
+    with open_store(pg_url) as shop, shop.session() as session:
+        row = shop.get_adapter(session, "lora-7")
+        assert row is not None and sha256_of(served.gguf) == row.metrics["sha256"]
+    assert llamacpp_command(Path("/m.gguf"), served)[-1] == str(served.gguf)

@@ -179,20 +179,32 @@ def vllm_load_request(adapter: ServedAdapter) -> tuple[str, dict[str, str]]:
 # --- the shop's adapter ------------------------------------------------------------------------
 
 
-def active_adapter(store: Any) -> ServedAdapter | None:
-    """The store's active adapter, its GGUF checked against the recorded hash; None: the base."""
+def active_adapter(store: Any, root: Path | None = None) -> ServedAdapter | None:
+    """The store's active adapter, its GGUF checked against the recorded hash; None: the base.
+
+    From the shop's database (team mode), a LoRA's GGUF is fetched from where the worker
+    published it into ``root`` (default: the data dir's ``adapters/served``) and checked, so
+    llama.cpp's server may run on any machine. The peft folder vLLM loads is not published: it
+    is the worker's own (vLLM runs on the training machine, or reads its adapters folder).
+    """
     from app.evolve.promotion import verified_served_path
 
     with store.session() as session:
         row = store.active_adapter(session)
         if row is None:
             return None
-        gguf = verified_served_path(row) if row.method == "lora" else None
-        peft_dir = Path(row.path) / "adapter"
+        version, method, peft_dir = row.version, row.method, Path(row.path) / "adapter"
+        gguf = verified_served_path(row) if method == "lora" and not store.is_server else None
+    if method == "lora" and store.is_server:
+        from app.evolve.versions import adapters_dir
+        from app.team import adapters
+
+        _, folder = adapters.fetch(store, version, root or adapters_dir() / "served")
+        gguf = folder / "adapter.gguf"
     has_peft = (peft_dir / "adapter_config.json").is_file()
     rank = json.loads((peft_dir / "adapter_config.json").read_text()).get("r") if has_peft else None
     return ServedAdapter(
-        row.version,
+        version,
         gguf,
         peft_dir if has_peft else None,
         int(rank) if isinstance(rank, int) else None,
@@ -345,7 +357,8 @@ def add_parsers(sub: Any) -> None:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="llamacpp: check the active adapter this often and restart on a new one (0: never)",
+        help="check the shop's active adapter this often: llamacpp restarts with a new one, "
+        "vllm loads it while running (0: never)",
     )
     serve.add_argument(
         "--print", action="store_true", help="print the command line and exit (no key needed)"
@@ -379,7 +392,10 @@ def cmd_serve_end(args: argparse.Namespace) -> int:
             env = " ".join(f"{k}={v}" for k, v in VLLM_RUNTIME_LORA_ENV.items())
             print(f"VLLM_API_KEY=${END_KEY_ENV} {env} " + " ".join(command))
             return 0 if args.print else 1
-        os.execvpe(vllm, command, {**os.environ, **vllm_env(api_key_from_env())})
+        key = api_key_from_env()
+        process = subprocess.Popen(command, env={**os.environ, **vllm_env(key)})
+        loaded = {adapter.version} if adapter else set()
+        return _follow_vllm(process, args, key, loaded)
     model = weights.provision(weights.PROFILES[weights.DEFAULT_PROFILE])
     command = llamacpp_command(
         model, adapter, host=args.host, port=args.port, n_ctx=args.n_ctx, n_threads=args.threads
@@ -411,6 +427,38 @@ def cmd_serve_end(args: argparse.Namespace) -> int:
 
 
 _EXITED: Any = object()
+
+
+def _follow_vllm(
+    process: subprocess.Popen[bytes], args: argparse.Namespace, key: str, loaded: set[str]
+) -> int:
+    """Wait for vLLM to exit; with ``--follow``, load each newly active adapter into it while it
+    runs (``POST /v1/load_lora_adapter``). Requests name the version; vLLM routes by name."""
+    import urllib.request
+
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    while True:
+        try:
+            return process.wait(args.follow or None)
+        except subprocess.TimeoutExpired:
+            pass
+        with _store(args.database_url) as store:
+            now = active_adapter(store)
+        if now is None or now.version in loaded:
+            continue
+        path, body = vllm_load_request(now)
+        request = urllib.request.Request(
+            f"http://{host}:{args.port}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120):
+                loaded.add(now.version)
+            print(json.dumps({"loaded": now.version}), flush=True)
+        except OSError as exc:  # not up yet, or refused: the next check tries again
+            print(json.dumps({"load_failed": now.version, "error": str(exc)}), flush=True)
 
 
 def _wait_for_change(

@@ -307,6 +307,10 @@ def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
         from app.evolve.bench import bench_evolve
 
         return bench_evolve(args.labels_evolve, args.steps)
+    if target == "onboard":
+        from app.evolve.bench import bench_onboard
+
+        return bench_onboard(args.pairs, args.steps or 6)
     if target == "knowledge":
         from app.knowledge.bench import bench_knowledge
 

@@ -668,7 +668,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument(
         "target",
-        choices=["engine", "score", "teacher", "ui", "evolve", "knowledge", "redact", "team"],
+        choices=[
+            "engine",
+            "score",
+            "teacher",
+            "ui",
+            "evolve",
+            "onboard",
+            "knowledge",
+            "redact",
+            "team",
+        ],
     )
     bench.add_argument("--model", default=models.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
@@ -677,7 +687,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--labels", type=int, default=8, help="teacher: labels per concurrency")
     bench.add_argument("--profile", default="qwen2.5-1.5b", help="teacher: the local teacher model")
     bench.add_argument("--labels-evolve", type=int, default=50, help="evolve: labels per round")
-    bench.add_argument("--steps", type=int, default=None, help="evolve: training steps")
+    bench.add_argument(
+        "--steps", type=int, default=None, help="evolve, onboard: training steps (onboard: 6)"
+    )
+    bench.add_argument("--pairs", type=int, default=400, help="onboard: JDDC pairs read")
     bench.add_argument(
         "--entries", default="10000,100000,1000000", help="knowledge: index sizes, comma-separated"
     )

@@ -145,3 +145,77 @@ def bench_evolve(
         "gate_promoted": gate.promoted,
         "cpu_count": os.cpu_count(),
     }
+
+
+def bench_onboard(
+    pairs: int = 400, steps: int = 6, corpus: Path = DEFAULT_CORPUS
+) -> dict[str, Any]:
+    """``xiaoer bench onboard``: the warm start's training speed (packed rows, the LM head only on
+    reply tokens, the physical cores' threads) against a plain transformers + peft loop on the
+    same cleaned pairs (padded batches of as many examples as a packed row holds on average,
+    ``model(**batch).loss``), both counting the tokens of the examples, not the padding."""
+    from dataclasses import replace
+
+    from app.evolve.data import encode, pack, write_examples
+    from app.evolve.evaluate import read_pairs
+    from app.evolve.onboard import ONBOARD_MAX_INPUT, ONBOARD_MAX_OUTPUT, PACK_TOKENS, clean_history
+    from app.evolve.train import default_threads, train
+
+    corpus = corpus.resolve()
+    if not corpus.is_file():
+        raise FileNotFoundError(f"bench onboard needs JDDC 2018 pairs: {corpus} is missing")
+    examples, _ = clean_history(read_pairs(corpus, corpus.with_suffix(".dec"), limit=pairs))
+    models_dir = paths.models_dir()
+    with tempfile.TemporaryDirectory(prefix="xiaoer-bench-onboard-") as home:
+        old = {k: os.environ.get(k) for k in (paths.HOME_ENV, paths.MODELS_ENV)}
+        os.environ[paths.HOME_ENV] = home
+        os.environ[paths.MODELS_ENV] = str(models_dir)
+        try:
+            from transformers import AutoTokenizer
+
+            from app.evolve.base import trainable_dir
+            from app.evolve.config import QUICK_PRESET, TrainConfig
+
+            data = Path(home) / "data.jsonl"
+            write_examples(examples, data)
+            config = TrainConfig(
+                data=str(data),
+                output_dir=str(Path(home) / "run"),
+                pack_tokens=PACK_TOKENS,
+                max_input=ONBOARD_MAX_INPUT,
+                max_output=ONBOARD_MAX_OUTPUT,
+                steps=steps,
+                warmup_steps=1,
+                save_every=steps + 1,
+                lora_top_layers=QUICK_PRESET["lora_top_layers"],
+            )
+            tokenizer = AutoTokenizer.from_pretrained(str(trainable_dir(config.base_model)))
+            encoded = [
+                encode(ex, tokenizer, config.max_input, config.max_output) for ex in examples
+            ]
+            rows = pack(encoded, PACK_TOKENS, config.seed)
+            per_row = max(1, round(len(encoded) / len(rows)))
+            metrics = train(config, lambda event: None)
+            plain = replace(config, pack_tokens=None, batch_size=per_row)
+            baseline = plain_baseline_tok_s(plain, steps)
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    filled = sum(len(r[0]) for r in rows) / (len(rows) * PACK_TOKENS)
+    return {
+        "pairs": len(examples),
+        "steps": steps,
+        "rows": len(rows),
+        "examples_per_row": per_row,
+        "row_fill": round(filled, 3),
+        "threads": default_threads(),
+        "train_tok_s": metrics["tok_s"],
+        "baseline_train_tok_s": round(baseline, 1),
+        "baseline_batch": per_row,
+        "train_ratio": round(metrics["tok_s"] / baseline, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "cpu_count": os.cpu_count(),
+    }

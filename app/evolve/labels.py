@@ -17,14 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from app.errors import XiaoerError
 from app.evolve.data import TrainingExample, as_turns, clean_examples, read_examples
 from app.evolve.settings import EvolutionSettings
 from app.scoring.echo import repeats_customer
 from app.scoring.record import CALIBRATED_MATCHING, draft_context
-from app.store import AdapterVersion, Rating, Score, Store, TeacherReply
+from app.store import Store
 
 if TYPE_CHECKING:
     from app.evolve.trainer_process import Progress
@@ -47,42 +45,12 @@ class Candidate:
 def find_candidates(store: Store, low_score: float) -> list[Candidate]:
     """Unlabelled drafts the next round should learn from, oldest first."""
     with store.session() as session:
-        labeled = select(TeacherReply.draft_id).where(TeacherReply.draft_id.is_not(None))
-        latest_score = (
-            select(Score.draft_id, func.max(Score.id).label("score_id"))
-            .group_by(Score.draft_id)
-            .subquery()
-        )
-        low = set(
-            session.scalars(
-                select(Score.draft_id)
-                .join(latest_score, Score.id == latest_score.c.score_id)
-                .where(Score.final < low_score)
-                .where(Score.draft_id.not_in(labeled))
-            )
-        )
+        low = store.unlabelled_low_scores(session, low_score)
         # A high score from a matcher not trained on the shop's chats, with no reference to
         # compare with, is uncalibrated (it rated an invented promise 0.99): never good
         # enough to skip the teacher.
-        uncalibrated = set(
-            session.scalars(
-                select(Score.draft_id)
-                .join(latest_score, Score.id == latest_score.c.score_id)
-                .where(Score.final >= low_score)
-                .where(Score.mode == "match_only")
-                .where(
-                    Score.matching_scorer_version.is_(None)
-                    | Score.matching_scorer_version.not_like(f"{CALIBRATED_MATCHING}%")
-                )
-                .where(Score.draft_id.not_in(labeled))
-            )
-        )
-        ratings = session.scalars(
-            select(Rating)
-            .where(Rating.draft_id.not_in(labeled))
-            .where((Rating.thumbs_up.is_(False)) | (Rating.edited.is_(True)))
-            .order_by(Rating.id)
-        ).all()
+        uncalibrated = store.unlabelled_uncalibrated(session, low_score, CALIBRATED_MATCHING)
+        ratings = store.unlabelled_bad_ratings(session)
         rated = {r.draft_id: r for r in ratings}  # the latest rating of a draft wins
     found = []
     for draft_id in sorted(low | uncalibrated | set(rated)):
@@ -133,10 +101,7 @@ def fetch_labels(
 
 def _has_label(store: Store, draft_id: int) -> bool:
     with store.session() as session:
-        found = session.scalar(
-            select(TeacherReply.id).where(TeacherReply.draft_id == draft_id).limit(1)
-        )
-        return found is not None
+        return store.has_label(session, draft_id)
 
 
 def _add_label(
@@ -149,42 +114,28 @@ def _add_label(
 ) -> None:
     teacher = getattr(service, "teacher", None)
     with store.session() as session:
-        session.add(
-            TeacherReply(
-                draft_id=cand.draft_id,
-                provider=getattr(teacher, "provider", None) if result else "agent",
-                model=getattr(teacher, "model", None) if result else None,
-                query_text=cand.context[-1] if cand.context else "",
-                reply_text=text,
-                # A teacher's label is the reply as the agent was shown it (TeacherResult);
-                # None, with the reason, when it holds another conversation's placeholder.
-                label_text=result.label if result is not None else text,
-                unusable_reason=getattr(result, "unusable", None),
-                prompt_hash=getattr(result, "prompt_hash", None),
-                label_source=source,
-            )
+        store.add_teacher_reply(
+            session,
+            draft_id=cand.draft_id,
+            provider=getattr(teacher, "provider", None) if result else "agent",
+            model=getattr(teacher, "model", None) if result else None,
+            query_text=cand.context[-1] if cand.context else "",
+            reply_text=text,
+            # A teacher's label is the reply as the agent was shown it (TeacherResult);
+            # None, with the reason, when it holds another conversation's placeholder.
+            label_text=result.label if result is not None else text,
+            unusable_reason=getattr(result, "unusable", None),
+            prompt_hash=getattr(result, "prompt_hash", None),
+            label_source=source,
         )
 
 
 def stored_labels(store: Store) -> list[Label]:
     """Every label linked to a draft, oldest first."""
     with store.session() as session:
-        rows = session.execute(
-            select(
-                TeacherReply.id,
-                TeacherReply.created_at,
-                TeacherReply.draft_id,
-                TeacherReply.label_text,
-                TeacherReply.label_source,
-            )
-            .where(TeacherReply.draft_id.is_not(None))
-            # Kept but flagged (a placeholder from another conversation): never learned.
-            .where(TeacherReply.label_text.is_not(None))
-            .order_by(TeacherReply.id)
-        ).all()
+        rows = store.draft_labels(session)
     out = []
     for label_id, created, draft_id, text, source in rows:
-        assert draft_id is not None and text is not None  # filtered in the query
         context, _ = draft_context(store, draft_id)
         out.append((label_id, created, TrainingExample(tuple(context), text, source)))
     return out
@@ -193,7 +144,7 @@ def stored_labels(store: Store) -> list[Label]:
 def new_labels(store: Store, labels: list[Label]) -> list[Label]:
     """The ``labels`` made since the newest adapter version."""
     with store.session() as session:
-        latest = session.scalar(select(func.max(AdapterVersion.created_at)))
+        latest = store.newest_adapter_time(session)
     return [lab for lab in labels if latest is None or lab[1] > latest]
 
 
@@ -240,12 +191,7 @@ def training_set(
 def preference_examples(store: Store) -> list[TrainingExample]:
     """Drafts rated 👍 or 👎 and sent unedited (or not sent): KTO's desirable/undesirable."""
     with store.session() as session:
-        rows = session.execute(
-            select(Rating.draft_id, Rating.thumbs_up)
-            .where(Rating.thumbs_up.is_not(None))
-            .where(Rating.edited.is_(False))
-            .order_by(Rating.id)
-        ).all()
+        rows = store.unedited_thumbs(session)
     latest = {draft_id: up for draft_id, up in rows}
     out = []
     for draft_id, up in latest.items():

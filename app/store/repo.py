@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.store.conversations import ConversationQueries
+from app.store.evolution import EvolutionQueries
 from app.store.knowledge import KnowledgeQueries
 from app.store.metrics import MetricsQueries
 from app.store.models import (
@@ -46,10 +47,13 @@ RANKER_KIND = "ranker"
 is a reply matcher, of which one is active at a time."""
 
 
-class Repository(ConversationQueries, KnowledgeQueries, MetricsQueries, TeacherQueries):
-    """Mixed into ``Store``; holds no state of its own. The workspace's reads are in
-    ``conversations.py``, the charts' in ``metrics.py``, the shop knowledge's and the suggestion
-    candidates' queries in ``knowledge.py``, the teacher's replies and outbox in ``teacher.py``."""
+class Repository(
+    ConversationQueries, EvolutionQueries, KnowledgeQueries, MetricsQueries, TeacherQueries
+):
+    """Mixed into ``Store``; holds no state of its own. By domain: the workspace's reads in
+    ``conversations.py``, evolution's candidates and labels in ``evolution.py``, the charts' in
+    ``metrics.py``, the shop knowledge's and the suggestion candidates' in ``knowledge.py``, the
+    teacher's replies and outbox in ``teacher.py``."""
 
     def get_or_create_customer(
         self, session: Session, masked_id: str, display_name: str | None = None

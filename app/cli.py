@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
-from app.cloud import end_server
-from app.engine import models
+from app.engine import weights
 from app.engine.backend import GenerationConfig
-from app.engine.conversation import EmptyMessageError, Turn, clean_text
+from app.engine.conversation import EmptyMessageError, Turn, clean_for_model
 from app.engine.end_model import EndModel, EngineConfig
 from app.errors import XiaoerError
 from app.evolve import cli as evolve_cli
 from app.evolve.cli import example_args, example_bank_of
 from app.knowledge import cli as knowledge_cli
+from app.local_server import end_server
 from app.store import cli as team_cli
 from app.suggest import cli as suggest_cli
 
@@ -47,15 +47,15 @@ class ProgressPrinter:
 
 def _ensure_default_provisioned(spec: str) -> None:
     """First start: assemble and verify a built-in model instead of failing."""
-    profile = models.PROFILES.get(spec)
-    if profile is not None and not models.profile_path(profile).is_file():
+    profile = weights.PROFILES.get(spec)
+    if profile is not None and not weights.profile_path(profile).is_file():
         print(f"First start: assembling the embedded model '{spec}' …", file=sys.stderr)
-        models.provision(profile, ProgressPrinter(f"assembling {spec}"))
+        weights.provision(profile, ProgressPrinter(f"assembling {spec}"))
 
 
 def _engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default=models.DEFAULT_PROFILE, help="profile, registered name or path"
+        "--model", default=weights.DEFAULT_PROFILE, help="profile, registered name or path"
     )
     parser.add_argument("--backend", default="llamacpp", choices=["llamacpp", "transformers"])
     parser.add_argument("--n-ctx", type=int, default=2048, help="context window in tokens")
@@ -104,7 +104,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
-        text = clean_text(line)
+        text = clean_for_model(line)
         if text in ("/quit", "/exit"):
             return 0
         if text == "/reset":
@@ -139,7 +139,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_draft(args: argparse.Namespace) -> int:
     raw: str | bytes = sys.stdin.buffer.read() if args.text == "-" else args.text
-    text = clean_text(raw)
+    text = clean_for_model(raw)
     if not text:
         print("error: the customer's message is empty: nothing to reply to", file=sys.stderr)
         return EXIT_USAGE
@@ -154,7 +154,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     if args.models_cmd == "list":
-        rows = models.list_models()
+        rows = weights.list_models()
         if args.json:
             print(json.dumps([asdict(r) for r in rows], ensure_ascii=False, indent=2))
         else:
@@ -164,37 +164,39 @@ def cmd_models(args: argparse.Namespace) -> int:
                 )
         return 0
     if args.models_cmd == "provision":
-        names = args.profiles or [models.DEFAULT_PROFILE]
+        names = args.profiles or [weights.DEFAULT_PROFILE]
         for name in names:
             profile = _profile(name)
-            path = models.provision(profile, ProgressPrinter(f"assembling {name}"))
+            path = weights.provision(profile, ProgressPrinter(f"assembling {name}"))
             print(f"{name}: verified, {path}")
         return 0
     if args.models_cmd == "verify":
         names = (
             args.profiles
-            or [p.name for p in models.PROFILES.values() if models.profile_path(p).is_file()]
-            or [models.DEFAULT_PROFILE]
+            or [p.name for p in weights.PROFILES.values() if weights.profile_path(p).is_file()]
+            or [weights.DEFAULT_PROFILE]
         )
         ok = True
         for name in names:
-            result = models.verify(_profile(name), ProgressPrinter(f"hashing {name}"))
+            result = weights.verify(_profile(name), ProgressPrinter(f"hashing {name}"))
             print(
                 f"{result.name}: {'OK' if result.ok else 'FAILED'} — {result.detail} ({result.path})"
             )
             ok = ok and result.ok
         return 0 if ok else 1
     if args.models_cmd == "add":
-        entry = models.add_user_model(args.name, args.path, args.chat_format)
+        entry = weights.add_user_model(args.name, args.path, args.chat_format)
         print(f"registered '{entry.name}' → {entry.path}")
         return 0
     raise AssertionError(args.models_cmd)
 
 
-def _profile(name: str) -> models.ModelProfile:
-    if name not in models.PROFILES:
-        raise models.ModelError(f"Unknown profile '{name}'; built-in: {', '.join(models.PROFILES)}")
-    return models.PROFILES[name]
+def _profile(name: str) -> weights.ModelProfile:
+    if name not in weights.PROFILES:
+        raise weights.ModelError(
+            f"Unknown profile '{name}'; built-in: {', '.join(weights.PROFILES)}"
+        )
+    return weights.PROFILES[name]
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -360,7 +362,8 @@ def _teacher_service(args: argparse.Namespace, use_store: bool = True) -> Any:
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from app.cloud import providers, secrets, server
+    from app.cloud import providers, secrets
+    from app.local_server import teacher_server as server
 
     if args.teacher_cmd == "serve":
         how = "`xiaoer teacher stop` stops it" if args.detach else "Ctrl-C stops it"
@@ -378,7 +381,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         print(json.dumps(stopped))
         return 0 if stopped["stopped"] else 1
     if args.teacher_cmd == "ask":
-        text = clean_text(args.text)
+        text = clean_for_model(args.text)
         if not text:
             print("error: the customer's message is empty", file=sys.stderr)
             return EXIT_USAGE
@@ -497,9 +500,9 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from app import bench
+    from app.source_checkout import benchmarks_module
 
-    result: dict[str, Any] = bench.run(args.target, args)
+    result: dict[str, Any] = benchmarks_module("cli").run(args.target, args)
     print(json.dumps(result, ensure_ascii=False))
     return 0
 
@@ -527,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     shots = sub.add_parser("screenshots", help="save PNGs of the main windows (offscreen)")
     shots.add_argument("dir")
-    shots.add_argument("--model", default=models.DEFAULT_PROFILE)
+    shots.add_argument("--model", default=weights.DEFAULT_PROFILE)
     shots.add_argument("--replay", default=None, help="a JDDC 2019 chat file for the queue")
     shots.add_argument(
         "--language", default="en", choices=["en", "zh_CN"], help="the window's language"
@@ -563,10 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--cloud", default=None, help="the cloud teacher's reply, if there is one")
     score.add_argument("--alpha", type=float, default=0.8)
     score.add_argument("--theta", type=float, default=0.2)
-    score.add_argument("--similarity", default="use", help="use | st:PATH | paddle:MODEL")
-    score.add_argument(
-        "--matcher", default="active", help="active | base | VERSION | DIR | paddle:MODEL"
-    )
+    score.add_argument("--similarity", default="use", help="use | st:PATH")
+    score.add_argument("--matcher", default="active", help="active | base | VERSION | DIR")
     score.set_defaults(func=cmd_score)
 
     redact = sub.add_parser("redact", help="the privacy firewall: replace personal data")
@@ -665,7 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     _teacher_args(label)
     label.set_defaults(func=cmd_label)
 
-    bench = sub.add_parser("bench", help="benchmarks that print one JSON object")
+    bench = sub.add_parser(
+        "bench", help="benchmarks that print one JSON object (source checkout: benchmarks/)"
+    )
     bench.add_argument(
         "target",
         choices=[
@@ -680,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
             "team",
         ],
     )
-    bench.add_argument("--model", default=models.DEFAULT_PROFILE)
+    bench.add_argument("--model", default=weights.DEFAULT_PROFILE)
     bench.add_argument("--runs", type=int, default=5, help="measured repetitions")
     bench.add_argument("--max-tokens", type=int, default=64, help="engine: reply length")
     bench.add_argument("--batch", type=int, default=256, help="score: pairs in the batch")

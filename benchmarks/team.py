@@ -146,8 +146,8 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 def bench_team(config: TeamBench) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from app.local_server.end_server import llamacpp_server
     from app.engine import weights
+    from app.local_server.end_server import llamacpp_server
     from app.store import Rating, open_store
     from app.team import jobs, roles
 
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """``xiaoer bench team`` (app/bench.py passes its arguments)."""
+    """``xiaoer bench team`` (benchmarks/cli.py passes its arguments)."""
     config = TeamBench(
         agents=args.agents,
         minutes=args.minutes,

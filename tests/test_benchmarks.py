@@ -74,3 +74,26 @@ def test_a_benchmark_runs_from_an_installed_command_outside_the_checkout(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == ROOT / "benchmarks" / "stand_in_trainer.py"
+
+
+def test_xiaoer_bench_runs_a_benchmark_from_the_package(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    assert main(["bench", "redact"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["benchmark"] == "redact"
+    assert {"redact_first_call_ms", "redact_msgs_per_s", "redact_20k_chars_ms"} <= set(result)
+
+
+def test_without_the_benchmarks_xiaoer_bench_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    for name in [m for m in sys.modules if m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "benchmarks", None)
+    assert main(["bench", "redact"]) == 1
+    assert "source checkout" in capsys.readouterr().err

@@ -25,12 +25,12 @@ def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
     reason="ruff comes with the dev extra (make test installs it)",
 )
 def test_ruff_is_clean() -> None:
-    result = run_tool("ruff", "check", "app", "tests")
+    result = run_tool("ruff", "check", "app", "benchmarks", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_is_clean() -> None:
-    result = run_tool("mypy", "app")
+    result = run_tool("mypy", "app", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

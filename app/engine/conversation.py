@@ -48,11 +48,6 @@ def clean_for_model(text: str | bytes) -> str:
     return _CONTROL.sub("", text).strip()
 
 
-clean_text = clean_for_model
-"""The old name, kept until app/cli.py moves over (the corpus's cleaning is
-``app.scoring.corpus.normalize_turn``)."""
-
-
 def system_prompt(lang: str = "zh") -> str:
     name = "system_zh.txt" if lang.startswith("zh") else "system_en.txt"
     return (

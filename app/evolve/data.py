@@ -44,10 +44,6 @@ class TrainingExample:
     """Past dialogues shown before the context, as the engine shows them when drafting."""
 
 
-Example = TrainingExample
-"""The old name, kept until app/evolve/onboard.py moves over."""
-
-
 def as_turns(context: Sequence[str]) -> list[Turn]:
     n = len(context)
     return [

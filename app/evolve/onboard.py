@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
-from app.engine import models
+from app.engine import weights
 from app.evolve.config import QUICK_PRESET, TrainConfig
 from app.evolve.data import (
     MIN_REPLY_CHARS,
-    Example,
+    TrainingExample,
     clean_examples,
     read_examples,
     write_examples,
@@ -73,7 +73,7 @@ class CleanReport:
     """Curt, only repeating the customer, or a stock phrase over its cap."""
 
 
-def read_history(corpus: Path, fmt: str | None = None) -> list[Example]:
+def read_history(corpus: Path, fmt: str | None = None) -> list[TrainingExample]:
     """The past dialogues of ``corpus`` (the knowledge importer's formats; ``fmt`` None: told by
     the path), each with its conversation's id as its source (``history:<id>``)."""
     from app.knowledge.formats import format_of, parse_file
@@ -84,15 +84,15 @@ def read_history(corpus: Path, fmt: str | None = None) -> list[Example]:
         if entry.kind != "dialogue":
             continue
         conversation = entry.conversation or f"pair{n}"
-        out.append(Example(entry.context, entry.answer, f"history:{conversation}"))
+        out.append(TrainingExample(entry.context, entry.answer, f"history:{conversation}"))
     if not out:
         raise ValueError(f"{corpus}: no past dialogues (customer message → agent reply) to learn")
     return out
 
 
 def clean_history(
-    examples: Sequence[Example], max_same_reply: int = 2, min_chars: int = MIN_REPLY_CHARS
-) -> tuple[list[Example], CleanReport]:
+    examples: Sequence[TrainingExample], max_same_reply: int = 2, min_chars: int = MIN_REPLY_CHARS
+) -> tuple[list[TrainingExample], CleanReport]:
     """Exact duplicates dropped, then ``clean_examples`` (stock phrases capped, emoticon codes
     removed, curt replies and echoes of the customer dropped). Masks stay: the model learns to
     write ``[订单编号:[数字x]]`` where an agent wrote a real order number."""
@@ -110,7 +110,9 @@ def clean_history(
     return kept, report
 
 
-def split_holdout(examples: Sequence[Example], n: int) -> tuple[list[Example], list[Example]]:
+def split_holdout(
+    examples: Sequence[TrainingExample], n: int
+) -> tuple[list[TrainingExample], list[TrainingExample]]:
     """(training history, held-back set): whole conversations go to the held-back set, in the
     order of a hash of their id, until it has ``n`` pairs. The same corpus gives the same split,
     and a conversation never has pairs on both sides."""
@@ -170,7 +172,7 @@ def measured_speed() -> float | None:
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def _count_tokens(examples: Sequence[Example], base_model: str) -> int:
+def _count_tokens(examples: Sequence[TrainingExample], base_model: str) -> int:
     """Tokens the trainer will see (prompt cut to ``ONBOARD_MAX_INPUT``, reply to
     ``ONBOARD_MAX_OUTPUT``), counted in one batch by the fast tokenizer: a close estimate (a
     prompt over the limit loses whole turns, not tokens), in seconds for thousands of pairs."""
@@ -197,7 +199,7 @@ def plan_onboarding(
     fmt: str | None = None,
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     holdout: int = HOLDOUT_PAIRS,
-    base_model: str = models.DEFAULT_PROFILE,
+    base_model: str = weights.DEFAULT_PROFILE,
 ) -> OnboardPlan:
     """Read, clean and split the history (written to the onboarding folder) and size the run."""
     if budget_tokens < 1:
@@ -228,7 +230,7 @@ def plan_onboarding(
     )
 
 
-def budget_sample(plan: OnboardPlan, history: Path) -> list[Example]:
+def budget_sample(plan: OnboardPlan, history: Path) -> list[TrainingExample]:
     """As much of the history as the budget trains on (a quarter more), a seeded sample: the
     trainer then tokenizes only that (on a busy 2-core machine all 5,000 JDDC pairs took minutes
     before the first step)."""
@@ -267,7 +269,7 @@ def onboard(
     settings: EvolutionSettings | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-    base_model: str = models.DEFAULT_PROFILE,
+    base_model: str = weights.DEFAULT_PROFILE,
     gate: bool = True,
 ) -> dict[str, Any]:
     """Train the plan's version (resuming it if a run was stopped), export it, gate it against the

@@ -1,15 +1,15 @@
-"""Benchmarks: each prints one JSON object, with a baseline measured in the same run."""
+"""``xiaoer bench engine|score|redact|teacher``: what the app does live, each with a baseline
+measured in the same run."""
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from app.engine import models
+from app.engine import weights
 from app.engine.backend import GenerationConfig
 from app.engine.conversation import Turn
 from app.engine.end_model import EndModel, EngineConfig
@@ -56,8 +56,8 @@ def _time_stream(stream: Iterator[str], count_tokens: Callable[[str], int]) -> t
 def bench_engine(model_spec: str, runs: int, max_tokens: int) -> dict[str, Any]:
     from app.engine.llamacpp_backend import completion_kwargs, default_threads, open_llama
 
-    if model_spec in models.PROFILES:
-        models.provision(models.PROFILES[model_spec])
+    if model_spec in weights.PROFILES:
+        weights.provision(weights.PROFILES[model_spec])
     generation = GenerationConfig(temperature=0.0, max_tokens=max_tokens, seed=1)
     questions = (QUESTIONS * (runs // len(QUESTIONS) + 2))[: runs + 1]
 
@@ -75,7 +75,7 @@ def bench_engine(model_spec: str, runs: int, max_tokens: int) -> dict[str, Any]:
     del model
 
     # Baseline: raw llama-cpp-python on the same prompts with the same settings.
-    source = models.resolve(model_spec)
+    source = weights.resolve(model_spec)
     llm = open_llama(source.path, n_ctx, default_threads())
     kwargs = completion_kwargs(generation, ["<|im_end|>", "<|endoftext|>", "<|im_start|>"])
 
@@ -249,12 +249,12 @@ def bench_teacher(n_labels: int, max_tokens: int, profile: str) -> dict[str, Any
 
     from app.cloud.label import LabelTask, label_corpus
     from app.cloud.providers import local_teacher
-    from app.cloud.server import TeacherServer
     from app.cloud.service import TeacherService
+    from app.local_server.teacher_server import TeacherServer
 
     firewall = bench_redact()
 
-    model_path = models.provision(models.PROFILES[profile])
+    model_path = weights.provision(weights.PROFILES[profile])
     result: dict[str, Any] = {
         "benchmark": "teacher",
         "profile": profile,
@@ -288,36 +288,3 @@ def bench_teacher(n_labels: int, max_tokens: int, profile: str) -> dict[str, Any
     result.update(firewall)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
-
-
-def run(target: str, args: argparse.Namespace) -> dict[str, Any]:
-    if target == "teacher":
-        return bench_teacher(args.labels, args.max_tokens, args.profile)
-    if target == "engine":
-        return bench_engine(args.model, args.runs, args.max_tokens)
-    if target == "score":
-        return bench_score(args.runs, args.batch)
-    if target == "redact":
-        return {"benchmark": "redact", **bench_redact(), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    if target == "ui":
-        from app.ui.bench_ui import bench_ui
-
-        return bench_ui(args.model, args.max_tokens)
-    if target == "evolve":
-        from app.evolve.bench import bench_evolve
-
-        return bench_evolve(args.labels_evolve, args.steps)
-    if target == "onboard":
-        from app.evolve.bench import bench_onboard
-
-        return bench_onboard(args.pairs, args.steps or 6)
-    if target == "knowledge":
-        from app.knowledge.bench import bench_knowledge
-
-        return bench_knowledge([int(n) for n in str(args.entries).split(",") if n.strip()])
-    if target == "team":
-        from app.source_checkout import benchmarks_module
-
-        result: dict[str, Any] = benchmarks_module("team").run(args)
-        return result
-    raise ValueError(f"Unknown benchmark {target!r}")

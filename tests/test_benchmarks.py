@@ -41,6 +41,16 @@ def test_the_wheel_and_the_bundle_leave_the_benchmarks_out() -> None:
     assert '"benchmarks"' in never
 
 
+def test_the_wheel_ships_every_package_of_the_app() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "app").rglob("__init__.py")
+    }
+    assert found - listed == set(), "add them to [tool.setuptools] packages in pyproject.toml"
+
+
 def test_a_benchmark_module_comes_from_the_checkout() -> None:
     module = benchmarks_module("knowledge")
     assert Path(module.__file__ or "").parent == ROOT / "benchmarks"

@@ -61,8 +61,9 @@ class TeamBench:
     steps: int = 2
     """Training steps of the round (the quick preset's LoRA; few: the point is the plumbing)."""
     evolve: bool = True
-    evolve_after_s: float = 20.0
-    """When the manager enqueues the round (ratings must have reached the shop first)."""
+    evolve_after_ratings: int = 10
+    """The manager enqueues the round once the shop holds this many ratings (a round needs
+    edited drafts to learn from; with fewer it ends at once with nothing to train)."""
     round_timeout_s: float = 1800.0
     server_threads: int | None = None
 
@@ -196,8 +197,8 @@ def bench_team(config: TeamBench) -> dict[str, Any]:
             drafting_ends = time.monotonic() + config.minutes * 60 + 30  # + the agents' start
             job_id, worker, round_report = None, None, None
             if config.evolve:
-                time.sleep(min(config.evolve_after_s, config.minutes * 60))
                 with open_store(url) as shop:
+                    _wait_ratings(shop, config.evolve_after_ratings, drafting_ends)
                     job_id = jobs.enqueue(url, "evolve", shop=shop, secret=secret)
                 home = work / "worker"
                 home.mkdir()
@@ -245,6 +246,18 @@ def bench_team(config: TeamBench) -> dict[str, Any]:
     )
 
 
+def _wait_ratings(shop: Any, count: int, until: float) -> None:
+    from sqlalchemy import func, select
+
+    from app.store import Rating
+
+    while time.monotonic() < until:
+        with shop.session() as session:
+            if (session.scalar(select(func.count()).select_from(Rating)) or 0) >= count:
+                return
+        time.sleep(1)
+
+
 def _wait_agents_drafting(agents: list[subprocess.Popen[bytes]], until: float) -> None:
     while time.monotonic() < until and any(a.poll() is None for a in agents):
         time.sleep(1)
@@ -278,6 +291,7 @@ def _wait_round(
         "version": done[-1].get("version") if done else None,
         "promoted": bool(done and done[-1].get("promoted")),
         "error": errors[-1] if errors else None,
+        "last_event": events[-1] if events else None,
         "waited_s": round(time.monotonic() - t0, 1),
     }
 

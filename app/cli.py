@@ -250,7 +250,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
 
 
 def cmd_matcher(args: argparse.Namespace) -> int:
-    from app.store import MatcherVersion, open_store
+    from app.store import open_store
 
     store = open_store()
     if args.matcher_cmd == "train":
@@ -297,7 +297,7 @@ def cmd_matcher(args: argparse.Namespace) -> int:
         print(f"active matcher: {args.version}")
         return 0
     with store.session() as session:  # list
-        rows = session.query(MatcherVersion).order_by(MatcherVersion.id).all()
+        rows = store.matcher_versions(session)
         listed = [
             {
                 "version": r.version,

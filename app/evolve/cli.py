@@ -262,7 +262,6 @@ def _train_dir(args: argparse.Namespace) -> Path:
 def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
     """Record a trained run as a candidate adapter version (exported and hashed)."""
     from app.engine import weights
-    from app.store import AdapterVersion
 
     store = _store()
     version = check_version_name(run_dir.name)
@@ -271,15 +270,14 @@ def register(run_dir: Path, method: str, metrics: dict[str, Any]) -> str:
             raise ValueError(
                 f"adapter version {version!r} already exists, and versions are never overwritten"
             )
-        session.add(
-            AdapterVersion(
-                version=version,
-                method=method,
-                base_model=weights.DEFAULT_PROFILE,
-                path=str(run_dir),
-                metrics={"train": metrics},
-                status="candidate",
-            )
+        store.add_adapter_version(
+            session,
+            version=version,
+            method=method,
+            base_model=weights.DEFAULT_PROFILE,
+            path=str(run_dir),
+            metrics={"train": metrics},
+            status="candidate",
         )
     Evolution(store).export(version)
     return version

@@ -11,8 +11,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from app.errors import XiaoerError
 from app.store import AdapterVersion, Store
 
@@ -86,14 +84,7 @@ def rollback(store: Store, version: str | None = None) -> str | None:
             active = store.active_adapter(session)
             if active is None:
                 raise ValueError("No adapter is active: there is nothing to roll back")
-            previous = session.scalar(
-                select(AdapterVersion)
-                .where(AdapterVersion.status == "retired")
-                .where(AdapterVersion.promoted_at.is_not(None))
-                .where(AdapterVersion.id != active.id)
-                .order_by(AdapterVersion.promoted_at.desc())
-                .limit(1)
-            )
+            previous = store.previous_promoted_adapter(session, active.id)
             version = previous.version if previous is not None else None
     if version is None:
         with store.session() as session:
@@ -106,7 +97,7 @@ def rollback(store: Store, version: str | None = None) -> str | None:
 def list_adapters(store: Store) -> list[dict[str, Any]]:
     """Every adapter version, oldest first, as ``xiaoer adapters list`` prints it."""
     with store.session() as session:
-        rows = session.scalars(select(AdapterVersion).order_by(AdapterVersion.id)).all()
+        rows = store.adapter_versions(session)
         return [
             {
                 "version": r.version,

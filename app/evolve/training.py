@@ -21,8 +21,7 @@ from app.evolve.promotion import adapter_row, served_path, sha256_of
 from app.evolve.settings import EvolutionSettings
 from app.evolve.trainer_process import Progress, run_training
 from app.evolve.versions import new_run_dir
-from app.store import AdapterVersion, Store, TrainingRun
-from app.store.models import utcnow
+from app.store import Store
 
 
 def train_candidate(
@@ -83,25 +82,14 @@ def train_run(
         active = store.active_adapter(session)
         parent = active.version if active is not None else None
     with store.session() as session:
-        run = TrainingRun(
-            config=asdict(config),
-            status="running",
-            started_at=utcnow(),
-            log_path=str(run_dir / "train.jsonl"),
-        )
-        session.add(run)
-        session.flush()
-        run_id = run.id
+        run_id = store.start_training_run(session, asdict(config), str(run_dir / "train.jsonl"))
     status, result = run_training(run_dir / "run.json", progress, cancel)
     with store.session() as session:
-        finished = session.get(TrainingRun, run_id)
-        assert finished is not None
-        finished.status = status
-        finished.finished_at = utcnow()
-        finished.metrics = result
+        finished = store.finish_training_run(session, run_id, status, result)
         if status == "succeeded":
             parent_row = store.get_adapter(session, parent) if parent else None
-            row = AdapterVersion(
+            row = store.add_adapter_version(
+                session,
                 version=version,
                 method=config.method,
                 base_model=config.base_model,
@@ -110,8 +98,6 @@ def train_run(
                 metrics={"train": result},
                 status="candidate",
             )
-            session.add(row)
-            session.flush()
             finished.adapter_version_id = row.id
     if status != "succeeded":
         raise RuntimeError(f"training {status}: {result.get('message', 'see ' + str(run_dir))}")

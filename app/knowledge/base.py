@@ -34,7 +34,7 @@ from app.knowledge.formats import (
 from app.knowledge.index import ANN_THRESHOLD, VectorIndex, normalized
 from app.knowledge.indexes import KINDS, KindIndexes
 from app.scoring.corpus import DialoguePair
-from app.store import KnowledgeSourceRow, Store
+from app.store import Store
 from app.store.knowledge import NewKnowledgeEntry
 
 ProgressFn = Callable[[int, int], None]
@@ -287,7 +287,7 @@ class KnowledgeBase:
     def _reembed(self, source_id: int) -> None:
         """Encode a source's questions again: its vectors were made by another encoder."""
         with self.store.session() as session:
-            source = session.get(KnowledgeSourceRow, source_id)
+            source = self.store.knowledge_source_by_id(session, source_id)
             name = source.name if source is not None else ""
         after = 0
         while True:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app.scoring.formula import ScoreResult
 from app.scoring.scorers import ReplyScorer
-from app.store import Draft, Message, Store
+from app.store import Store
 
 CONTEXT_TURNS = 8
 """How many turns up to the customer's message the matcher sees."""
@@ -24,18 +22,11 @@ def is_calibrated(mode: str, matching_scorer_version: str | None) -> bool:
 def draft_context(store: Store, draft_id: int, turns: int = CONTEXT_TURNS) -> tuple[list[str], str]:
     """The conversation up to the message a draft answers (oldest first), and the draft's text."""
     with store.session() as session:
-        draft = session.get(Draft, draft_id)
-        if draft is None:
+        found = store.draft_with_context(session, draft_id, turns)
+        if found is None:
             raise LookupError(f"No draft with id {draft_id}")
-        rows = session.scalars(
-            select(Message)
-            .where(Message.conversation_id == draft.conversation_id)
-            .where(Message.role != "system")
-            .where(Message.id <= draft.reply_to_id)
-            .order_by(Message.id.desc())
-            .limit(turns)
-        ).all()
-        return [m.text for m in reversed(rows)], draft.text
+        draft, messages = found
+        return [m.text for m in messages], draft.text
 
 
 def score_draft(

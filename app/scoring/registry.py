@@ -104,21 +104,18 @@ def train_and_register(
     import time
 
     from app.scoring.matcher_train import train_matcher
-    from app.store import MatcherVersion
 
     out = matchers_dir() / time.strftime("%Y%m%d-%H%M%S")
     info = train_matcher(pairs, out, progress=progress)
     store = store or open_store()
     with store.session() as session:
-        session.add(
-            MatcherVersion(
-                version=info.version,
-                kind="indomain",
-                path=str(info.path),
-                metrics={**info.metrics, "n_pairs": info.n_pairs, "train_s": info.train_seconds},
-            )
+        store.add_matcher_version(
+            session,
+            info.version,
+            "indomain",
+            str(info.path),
+            {**info.metrics, "n_pairs": info.n_pairs, "train_s": info.train_seconds},
         )
-        session.flush()
         if activate:
             store.set_active_matcher(session, info.version)
     return info.version, dict(info.metrics)

@@ -71,6 +71,24 @@ class ConversationQueries:
             )
         )
 
+    def draft_with_context(
+        self, session: Session, draft_id: int, turns: int
+    ) -> tuple[Draft, list[Message]] | None:
+        """A draft and the last ``turns`` messages (no system lines) up to the one it answers,
+        oldest first; None when there is no such draft."""
+        draft = session.get(Draft, draft_id)
+        if draft is None:
+            return None
+        rows = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == draft.conversation_id)
+            .where(Message.role != "system")
+            .where(Message.id <= draft.reply_to_id)
+            .order_by(Message.id.desc())
+            .limit(turns)
+        ).all()
+        return draft, list(reversed(rows))
+
     def latest_score(self, session: Session, draft_id: int) -> Score | None:
         return session.scalars(
             select(Score).where(Score.draft_id == draft_id).order_by(Score.id.desc()).limit(1)

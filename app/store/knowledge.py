@@ -66,6 +66,9 @@ class KnowledgeQueries:
     def knowledge_source(self, session: Session, name: str) -> KnowledgeSourceRow | None:
         return session.scalar(select(KnowledgeSourceRow).where(KnowledgeSourceRow.name == name))
 
+    def knowledge_source_by_id(self, session: Session, source_id: int) -> KnowledgeSourceRow | None:
+        return session.get(KnowledgeSourceRow, source_id)
+
     def add_knowledge_source(
         self,
         session: Session,

@@ -37,6 +37,7 @@ from app.store.models import (
     utcnow,
 )
 from app.store.teacher import TeacherQueries
+from app.store.versions import VersionQueries
 
 OUTBOX_LEASE_S = 600.0
 """How long a taken teacher request is left to its taker before another may take it (a taker that
@@ -48,12 +49,18 @@ is a reply matcher, of which one is active at a time."""
 
 
 class Repository(
-    ConversationQueries, EvolutionQueries, KnowledgeQueries, MetricsQueries, TeacherQueries
+    ConversationQueries,
+    EvolutionQueries,
+    KnowledgeQueries,
+    MetricsQueries,
+    TeacherQueries,
+    VersionQueries,
 ):
     """Mixed into ``Store``; holds no state of its own. By domain: the workspace's reads in
     ``conversations.py``, evolution's candidates and labels in ``evolution.py``, the charts' in
     ``metrics.py``, the shop knowledge's and the suggestion candidates' in ``knowledge.py``, the
-    teacher's replies and outbox in ``teacher.py``."""
+    teacher's replies and outbox in ``teacher.py``, adapter, training-run and matcher versions in
+    ``versions.py``."""
 
     def get_or_create_customer(
         self, session: Session, masked_id: str, display_name: str | None = None

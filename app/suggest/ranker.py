@@ -174,19 +174,11 @@ def fit_ranker(
 
 def register_ranker(store: Any, ranker: Ranker, directory: Path, activate: bool = True) -> Path:
     """Save ``ranker`` under ``directory``, record it in the store, make it active if asked."""
-    from app.store import MatcherVersion
-
     path = ranker.save(directory)
     with store.session() as session:
-        session.add(
-            MatcherVersion(
-                version=ranker.version,
-                kind=RANKER_KIND,
-                path=str(directory),
-                metrics=dict(ranker.metrics),
-            )
+        store.add_matcher_version(
+            session, ranker.version, RANKER_KIND, str(directory), dict(ranker.metrics)
         )
-        session.flush()
         if activate:
             store.set_active_matcher(session, ranker.version, kind=RANKER_KIND)
     return path
@@ -207,15 +199,8 @@ def active_ranker(store: Any) -> Ranker:
 
 
 def list_rankers(store: Any) -> list[dict[str, Any]]:
-    from app.store import MatcherVersion
-
     with store.session() as session:
-        rows = (
-            session.query(MatcherVersion)
-            .filter(MatcherVersion.kind == RANKER_KIND)
-            .order_by(MatcherVersion.id)
-            .all()
-        )
+        rows = store.matcher_versions(session, kind=RANKER_KIND)
         return [
             {
                 "version": r.version,

@@ -20,10 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from app.engine.end_model import EndModel
-from app.store import AdapterVersion, Store, TeacherReply
+from app.store import Store
 
 EVENTS = {"stage", "step", "gate", "done", "error", "warning", "candidates", "labels"}
 STAGES = ("candidates", "fetch_labels", "train", "export", "gate", "promote")
@@ -94,7 +92,7 @@ class AdapterRow:
 def adapter_history(store: Store) -> list[AdapterRow]:
     """Every adapter version, newest first."""
     with store.session() as session:
-        rows = session.scalars(select(AdapterVersion).order_by(AdapterVersion.id.desc())).all()
+        rows = store.adapter_versions(session, newest_first=True)
         return [
             AdapterRow(
                 r.version,
@@ -172,13 +170,8 @@ def should_evolve(store: Store, policy: str, min_labels: int, now: datetime | No
         return False
     now = now or datetime.now(UTC)
     with store.session() as session:
-        latest = session.scalar(select(func.max(AdapterVersion.created_at)))
-        query = (
-            select(func.count()).select_from(TeacherReply).where(TeacherReply.draft_id.is_not(None))
-        )
-        if latest is not None:
-            query = query.where(TeacherReply.created_at > latest)
-        new_labels = int(session.scalar(query) or 0)
+        latest = store.newest_adapter_time(session)
+        new_labels = store.labels_since(session, latest)
     if policy == "daily":
         return new_labels > 0 and (latest is None or now - latest >= timedelta(days=1))
     if policy == "after_labels":

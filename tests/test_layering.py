@@ -186,3 +186,53 @@ def test_the_cycle_finder_finds_a_ring_and_a_lazy_pair(tmp_path: Path) -> None:
         (pkg / rel).write_text(text, encoding="utf-8")
     assert import_cycles(tmp_path) == [["app.a", "app.b", "app.c"], ["app.d", "app.sub.e"]]
     assert ["app.g", "app.h"] in import_cycles(tmp_path, type_only=True)
+
+
+# Queries live in the store (app/store's repository mixins, by domain); the rest of the app calls
+# them by name. A type (Session) and the store's errors may be imported elsewhere. app/team (team
+# mode's job queue, roles and published adapters) still holds its own: to move.
+QUERIES_ALLOWED_IN = ("app/store/", "app/team/")
+SQLALCHEMY_OUTSIDE_THE_STORE = {"sqlalchemy.orm": {"Session"}, "sqlalchemy.exc": None}
+
+
+def sqlalchemy_imports(path: Path) -> list[str]:
+    """``file:line name`` of each SQLAlchemy import other than a Session type or its errors."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{path}:{node.lineno} {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] == "sqlalchemy"
+            ]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            allowed = SQLALCHEMY_OUTSIDE_THE_STORE.get(node.module or "", set())
+            found += [
+                f"{path}:{node.lineno} {node.module}.{a.name}"
+                for a in node.names
+                if allowed is not None and a.name not in allowed
+            ]
+    return found
+
+
+def test_queries_live_in_the_store() -> None:
+    files = [
+        f
+        for f in (ROOT / "app").rglob("*.py")
+        if not f.relative_to(ROOT).as_posix().startswith(QUERIES_ALLOWED_IN)
+    ]
+    assert any("ui/workspace.py" in str(f) for f in files)
+    offenders = [hit for f in files for hit in sqlalchemy_imports(f)]
+    assert offenders == [], "add a named query to app/store and call it"
+
+
+def test_the_query_check_catches_a_select(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from sqlalchemy import func, select\nfrom sqlalchemy.orm import Session\n"
+        "from sqlalchemy.exc import IntegrityError\nimport sqlalchemy\n",
+        encoding="utf-8",
+    )
+    hits = [h.split(" ", 1)[1] for h in sqlalchemy_imports(bad)]
+    assert hits == ["sqlalchemy.func", "sqlalchemy.select", "sqlalchemy"]

@@ -152,6 +152,14 @@ def cmd_draft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Every section of the settings file, validated (JSON); an invalid one says what is wrong."""
+    from app.settings import Settings
+
+    print(json.dumps(Settings.load().as_json(), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if args.models_cmd == "list":
         rows = weights.list_models()
@@ -545,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("text")
     _engine_args(draft)
     draft.set_defaults(func=cmd_draft)
+
+    settings = sub.add_parser(
+        "settings", help="every setting in the one settings file, checked (JSON)"
+    )
+    settings.set_defaults(func=cmd_settings)
 
     mdl = sub.add_parser("models", help="list, provision, verify and register models")
     msub = mdl.add_subparsers(dest="models_cmd", required=True)

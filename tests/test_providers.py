@@ -545,7 +545,7 @@ def test_config_round_trip_holds_no_secret(memory_keyring: MemoryKeyring) -> Non
         price_per_1k_output=0.008,
     )
     path = providers.save_config(config)
-    assert path.name == "teacher.json"
+    assert path.name == "settings.json"  # the teacher section of the one settings file
     assert KEY not in path.read_text(encoding="utf-8")
     assert "key" not in json.loads(path.read_text(encoding="utf-8"))
     assert providers.load_config() == config
@@ -553,7 +553,9 @@ def test_config_round_trip_holds_no_secret(memory_keyring: MemoryKeyring) -> Non
 
 def test_config_defaults_to_local_and_refuses_a_key_field() -> None:
     assert providers.load_config() == TeacherConfig(provider="local")
-    providers.config_path().write_text(json.dumps({"provider": "gemini", "api_key": "x"}))
+    providers.config_path().write_text(
+        json.dumps({"version": 2, "teacher": {"provider": "gemini", "api_key": "x"}})
+    )
     with pytest.raises(TeacherConfigError, match="keyring"):
         providers.load_config()
     providers.config_path().write_text("{not json")

@@ -1,7 +1,7 @@
-"""The teacher's settings (``teacher.json``) and the local teacher's state file (which holds its
-per-start API key) are written all or nothing through ``app.fsio``: a write that fails midway
-leaves the previous file and no leftovers, the file and its folder are fsync'ed, and the state
-file is readable by this user only at every moment, the temporary file included."""
+"""The teacher's settings (the settings file's ``teacher`` section) and the local teacher's state
+file (which holds its per-start API key) are written all or nothing through ``app.fsio``: a write
+that fails midway leaves the previous file and no leftovers, the file and its folder are fsync'ed,
+and the state file is readable by this user only at every moment, the temporary file included."""
 
 from __future__ import annotations
 

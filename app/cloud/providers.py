@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from app import paths
 from app.cloud.teacher import (
     CloudTeacher,
     LocalTeacherNotRunning,
@@ -37,8 +35,8 @@ from app.cloud.teacher import (
     Usage,
 )
 from app.errors import XiaoerError
-from app.fsio import atomic_write_text
 from app.local_server import teacher_server as server
+from app.settings_file import SettingsFileError, read_sections, settings_path, write_section
 
 if TYPE_CHECKING:
     from google import genai
@@ -58,7 +56,6 @@ DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
 GEMINI_THINKING_HEADROOM = 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 LOCAL_MIN_TIMEOUT = 180.0
-CONFIG_FILE = "teacher.json"
 # Gateways answer these when busy or slow; trying again later can succeed.
 RETRYABLE_STATUS = {408, 425, 429}
 # Gemini finish reasons that mean the answer was withheld, not merely cut short.
@@ -520,24 +517,17 @@ class TeacherConfig:
 
 
 def config_path() -> Path:
-    return paths.data_dir() / CONFIG_FILE
+    """The settings file; the teacher is its ``teacher`` section (``app.settings_file``)."""
+    return settings_path()
 
 
 def load_config() -> TeacherConfig:
     """The saved teacher settings, or the defaults (the local teacher) when none are saved."""
     path = config_path()
-    if not path.is_file():
-        return TeacherConfig()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TeacherConfigError(
-            f"The teacher settings {path} are unreadable ({exc}); fix or delete it"
-        ) from None
-    if not isinstance(raw, dict):
-        raise TeacherConfigError(
-            f"The teacher settings {path} are not a JSON object; fix or delete it"
-        )
+        raw = read_sections()["teacher"]
+    except SettingsFileError as exc:
+        raise TeacherConfigError(str(exc)) from None
     known = {f.name for f in fields(TeacherConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -552,10 +542,8 @@ def load_config() -> TeacherConfig:
 
 
 def save_config(config: TeacherConfig) -> Path:
-    """Write the settings atomically; the dataclass has no field a secret could go into."""
-    return atomic_write_text(
-        config_path(), json.dumps(asdict(config), ensure_ascii=False, indent=2)
-    )
+    """Write the section atomically; the dataclass has no field a secret could go into."""
+    return write_section("teacher", asdict(config))
 
 
 def make_teacher(config: TeacherConfig) -> CloudTeacher:

@@ -1,15 +1,14 @@
-"""The manager's evolution policy (``<data dir>/evolution.json``) and the paper's probe inputs."""
+"""The manager's evolution policy (the ``evolution`` section of the settings file,
+``app.settings_file``) and the paper's probe inputs."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from app import paths
 from app.evolve.config import METHODS, Method
 from app.evolve.data import MIN_REPLY_CHARS
-from app.fsio import atomic_write_text
+from app.settings_file import SettingsFileError, read_sections, settings_path, write_section
 
 PAPER_PROBES = (
     "你好",
@@ -23,7 +22,8 @@ PAPER_PROBES = (
 
 @dataclass
 class EvolutionSettings:
-    """The manager's evolution policy (``<data dir>/evolution.json``)."""
+    """The manager's evolution policy (the settings file's ``evolution`` section). Its
+    ``low_score`` is also the desktop's low-score threshold: stored once, here."""
 
     low_score: float = field(default=0.5, metadata={"help": "Final Score below this → candidate"})
     method: Method = field(default="lora", metadata={"help": "lora, prefix or ptuning-v2"})
@@ -77,19 +77,17 @@ class EvolutionSettings:
 
     @staticmethod
     def path() -> Path:
-        return paths.data_dir() / "evolution.json"
+        """The settings file holding the section."""
+        return settings_path()
 
     @classmethod
     def load(cls) -> EvolutionSettings:
-        path = cls.path()
-        if not path.exists():
-            return cls()
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = read_sections()["evolution"]
             known = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in raw.items() if k in known})
-        except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: unreadable evolution settings ({exc})") from exc
+        except (SettingsFileError, ValueError, TypeError) as exc:
+            raise ValueError(f"{cls.path()}: unreadable evolution settings ({exc})") from exc
 
     def save(self) -> None:
-        atomic_write_text(self.path(), json.dumps(asdict(self), ensure_ascii=False, indent=2))
+        write_section("evolution", asdict(self))

@@ -182,9 +182,9 @@ def should_evolve(store: Store, policy: str, min_labels: int, now: datetime | No
 def sync_evolution_settings(
     low_score: float, policy: str, min_labels: int, past_dialogues: str = "", shots: int = 0
 ) -> None:
-    """Carry the settings dialog's threshold, policy and past dialogues into the evolution
-    engine's own settings (``evolution.json``), keeping everything else it holds: adapters are
-    trained and gated on the prompts the app drafts with."""
+    """Carry the settings dialog's policy and past dialogues into the evolution section of the
+    settings file, keeping everything else it holds: adapters are trained and gated on the prompts
+    the app drafts with. (The threshold is that section's ``low_score`` already: stored once.)"""
     from app.evolve import EvolutionSettings
 
     current = EvolutionSettings.load()

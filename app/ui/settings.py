@@ -1,8 +1,10 @@
-"""The desktop app's settings: one typed object, saved as JSON in the data dir.
+"""The desktop app's settings: one typed object, the ``desktop`` section of the settings file
+(``app.settings_file``).
 
 Plain Python (no Qt), so the CLI and tests can read and write it. Secrets never go here: API keys
-live in the OS keyring (``app.cloud.secrets``), and the teacher's provider, model and base URL are
-kept where the CLI keeps them (``teacher.json`` through ``app.cloud.providers``).
+live in the OS keyring (``app.cloud.secrets``); the teacher's provider, model and base URL are the
+file's ``teacher`` section (``app.cloud.providers``), and the low-score threshold is stored once,
+as the ``evolution`` section's ``low_score``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from app.engine.backend import GenerationConfig
 from app.engine.end_model import EngineConfig
 from app.errors import XiaoerError
 from app.fsio import atomic_write_text
+from app.settings_file import SettingsFileError, read_sections, settings_path, write_sections
 
-SETTINGS_FILE = "settings.json"
 STATE_FILE = "ui-state.json"
 
 log = logging.getLogger(__name__)
@@ -158,10 +160,6 @@ class UiSettings:
             raise SettingsError(str(exc)) from None
 
 
-def settings_path() -> Path:
-    return paths.data_dir() / SETTINGS_FILE
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2))
 
@@ -169,16 +167,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def load_settings() -> UiSettings:
     """The saved settings, or the defaults when none are saved. Unknown keys are ignored (logged)."""
     path = settings_path()
-    if not path.is_file():
-        return UiSettings()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SettingsError(
-            f"The settings file {path} is unreadable ({exc}); fix or delete it"
-        ) from None
-    if not isinstance(raw, dict):
-        raise SettingsError(f"The settings file {path} is not a JSON object; fix or delete it")
+        sections = read_sections()
+    except SettingsFileError as exc:
+        raise SettingsError(str(exc)) from None
+    raw = dict(sections["desktop"])
+    if "low_score" in sections["evolution"]:
+        raw["low_score_threshold"] = sections["evolution"]["low_score"]
     known = {f.name for f in fields(UiSettings)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -190,9 +185,13 @@ def load_settings() -> UiSettings:
 
 
 def save_settings(settings: UiSettings) -> Path:
-    path = settings_path()
-    _write_json(path, asdict(settings))
-    return path
+    """The desktop section, and the threshold as the evolution section's ``low_score``."""
+    desktop = asdict(settings)
+    threshold = desktop.pop("low_score_threshold")
+    try:
+        return write_sections({"desktop": desktop}, {"evolution": {"low_score": threshold}})
+    except SettingsFileError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from app.cloud.label import example_bank
 from app.cloud.prompt import ExampleBank
 from app.cloud.service import TeacherService
 from app.cloud.teacher import LocalTeacherNotRunning
-from app.engine import models
+from app.engine import weights
 from app.engine.conversation import Shot, Turn
 from app.engine.end_model import EndModel
 from app.evolve.promotion import AdapterDamaged
@@ -36,8 +36,8 @@ from app.ui.workers import ModelWorker, ProgressFn, Runner
 from app.ui.workspace import Workspace
 
 if TYPE_CHECKING:
-    from app.cloud.server import TeacherServer
     from app.knowledge import KnowledgeBase
+    from app.local_server.teacher_server import TeacherServer
     from app.suggest.candidates import Suggester, Suggestion, Suggestions
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,9 @@ def load_end_model(settings: UiSettings, progress: ProgressFn) -> EndModel:
     remote = RemoteConfig.from_env(n_ctx=settings.n_ctx, lang=settings.prompt_lang)
     if remote is not None:
         return RemoteEndModel.connect(remote, settings.generation_config())
-    profile = models.PROFILES.get(settings.model)
+    profile = weights.PROFILES.get(settings.model)
     if profile is not None:
-        models.provision(profile, progress)
+        weights.provision(profile, progress)
     return EndModel.load(settings.engine_config(), settings.generation_config())
 
 

@@ -1,9 +1,0 @@
-"""The old name of ``app.local_server.teacher_server``, kept while callers move over: this
-module *is* that one (``sys.modules`` points here to it), so a patch through either name holds."""
-
-import sys
-
-from app.local_server import teacher_server
-from app.local_server.teacher_server import *  # noqa: F403  (names for type checkers)
-
-sys.modules[__name__] = teacher_server

@@ -328,6 +328,14 @@ def _read_result(home: Path) -> dict[str, Any]:
         return {"drafts": 0, "latencies": [], "ratings": [], "db_errors": 0, "failed": True}
 
 
+def _merged(counts: Iterator[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counts:
+        for kind, n in each.items():
+            total[kind] = total.get(kind, 0) + n
+    return total
+
+
 def _tail(path: Path, lines: int = 8) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -376,6 +384,7 @@ def _report(
         "draft_p95_s": quantile(95),
         "db_errors": sum(r["db_errors"] for r in results),
         "adapter_propagation_s": propagation,
+        "db_error_kinds": _merged(r.get("db_error_kinds", {}) for r in results),
         "draft_errors": sum(r.get("draft_errors", 0) for r in results),
         "agents_failed": sum(bool(r.get("failed")) for r in results),
         "agents_swapped": sum(s is not None for s in swaps),
@@ -416,10 +425,14 @@ def agent_main(args: argparse.Namespace) -> int:
     swapped: dict[str, Any] = {}
     lock = threading.Lock()
 
+    db_errors: dict[str, int] = {}
+
     def on_status(status: SyncStatus) -> None:
         if status.state == "offline":
             with lock:
                 errors["db"] += 1
+                kind = (status.last_error or "?")[:80]
+                db_errors[kind] = db_errors.get(kind, 0) + 1
 
     def on_change(version: str | None) -> None:
         if version is not None:
@@ -475,6 +488,7 @@ def agent_main(args: argparse.Namespace) -> int:
         "latencies": latencies,
         "ratings": uids,
         "db_errors": errors["db"],
+        "db_error_kinds": db_errors,
         "draft_errors": errors["draft"],
         "pending_at_end": sync.pending(),
         "swapped_at": swapped.get("at"),

@@ -36,6 +36,7 @@ from app.store.models import (
     TeacherReply,
     utcnow,
 )
+from app.store.shop import ShopQueries
 from app.store.teacher import TeacherQueries
 from app.store.versions import VersionQueries
 
@@ -53,6 +54,7 @@ class Repository(
     EvolutionQueries,
     KnowledgeQueries,
     MetricsQueries,
+    ShopQueries,
     TeacherQueries,
     VersionQueries,
 ):
@@ -60,7 +62,7 @@ class Repository(
     ``conversations.py``, evolution's candidates and labels in ``evolution.py``, the charts' in
     ``metrics.py``, the shop knowledge's and the suggestion candidates' in ``knowledge.py``, the
     teacher's replies and outbox in ``teacher.py``, adapter, training-run and matcher versions in
-    ``versions.py``."""
+    ``versions.py``, team mode's (published adapters, jobs, roles) in ``shop.py``."""
 
     def get_or_create_customer(
         self, session: Session, masked_id: str, display_name: str | None = None

@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.evolve.promotion import AdapterDamaged, served_path, sha256_of, verified_served_path
@@ -67,17 +66,13 @@ def publish(shop: Store, version: str) -> str:
     """Copy ``version``'s served files (on this machine: the worker that trained it) into the
     shop's database; returns their SHA-256. Refuses files that changed since export."""
     with shop.session() as session:
-        row = _version(session, version)
+        row = _version(shop, session, version)
         target = verified_served_path(row)
         sha = str(row.metrics["sha256"])
-        if _published(session, row.id) is not None:
+        if shop.published_adapter(session, row.id) is not None:
             return sha
         packing, data = pack(target)
-        session.add(
-            PublishedAdapter(
-                adapter_version_id=row.id, sha256=sha, packing=packing, size=len(data), data=data
-            )
-        )
+        shop.add_published_adapter(session, row.id, sha, packing, data)
     return sha
 
 
@@ -86,8 +81,8 @@ def fetch(shop: Store, version: str, root: Path) -> tuple[AdapterVersion, Path]:
     the folder). AdapterDamaged when its files don't hash to what was recorded at export."""
     folder = root / version
     with shop.session() as session:
-        row = _version(session, version)
-        blob = _published(session, row.id)
+        row = _version(shop, session, version)
+        blob = shop.published_adapter(session, row.id)
         if blob is None:
             raise AdapterDamaged(f"Adapter {version} was never published to the shop")
         expected = (row.metrics or {}).get("sha256")
@@ -128,17 +123,14 @@ def activate(session: Session, shop: Store, version: str | None) -> None:
     """Make ``version`` (None: the base model) the shop's active adapter in ``session``'s
     transaction, and announce it to the desktops at commit. No role check: callers do it."""
     if version is not None:
-        row = _version(session, version)
-        blob = _published(session, row.id)
+        row = _version(shop, session, version)
+        blob = shop.published_adapter(session, row.id)
         if blob is None:
             raise LookupError(f"Adapter {version} is not published to the shop: nothing to fetch")
         if blob.sha256 != (row.metrics or {}).get("sha256") or not _blob_intact(row, blob):
             raise AdapterDamaged(f"Adapter {version}'s published files are damaged; not promoted")
     shop.set_active_adapter(session, version)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, :v)"), {"channel": CHANNEL, "v": version or ""}
-        )
+    shop.notify(session, CHANNEL, version or "")
 
 
 def _blob_intact(row: AdapterVersion, blob: PublishedAdapter) -> bool:
@@ -170,14 +162,7 @@ def rollback(shop: Store, secret: str | None, version: str | None = None) -> str
             active = shop.active_adapter(session)
             if active is None:
                 raise ValueError("No adapter is active: there is nothing to roll back")
-            previous = session.scalar(
-                select(AdapterVersion)
-                .where(AdapterVersion.status == "retired")
-                .where(AdapterVersion.promoted_at.is_not(None))
-                .where(AdapterVersion.id != active.id)
-                .order_by(AdapterVersion.promoted_at.desc())
-                .limit(1)
-            )
+            previous = shop.previous_promoted_adapter(session, active.id)
             version = previous.version if previous is not None else None
         activate(session, shop, version)
     return version
@@ -197,14 +182,8 @@ def active_version(shop: Store) -> dict[str, Any] | None:
         }
 
 
-def _version(session: Session, version: str) -> AdapterVersion:
-    row = session.scalar(select(AdapterVersion).where(AdapterVersion.version == version))
+def _version(shop: Store, session: Session, version: str) -> AdapterVersion:
+    row = shop.get_adapter(session, version)
     if row is None:
         raise LookupError(f"No adapter version {version!r} in the shop")
     return row
-
-
-def _published(session: Session, version_id: int) -> PublishedAdapter | None:
-    return session.scalar(
-        select(PublishedAdapter).where(PublishedAdapter.adapter_version_id == version_id)
-    )

@@ -29,12 +29,11 @@ from typing import Any, Literal
 
 import procrastinate
 from procrastinate import exceptions as queue_errors
-from sqlalchemy import make_url, select, text
+from sqlalchemy import make_url
 
 from app.evolve.loop import Evolution
 from app.evolve.settings import EvolutionSettings
 from app.store import Store
-from app.store.models import JobEvent
 from app.team import adapters
 from app.team.roles import require_manager
 
@@ -125,19 +124,13 @@ class JobStatus:
 def job_status(shop: Store, job_id: int, after: int = 0) -> tuple[JobStatus, int]:
     """The job's state and its events after event id ``after``; returns (it, the last event id)."""
     with shop.session() as session:
-        found = session.execute(
-            text("SELECT task_name, status FROM procrastinate_jobs WHERE id = :id"), {"id": job_id}
-        ).first()
+        found = shop.queued_job(session, job_id)
         if found is None:
             raise LookupError(f"No job {job_id} in the shop's queue")
-        rows = session.execute(
-            select(JobEvent.id, JobEvent.event)
-            .where(JobEvent.job_id == job_id, JobEvent.id > after)
-            .order_by(JobEvent.id)
-        ).all()
+        rows = shop.job_events(session, job_id, after)
     last = rows[-1][0] if rows else after
-    kind = str(found[0]).removeprefix("xiaoer.")
-    return JobStatus(job_id, kind, str(found[1]), [dict(e) for _, e in rows]), last
+    kind = found[0].removeprefix("xiaoer.")
+    return JobStatus(job_id, kind, found[1], [e for _, e in rows]), last
 
 
 def follow(shop: Store, job_id: int, poll_s: float = 1.0) -> Iterator[dict[str, Any]]:
@@ -171,7 +164,7 @@ class Reporter:
             self._last_step = now
         clean = {k: v for k, v in event.items() if isinstance(v, str | int | float | bool | None)}
         with self.shop.session() as session:
-            session.add(JobEvent(job_id=self.job_id, event=clean))
+            self.shop.add_job_event(session, self.job_id, clean)
 
 
 # --- the worker (the training machine) ----------------------------------------------------------

@@ -26,7 +26,7 @@ from sqlalchemy import make_url
 from app.cloud.secrets import SERVICE, SecretsError, keyring_warning
 from app.errors import XiaoerError
 from app.store import Store
-from app.store.models import TeamRole, utcnow
+from app.store.models import utcnow
 
 MANAGER = "manager"
 SECRET_ENV = "XIAOER_MANAGER_SECRET"
@@ -60,7 +60,7 @@ def secret_matches(secret: str, stored: str) -> bool:
 
 def has_manager(shop: Store) -> bool:
     with shop.session() as session:
-        return session.get(TeamRole, MANAGER) is not None
+        return shop.team_role(session, MANAGER) is not None
 
 
 def set_manager_secret(shop: Store, current: str | None = None, new: str | None = None) -> str:
@@ -68,14 +68,14 @@ def set_manager_secret(shop: Store, current: str | None = None, new: str | None 
     secret; the first one is made by whoever sets the shop up."""
     new = new or secrets.token_urlsafe(24)
     with shop.session() as session:
-        row = session.get(TeamRole, MANAGER, with_for_update=True)
+        row = shop.team_role(session, MANAGER, for_update=True)
         if row is not None:
             if current is None or not secret_matches(current, row.secret_hash):
                 raise NotManager("The shop has a manager secret already; give the current one")
             row.secret_hash = hash_secret(new)
             row.updated_at = utcnow()
         else:
-            session.add(TeamRole(role=MANAGER, secret_hash=hash_secret(new)))
+            shop.add_team_role(session, MANAGER, hash_secret(new))
     return new
 
 
@@ -83,7 +83,7 @@ def is_manager(shop: Store, secret: str | None) -> bool:
     if not secret:
         return False
     with shop.session() as session:
-        row = session.get(TeamRole, MANAGER)
+        row = shop.team_role(session, MANAGER)
         return row is not None and secret_matches(secret, row.secret_hash)
 
 

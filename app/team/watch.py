@@ -97,7 +97,8 @@ class AdapterWatcher:
         with self.local.session() as session:
             row = self.local.get_adapter(session, shop_row.version)
             if row is None:
-                row = AdapterVersion(
+                row = self.local.add_adapter_version(
+                    session,
                     version=shop_row.version,
                     method=shop_row.method,
                     base_model=shop_row.base_model,
@@ -105,8 +106,6 @@ class AdapterWatcher:
                     metrics={"sha256": sha, "from_shop": True},
                     status="candidate",
                 )
-                session.add(row)
-                session.flush()
             elif row.metrics.get("sha256") != sha:
                 raise AdapterDamaged(
                     f"Adapter {shop_row.version}: this desktop has a different adapter of that "

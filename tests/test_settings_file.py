@@ -146,3 +146,15 @@ def test_two_thresholds_are_not_saved(home: Path) -> None:
     )
     with pytest.raises(ValueError, match="two low-score thresholds"):
         two.save()
+
+
+def test_a_long_run_saves_only_the_fields_it_changed(home: Path) -> None:
+    at_start = EvolutionSettings.load()  # what a run loaded when it started
+    ui_settings.save_settings(UiSettings(low_score_threshold=0.3))  # the manager, meanwhile
+    EvolutionSettings.save_fields(corpus="/shop/history.jsonl", holdout="/shop/holdout.jsonl")
+    saved_now = EvolutionSettings.load()
+    assert (saved_now.corpus, saved_now.holdout) == ("/shop/history.jsonl", "/shop/holdout.jsonl")
+    assert saved_now.low_score == 0.3 != at_start.low_score
+    with pytest.raises(ValueError, match="low_score"):
+        EvolutionSettings.save_fields(low_score=2.0)
+    assert EvolutionSettings.load() == saved_now

@@ -296,12 +296,10 @@ def onboard(
     version, result = train_run(store, run_dir, config, progress, cancel)
     if result.get("tok_s"):
         atomic_write_text(_speed_file(), json.dumps({"tok_s": result["tok_s"]}))
-    settings = replace(
-        settings,
-        corpus=str(folder / "history.jsonl"),
-        holdout=str(folder / "holdout.jsonl"),
-    )
-    settings.save()
+    corpus, holdout = str(folder / "history.jsonl"), str(folder / "holdout.jsonl")
+    settings = replace(settings, corpus=corpus, holdout=holdout)
+    # Only these two: the manager may have changed the rest while this trained.
+    EvolutionSettings.save_fields(corpus=corpus, holdout=holdout)
     emit({"event": "stage", "stage": "export"})
     export_candidate(store, version, base_model)
     done: dict[str, Any] = {"version": version, "train": result, "promoted": False}

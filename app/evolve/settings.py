@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from app.evolve.config import METHODS, Method
 from app.evolve.data import MIN_REPLY_CHARS
-from app.settings_file import SettingsFileError, read_sections, settings_path, write_section
+from app.settings_file import (
+    SettingsFileError,
+    read_sections,
+    settings_path,
+    write_section,
+    write_sections,
+)
 
 PAPER_PROBES = (
     "你好",
@@ -91,3 +98,10 @@ class EvolutionSettings:
 
     def save(self) -> None:
         write_section("evolution", asdict(self))
+
+    @classmethod
+    def save_fields(cls, **fields: Any) -> None:
+        """Set ``fields`` in the saved section, keeping the others as they are saved now: a long
+        run that changes two fields must not put back what the manager changed meanwhile."""
+        cls(**{**asdict(cls.load()), **fields})  # the result must still be valid settings
+        write_sections({}, {"evolution": fields})

@@ -303,8 +303,9 @@ STATE_WRITERS = [
     "app/evolve/config.py",  # run configs
     "app/evolve/settings.py",  # evolution settings
     "app/ui/settings.py",  # the app's settings and state
-    "app/engine/models.py",  # model stamps and the user's model list
+    "app/engine/weights.py",  # model stamps and the user's model list
     "app/cloud/providers.py",  # the teacher's settings
+    "app/settings_file.py",  # every setting, in sections (the UI, evolution, the teacher)
     "app/local_server/teacher_server.py",  # the local teacher's state file (its key)
 ]
 

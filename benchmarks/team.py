@@ -431,7 +431,8 @@ def agent_main(args: argparse.Namespace) -> int:
         if status.state == "offline":
             with lock:
                 errors["db"] += 1
-                kind = (status.last_error or "?")[:80]
+                # The cause, without the URL the message starts with.
+                kind = (status.last_error or "?").rsplit(": ", 1)[-1][:120]
                 db_errors[kind] = db_errors.get(kind, 0) + 1
 
     def on_change(version: str | None) -> None:

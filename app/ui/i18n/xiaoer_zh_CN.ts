@@ -374,226 +374,226 @@
 <context>
     <name>EvolutionPanel</name>
     <message>
-        <location filename="../evolution_panel.py" line="143"/>
-        <location filename="../evolution_panel.py" line="145"/>
+        <location filename="../evolution_panel.py" line="144"/>
+        <location filename="../evolution_panel.py" line="146"/>
         <source>Evolve now</source>
         <translation>立即进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="147"/>
+        <location filename="../evolution_panel.py" line="148"/>
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="149"/>
+        <location filename="../evolution_panel.py" line="150"/>
         <source>idle</source>
         <translation>空闲</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="159"/>
+        <location filename="../evolution_panel.py" line="160"/>
         <source>training loss</source>
         <translation>训练损失</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="171"/>
-        <location filename="../evolution_panel.py" line="404"/>
+        <location filename="../evolution_panel.py" line="172"/>
+        <location filename="../evolution_panel.py" line="406"/>
         <source>Adapters</source>
         <translation>适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="177"/>
+        <location filename="../evolution_panel.py" line="178"/>
         <source>Version</source>
         <translation>版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="178"/>
+        <location filename="../evolution_panel.py" line="179"/>
         <source>Status</source>
         <translation>状态</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="179"/>
+        <location filename="../evolution_panel.py" line="180"/>
         <source>Created</source>
         <translation>创建时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="180"/>
+        <location filename="../evolution_panel.py" line="181"/>
         <source>Promoted</source>
         <translation>启用时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="181"/>
+        <location filename="../evolution_panel.py" line="182"/>
         <source>Metrics</source>
         <translation>指标</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="189"/>
+        <location filename="../evolution_panel.py" line="190"/>
         <source>Promote selected</source>
         <translation>启用所选版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="190"/>
+        <location filename="../evolution_panel.py" line="191"/>
         <source>Roll back</source>
         <translation>回滚</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="191"/>
+        <location filename="../evolution_panel.py" line="192"/>
         <source>Use base model</source>
         <translation>使用基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="192"/>
+        <location filename="../evolution_panel.py" line="193"/>
         <source>Refresh</source>
         <translation>刷新</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="200"/>
+        <location filename="../evolution_panel.py" line="201"/>
         <source>Over time (per day)</source>
         <translation>趋势（按天）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="203"/>
+        <location filename="../evolution_panel.py" line="204"/>
         <source>mean Final score</source>
         <translation>平均 Final 分</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="204"/>
+        <location filename="../evolution_panel.py" line="205"/>
         <source>thumbs-up rate</source>
         <translation>点赞率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="205"/>
+        <location filename="../evolution_panel.py" line="206"/>
         <source>edit rate</source>
         <translation>修改率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="206"/>
+        <location filename="../evolution_panel.py" line="207"/>
         <source>sent unedited</source>
         <translation>未修改直接发送</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="207"/>
+        <location filename="../evolution_panel.py" line="208"/>
         <source>cloud calls</source>
         <translation>云端调用次数</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="208"/>
+        <location filename="../evolution_panel.py" line="209"/>
         <source>cloud cost</source>
         <translation>云端费用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="238"/>
+        <location filename="../evolution_panel.py" line="240"/>
         <source>Training is not part of this installation (missing: {0}). Drafts, scoring, the teacher and adapters work as usual. To train on this computer, install the full Xiaoer bundle, or install from source with `make run`.</source>
         <translation>此安装不含训练组件（缺少：{0}）。草稿、评分、教师模型和适配器照常可用。如需在本机训练，请安装完整版小二，或从源码用 `make run` 安装。</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="250"/>
+        <location filename="../evolution_panel.py" line="252"/>
         <source>starting…</source>
         <translation>正在启动…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="261"/>
+        <location filename="../evolution_panel.py" line="263"/>
         <source>stopping…</source>
         <translation>正在停止…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="274"/>
+        <location filename="../evolution_panel.py" line="276"/>
         <source>choosing training examples</source>
         <translation>挑选训练样本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="275"/>
+        <location filename="../evolution_panel.py" line="277"/>
         <source>fetching teacher labels</source>
         <translation>获取教师标注</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="276"/>
+        <location filename="../evolution_panel.py" line="278"/>
         <source>training</source>
         <translation>训练中</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="277"/>
+        <location filename="../evolution_panel.py" line="279"/>
         <source>exporting the adapter</source>
         <translation>导出适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="278"/>
+        <location filename="../evolution_panel.py" line="280"/>
         <source>gate: comparing with the active adapter</source>
         <translation>把关：与当前适配器比较</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="279"/>
+        <location filename="../evolution_panel.py" line="281"/>
         <source>promoting</source>
         <translation>正在启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="292"/>
+        <location filename="../evolution_panel.py" line="294"/>
         <source>step {0}/{1} · loss {2} · ETA {3}</source>
         <translation>第 {0}/{1} 步 · loss {2} · 预计剩余 {3}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="302"/>
+        <location filename="../evolution_panel.py" line="304"/>
         <source>promoted</source>
         <translation>已启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="302"/>
+        <location filename="../evolution_panel.py" line="304"/>
         <source>not promoted</source>
         <translation>未启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="304"/>
+        <location filename="../evolution_panel.py" line="306"/>
         <source>Candidate {0}: Final {1} vs active {2} — {3} ({4})</source>
         <translation>候选 {0}：Final {1}，当前 {2} — {3}（{4}）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="307"/>
+        <location filename="../evolution_panel.py" line="309"/>
         <source>base model</source>
         <translation>基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="314"/>
+        <location filename="../evolution_panel.py" line="316"/>
         <source>done: {0} promoted</source>
         <translation>完成：已启用 {0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="316"/>
+        <location filename="../evolution_panel.py" line="318"/>
         <source>done: nothing promoted</source>
         <translation>完成：未启用新版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="320"/>
+        <location filename="../evolution_panel.py" line="322"/>
         <source>{0} drafts to learn from</source>
         <translation>{0} 条草稿可供学习</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="326"/>
+        <location filename="../evolution_panel.py" line="328"/>
         <source>failed</source>
         <translation>失败</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="327"/>
-        <location filename="../evolution_panel.py" line="350"/>
+        <location filename="../evolution_panel.py" line="329"/>
+        <location filename="../evolution_panel.py" line="352"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="338"/>
         <location filename="../evolution_panel.py" line="340"/>
+        <location filename="../evolution_panel.py" line="342"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="347"/>
+        <location filename="../evolution_panel.py" line="349"/>
         <source>The evolution process ended with code {0}. {1}</source>
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="344"/>
+        <location filename="../evolution_panel.py" line="346"/>
         <source>The evolution process was killed, most likely out of memory. {0}</source>
         <translation>进化进程被系统终止，很可能是内存不足。{0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="364"/>
+        <location filename="../evolution_panel.py" line="366"/>
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>
     </message>
@@ -783,7 +783,7 @@
 <context>
     <name>LocalTeacher</name>
     <message>
-        <location filename="../local_teacher.py" line="190"/>
+        <location filename="../local_teacher.py" line="192"/>
         <source>The local teacher stopped on its own.</source>
         <translation>本地教师模型自行停止了。</translation>
     </message>
@@ -796,37 +796,37 @@
         <translation>小二 — 客服助手</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="166"/>
+        <location filename="../main_window.py" line="167"/>
         <source>Saving the settings</source>
         <translation>保存设置</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="206"/>
+        <location filename="../main_window.py" line="207"/>
         <source>a draft is being written</source>
         <translation>正在生成草稿</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="208"/>
+        <location filename="../main_window.py" line="209"/>
         <source>training is running</source>
         <translation>正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="210"/>
+        <location filename="../main_window.py" line="211"/>
         <source>the ranker is training</source>
         <translation>排序模型正在训练</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="226"/>
+        <location filename="../main_window.py" line="227"/>
         <source>Quit Xiaoer?</source>
         <translation>退出小二？</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="228"/>
+        <location filename="../main_window.py" line="229"/>
         <source>Right now {0}. Stop it and quit? Everything rated and sent is saved.</source>
         <translation>当前{0}。停止并退出吗？所有评价和已发送内容都已保存。</translation>
     </message>
     <message>
-        <location filename="../main_window.py" line="229"/>
+        <location filename="../main_window.py" line="230"/>
         <source> and </source>
         <translation>，并且</translation>
     </message>
@@ -1021,22 +1021,27 @@
 <context>
     <name>Services</name>
     <message>
-        <location filename="../services.py" line="228"/>
+        <location filename="../services.py" line="215"/>
+        <source>The shop&apos;s adapter</source>
+        <translation>店铺的适配器</translation>
+    </message>
+    <message>
+        <location filename="../services.py" line="253"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../services.py" line="261"/>
+        <location filename="../services.py" line="286"/>
         <source>Reply candidates</source>
         <translation>候选回复</translation>
     </message>
     <message>
-        <location filename="../services.py" line="355"/>
+        <location filename="../services.py" line="380"/>
         <source>Training the ranker</source>
         <translation>训练排序模型</translation>
     </message>
     <message>
-        <location filename="../services.py" line="397"/>
+        <location filename="../services.py" line="422"/>
         <source>The local teacher is not running: press Start beside its light in the status bar (or on the Teacher page of the settings).</source>
         <translation>本地教师模型未运行：请点状态栏中其指示灯旁的“启动”（或在设置的“教师模型”页中启动）。</translation>
     </message>
@@ -1246,42 +1251,42 @@
 <context>
     <name>TeacherControl</name>
     <message>
-        <location filename="../local_teacher.py" line="240"/>
+        <location filename="../local_teacher.py" line="242"/>
         <source>Local teacher: stopped</source>
         <translation>本地教师模型：已停止</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="241"/>
+        <location filename="../local_teacher.py" line="243"/>
         <source>Local teacher: starting…</source>
         <translation>本地教师模型：启动中…</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="242"/>
+        <location filename="../local_teacher.py" line="244"/>
         <source>Local teacher: running</source>
         <translation>本地教师模型：运行中</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="243"/>
+        <location filename="../local_teacher.py" line="245"/>
         <source>Local teacher: failed</source>
         <translation>本地教师模型：出错</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="249"/>
+        <location filename="../local_teacher.py" line="251"/>
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="249"/>
+        <location filename="../local_teacher.py" line="251"/>
         <source>Start</source>
         <translation>启动</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="251"/>
+        <location filename="../local_teacher.py" line="253"/>
         <source>Stop the local teacher</source>
         <translation>停止本地教师模型</translation>
     </message>
     <message>
-        <location filename="../local_teacher.py" line="253"/>
+        <location filename="../local_teacher.py" line="255"/>
         <source>Start the local teacher (the model loads in a minute or two)</source>
         <translation>启动本地教师模型（模型加载需要一两分钟）</translation>
     </message>

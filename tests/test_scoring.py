@@ -80,7 +80,9 @@ def test_use_similarity_separates_related_from_unrelated(scorer: ReplyScorer) ->
 
 def test_the_past_dialogues_share_the_scorers_use_model(scorer: ReplyScorer) -> None:
     """One ~115 MB model per process, not one per user of it; their caches stay their own."""
-    bank = ExampleBank([PromptExample("发什么快递", "默认中通"), PromptExample("能开发票吗", "可以")])
+    bank = ExampleBank(
+        [PromptExample("发什么快递", "默认中通"), PromptExample("能开发票吗", "可以")]
+    )
     assert isinstance(scorer.similarity_model, USESimilarity)
     assert bank.retrieve("可以开发票吗", 1)[0].reply == "可以"
     assert bank._encoder._use is scorer.similarity_model._use

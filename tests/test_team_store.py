@@ -526,3 +526,17 @@ def test_the_team_commands(
     assert main(["team", "status", "--url", down]) == 1
     out = capsys.readouterr().out
     assert json.loads(out)["state"] == "offline" and "secret" not in out
+
+
+def test_desktops_opening_a_database_at_head_do_not_queue_on_the_upgrade_lock(
+    pg_url: str,
+) -> None:
+    """The upgrade's advisory lock is taken only when there is something to upgrade: a shop's
+    desktops starting together would otherwise wait on it in turn and time out."""
+    from app.store.migrate import MIGRATION_LOCK
+
+    open_store(pg_url).close()  # at head now
+    with open_store(pg_url) as holder, holder.engine.begin() as conn:
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        with open_store(pg_url, lock_timeout=0.5) as another, another.session() as session:
+            assert session.scalar(select(func.count()).select_from(Rating)) == 0

@@ -30,7 +30,7 @@ test: setup-dev
 
 # The edit-test loop: every test that loads no real model weights (those are marked `slow`).
 test-fast: setup-dev
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses 4
 
 setup: $(STAMP_RUN)
 setup-dev: $(STAMP_DEV)

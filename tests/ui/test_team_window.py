@@ -91,7 +91,8 @@ def test_a_manager_promotion_and_rollback_reach_the_running_window(
         try:
             adapters.promote(shop, "v1", secret)  # on a manager's desktop
             qtbot.waitUntil(lambda: parts.backend.active_adapter == "v1", timeout=30000)
-            assert "adapter v1" in window.model_status.text()
+            # the label follows the swap's signal, a moment after the backend has the adapter
+            qtbot.waitUntil(lambda: "adapter v1" in window.model_status.text(), timeout=5000)
             adapters.rollback(shop, secret, "base")
             qtbot.waitUntil(lambda: parts.backend.active_adapter is None, timeout=30000)
         finally:

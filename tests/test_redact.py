@@ -266,6 +266,7 @@ def test_redaction_time_grows_linearly(unit: str) -> None:
         ("你好江苏省苏州市姑苏区人民路一零零号二单元三零一你好", "三零一"),
         ("你好32010219630208508Xabc你好", "32010219630208508X"),
         ("微 信：duoduo-mama（备注订单）", "duoduo-mama"),
+        ("你好我叫王英丽你好", "王英丽"),  # 王英 is a dictionary name: the given name went on
     ],
 )
 def test_shapes_found_after_the_first_sets(text: str, value: str) -> None:

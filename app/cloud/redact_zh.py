@@ -139,6 +139,8 @@ def name_length_after_cue(han: str, strong: bool) -> int:
     for size in (4, 3, 2):  # a whole name in the dictionary (李娜, 李强)
         word = han[:size]
         if len(word) == size and words.get(word, "").startswith("nr") and word not in _NOT_A_NAME:
+            if size == surname + 1:  # 王英 is in the dictionary, 王英丽 is not: it may go on
+                return surname + _given_length(han, surname, 2)
             return size
     for size in (4, 3, 2):
         if _is_common_word(han[:size]) and len(han) >= size:

@@ -89,6 +89,19 @@ def test_the_held_back_split_takes_whole_conversations_and_does_not_move(history
     assert len(train_a) + len(held_a) == len(examples)
 
 
+def test_the_chat_format_is_told_by_one_token_lookup(tiny_qwen_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from app.engine.hf_backend import has_token
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    assert has_token(tokenizer, "<|im_start|>") and has_token(tokenizer, "<|im_end|>")
+    assert not has_token(tokenizer, "<|user|>") and not has_token(tokenizer, "<|no such token|>")
+    ids, labels = encode(TrainingExample(("你好",), "亲，在的"), tokenizer, 64, 16)
+    rendered = tokenizer.decode(ids)
+    assert rendered.count("<|im_start|>") == 3 and rendered.endswith("亲，在的<|im_end|>")
+
+
 def test_packing_fills_rows_without_padding_and_restarts_positions() -> None:
     encoded = [([i] * n, [IGNORE_INDEX] * (n - 2) + [i, i]) for i, n in enumerate([5, 7, 3, 9, 4])]
     rows = pack(encoded, 12, seed=1)
@@ -150,6 +163,21 @@ def _small(config: TrainConfig) -> TrainConfig:
     """The onboarding config at the tiny model's scale (seconds, not minutes)."""
     values = {**config.__dict__, "lr": 5e-3, "warmup_steps": 1, "save_every": 2, "threads": 1}
     return TrainConfig(**{**values, "lora_top_layers": None})
+
+
+def test_the_warm_start_adapts_attention_and_mlp_and_its_recipe_names_the_version(
+    tiny_qwen_dir: Path, history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.evolve import onboard as onboarding
+
+    plan = _plan(history, tiny_qwen_dir, budget=2000)
+    config = onboarding_config(plan, tmp_path, str(tiny_qwen_dir))
+    assert {"gate_proj", "up_proj", "down_proj", "q_proj"} <= set(config.lora_targets)
+    assert config.lora_r == onboarding.ONBOARD_LORA_R
+    assert _plan(history, tiny_qwen_dir, budget=2000).version == plan.version  # resumable
+    monkeypatch.setattr(onboarding, "ONBOARD_LORA_R", onboarding.ONBOARD_LORA_R * 2)
+    # another recipe must not resume this run's checkpoint
+    assert _plan(history, tiny_qwen_dir, budget=2000).version != plan.version
 
 
 def test_a_killed_warm_start_resumes_to_the_adapter_of_an_unbroken_run(

@@ -22,6 +22,7 @@ from app.engine.conversation import (
     system_prompt,
     to_messages,
 )
+from app.engine.hf_backend import has_token
 from app.fsio import loads_json
 from app.scoring.echo import repeats_customer
 
@@ -161,7 +162,7 @@ def encode(
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels): the prompt's labels are IGNORE_INDEX; the oldest turns are dropped."""
     messages = to_messages(as_turns(example.context), system_prompt(lang), example.shots)
-    if "<|im_start|>" in tokenizer.get_vocab():
+    if has_token(tokenizer, "<|im_start|>"):
         render, end = FORMATTERS["chatml"], "<|im_end|>"
     else:
 

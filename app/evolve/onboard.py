@@ -54,6 +54,11 @@ HOLDOUT_PAIRS = 200
 ONBOARD_MAX_INPUT = 192
 ONBOARD_MAX_OUTPUT = 64
 ONBOARD_LR = 4e-4
+ONBOARD_LORA_R = 16
+ONBOARD_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""A whole history needs more room than a round's few hundred labels: rank 16 on attention and MLP
+of the top layers holds ~8× the parameters of the rounds' LoRA for ~the same step time (the
+backward pass through those layers costs the same either way)."""
 SAMPLE_SEED = 42
 
 
@@ -213,7 +218,8 @@ def plan_onboarding(
     write_examples(held, folder / "holdout.jsonl")
     tokens = _count_tokens(train, base_model)
     speed = measured_speed()
-    key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model])
+    recipe = [ONBOARD_LR, ONBOARD_LORA_R, list(ONBOARD_LORA_TARGETS), ONBOARD_MAX_INPUT]
+    key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model, recipe])
     version = check_version_name(f"onboard-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
     return OnboardPlan(
         str(corpus),
@@ -260,6 +266,8 @@ def onboarding_config(plan: OnboardPlan, run_dir: Path, base_model: str) -> Trai
         steps=plan.budget_tokens // (PACK_TOKENS // 2) + 2,  # a bound: rows are mostly ≥ half full
         save_every=10,
         lora_top_layers=QUICK_PRESET["lora_top_layers"],
+        lora_r=ONBOARD_LORA_R,
+        lora_targets=list(ONBOARD_LORA_TARGETS),
     )
 
 

@@ -100,6 +100,8 @@ def test_the_chat_format_is_told_by_one_token_lookup(tiny_qwen_dir: Path) -> Non
     ids, labels = encode(TrainingExample(("你好",), "亲，在的"), tokenizer, 64, 16)
     rendered = tokenizer.decode(ids)
     assert rendered.count("<|im_start|>") == 3 and rendered.endswith("亲，在的<|im_end|>")
+    learned = [t for t in labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(learned) == "亲，在的<|im_end|>"
 
 
 def test_packing_fills_rows_without_padding_and_restarts_positions() -> None:

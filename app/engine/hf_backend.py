@@ -66,12 +66,12 @@ def pick_token(logits: Any, config: GenerationConfig, seen: Sequence[int], gener
     return int(order[choice])
 
 
-
 def has_token(tokenizer: Any, token: str) -> bool:
     """Whether ``token`` is one token of ``tokenizer``'s vocabulary. (``get_vocab()`` would build
     a dict of the whole vocabulary, ~50 ms for Qwen's 151k tokens, on every call.)"""
     token_id = tokenizer.convert_tokens_to_ids(token)
     return token_id is not None and token_id != tokenizer.unk_token_id
+
 
 class TransformersBackend:
     name = "transformers"

@@ -24,6 +24,7 @@ from app.suggest.ranker import (
     Ranker,
     active_ranker,
     fit_ranker,
+    ranker_is_stale,
     register_ranker,
 )
 from app.suggest.train import train_ranker_after_import
@@ -256,6 +257,22 @@ def test_replies_agents_sent_in_the_app_train_the_ranker(store: Store, kb: Knowl
     after = train_ranker_after_import(store, kb)
     assert after is not None and after.metrics["train_sent_replies"] == 3
     assert after.metrics["train_dialogues"] == before.metrics["train_dialogues"] + 3
+
+
+def test_a_ranker_of_another_versions_features_is_stale(store: Store, kb: KnowledgeBase) -> None:
+    kb.import_pairs("past", shop_history(copies=6))
+    assert not ranker_is_stale(store)  # none active: nothing to train again
+    ranker = train_ranker_after_import(store, kb)
+    assert ranker is not None and not ranker_is_stale(store)
+    file = store.path.parent / "rankers" / ranker.version / "ranker.json"
+    raw = json.loads(file.read_text(encoding="utf-8"))
+    raw["features"].append("a_feature_of_a_later_version")
+    for key in ("mean", "scale", "coef"):
+        raw[key].append(1.0)
+    file.write_text(json.dumps(raw), encoding="utf-8")
+    assert ranker_is_stale(store) and not active_ranker(store).calibrated
+    file.unlink()
+    assert ranker_is_stale(store)
 
 
 def test_too_little_history_keeps_the_untrained_ranker(store: Store, kb: KnowledgeBase) -> None:

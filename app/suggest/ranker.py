@@ -184,18 +184,36 @@ def register_ranker(store: Any, ranker: Ranker, directory: Path, activate: bool 
     return path
 
 
+def _active_path(store: Any) -> Path | None:
+    with store.session() as session:
+        row = store.active_matcher(session, kind=RANKER_KIND)
+        return None if row is None else Path(row.path)
+
+
 def active_ranker(store: Any) -> Ranker:
     """The store's active ranker, or the untrained default when none is active or its file is
     gone (a missing file must not stop suggestions)."""
-    with store.session() as session:
-        row = store.active_matcher(session, kind=RANKER_KIND)
-        path = None if row is None else Path(row.path)
+    path = _active_path(store)
     if path is None:
         return Ranker.untrained()
     try:
         return Ranker.load(path)
     except ValueError:
         return Ranker.untrained()
+
+
+def ranker_is_stale(store: Any) -> bool:
+    """Whether the store's active ranker cannot be used: its file is gone or broken, or it was
+    trained on another version's features (after an upgrade). The app then trains a new one from
+    the knowledge, rather than ranking uncalibrated until the next import."""
+    path = _active_path(store)
+    if path is None:
+        return False
+    try:
+        Ranker.load(path)
+    except ValueError:
+        return True
+    return False
 
 
 def list_rankers(store: Any) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from app.scoring.scorers import ReplyScorer
 from app.store import Store
 from app.store.db import shop_database_url
 from app.store.team import ShopSync, SyncStatus
+from app.suggest.ranker import ranker_is_stale
 from app.team.watch import AdapterWatcher
 from app.ui.evolution import evolve_command, missing_training_stack
 from app.ui.local_teacher import LocalTeacher, TeacherState, default_teacher_server
@@ -288,16 +289,23 @@ class Services(QObject):
 
     def warm_suggestions(self) -> None:
         """Load the suggester, the knowledge index and the encoder now, on the suggestion
-        worker, so the first customer's candidates don't wait for them."""
+        worker, so the first customer's candidates don't wait for them. An active ranker that
+        no longer loads (another version's features) is trained again in the background."""
 
-        def warm() -> None:
+        def warm() -> bool:
             suggester = self.suggester()
             if suggester is not None:
                 knowledge = self.knowledge()
                 knowledge.warm()
                 knowledge.encode(["你好"])
+            return ranker_is_stale(self.store)
 
-        self.suggestions.submit(warm)
+        def done(stale: bool) -> None:
+            if stale:
+                log.info("the active ranker does not load: training a new one")
+                self.train_ranker()
+
+        self.suggestions.submit(warm, done)
 
     def suggest(
         self,

@@ -9,6 +9,7 @@ store, with the real USE encoder; the shop's knowledge is a small one written fo
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -35,6 +36,21 @@ FAQ = [
     ("发什么快递？", "默认发中通和韵达，需要顺丰可以补运费差价。"),
     ("可以开发票吗？", "可以开电子发票，确认收货后发到您的邮箱。"),
 ]
+
+
+PRODUCTS = ["羽绒服", "围巾", "帽子", "手套", "毛衣", "雪地靴", "棉裤", "外套"]
+ASKS = [
+    ("{0}什么时候发货", "亲，{0}下午四点前付款当天发出哦。"),
+    ("{0}有货吗", "亲，{0}现在有现货的，可以放心拍。"),
+    ("{0}能便宜点吗", "亲，{0}已经是活动价了，满99元包邮哦。"),
+    ("{0}怎么退", "亲，{0}签收七天内可以申请无理由退货。"),
+    ("{0}偏大还是偏小", "亲，{0}是标准码，按平时的尺码拍就好。"),
+    ("{0}掉色吗", "亲，{0}正常洗涤是不会掉色的，请放心。"),
+    ("{0}发什么快递", "亲，{0}默认发中通，需要顺丰可以补差价。"),
+    ("{0}能开发票吗", "亲，{0}可以开电子发票，下单时填写抬头。"),
+]
+HISTORY = [(q.format(p), a.format(p)) for p in PRODUCTS for q, a in ASKS]
+"""A history big enough for the ranker to learn from (64 past dialogues)."""
 
 
 def seed_knowledge(window: Any, past: list[tuple[str, str]] = PAST) -> None:
@@ -170,20 +186,7 @@ def test_a_promise_nothing_supports_gets_the_guards_badge(qtbot, window, parts: 
 def test_after_an_import_the_ranker_trains_in_the_background_and_scores_are_calibrated(
     qtbot, window, parts: Parts
 ) -> None:
-    products = ["羽绒服", "围巾", "帽子", "手套", "毛衣", "雪地靴", "棉裤", "外套"]
-    asks = [
-        ("{0}什么时候发货", "亲，{0}下午四点前付款当天发出哦。"),
-        ("{0}有货吗", "亲，{0}现在有现货的，可以放心拍。"),
-        ("{0}能便宜点吗", "亲，{0}已经是活动价了，满99元包邮哦。"),
-        ("{0}怎么退", "亲，{0}签收七天内可以申请无理由退货。"),
-        ("{0}偏大还是偏小", "亲，{0}是标准码，按平时的尺码拍就好。"),
-        ("{0}掉色吗", "亲，{0}正常洗涤是不会掉色的，请放心。"),
-        ("{0}发什么快递", "亲，{0}默认发中通，需要顺丰可以补差价。"),
-        ("{0}能开发票吗", "亲，{0}可以开电子发票，下单时填写抬头。"),
-    ]
-    history = [(q.format(p), a.format(p)) for p in products for q, a in asks]
-    assert len(history) >= 60
-    seed_knowledge(window, history)
+    seed_knowledge(window, HISTORY)
     view = window.open_conversation(arrive(window, "外套什么时候发货"))
     qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)
     assert "uncalibrated" in view.panel.candidates.rows[0].score.text()
@@ -200,6 +203,26 @@ def test_after_an_import_the_ranker_trains_in_the_background_and_scores_are_cali
     view.add_customer_message("帽子有货吗")
     qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)
     assert view.panel.candidates.rows[0].score.text().replace(".", "").isdigit()
+
+
+def test_a_ranker_that_no_longer_loads_is_trained_again_when_the_window_opens(
+    qtbot, window, store: Store
+) -> None:
+    import json
+
+    from app.suggest.ranker import Ranker, active_ranker, ranker_is_stale, register_ranker
+
+    seed_knowledge(window, HISTORY)
+    old = store.path.parent / "rankers" / "ranker-of-an-older-version"
+    file = register_ranker(store, replace(Ranker.untrained(), version=old.name), old)
+    raw = json.loads(file.read_text(encoding="utf-8"))
+    raw["features"] = raw["features"][:-1]  # another version's features
+    file.write_text(json.dumps(raw), encoding="utf-8")
+    assert ranker_is_stale(store)
+    with qtbot.waitSignal(window.services.ranker_finished, timeout=120000) as finished:
+        window.services.warm_suggestions()  # what the window does when it opens
+    assert finished.args[0] not in ("", old.name)
+    assert not ranker_is_stale(store) and active_ranker(store).calibrated
 
 
 def test_an_import_in_the_settings_starts_the_rankers_training(

@@ -347,6 +347,31 @@ def test_eval_suggest_prints_every_figure_and_refuses_knowledge_holding_the_cont
     assert "every held-out context" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_eval_suggest_drafts_with_the_adapter_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chats = shop_chats(10)
+    known = tmp_path / "known"
+    write_jddc2018(known, chats[:8])
+    enc, dec = write_jddc2018(tmp_path / "all", chats)
+    home = tmp_path / "home"
+    with open_store(f"sqlite:///{home / 'xiaoer.db'}") as store:
+        KnowledgeBase(store).import_file(known / "train.enc", "jddc2018")
+    args = ["eval-suggest", "--pairs", str(enc), str(dec), "--knowledge", str(home)]
+    args += ["--offset", "16", "--limit", "4"]
+    assert main([*args, "--adapter", "no-such-version"]) == 2
+    assert "No adapter version 'no-such-version'" in capsys.readouterr().err
+    items = tmp_path / "drafts.jsonl"
+    assert main([*args, "--adapter", "none", "--items", str(items)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    drafts = [json.loads(line) for line in items.read_text(encoding="utf-8").splitlines()]
+    assert report["n"] == 4 and len(drafts) == 4
+    assert all(d["draft"].strip() for d in drafts)
+    assert report["model_only_similarity_mean"] is not None
+    assert report["p95_all_candidates_ms"] is not None
+
+
 def test_replies_from_outside_the_knowledge_are_scored_like_the_draft(kb: KnowledgeBase) -> None:
     kb.import_pairs("past", shop_history())
     found = Suggester(kb).suggest(chat("什么时候发货"))

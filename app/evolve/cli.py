@@ -318,8 +318,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     store = _store()
     pairs = read_pairs(Path(args.pairs[0]), Path(args.pairs[1]), args.offset, args.limit)
-    adapter = _adapter_named(store, args.adapter)
-    baseline = _adapter_named(store, args.compare) if args.compare else None
+    adapter = adapter_named(store, args.adapter)
+    baseline = adapter_named(store, args.compare) if args.compare else None
     scorer = load_scorer(store=store)
     examples = _shot_bank(args) if args.shots else example_bank_of(args)
     if examples is not None and args.shots:
@@ -365,7 +365,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _adapter_named(store: Any, name: str) -> Any | None:
+def adapter_named(store: Any, name: str) -> Any | None:
     """The adapter version called ``name``: ``none`` is the base model, ``active`` the active one."""
     if name == "none":
         return None

@@ -12,12 +12,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.engine.backend import GenerationConfig
 from app.evolve.data import TrainingExample, as_turns
 from app.evolve.promotion import adapter_row, served_path
 from app.store import AdapterVersion, Store
+
+if TYPE_CHECKING:
+    from app.engine.end_model import EndModel
 
 GATE_GENERATION = GenerationConfig(temperature=0.0, max_tokens=64, repeat_penalty=1.1)
 
@@ -146,14 +149,11 @@ class Served:
         return None if row is None else cls(row.version, row.method, served_path(row))
 
 
-def draft_replies(
-    adapter: Served | None,
-    items: Sequence[TrainingExample],
-    base_model: str,
-    generation: GenerationConfig = GATE_GENERATION,
-) -> list[str]:
-    """Greedy replies for ``items`` (shown their ``shots``) from the base model with ``adapter``
-    (None: no adapter)."""
+def load_drafter(
+    adapter: Served | None, base_model: str, generation: GenerationConfig = GATE_GENERATION
+) -> EndModel:
+    """The base model serving ``adapter`` (None: no adapter), greedy by default: the drafts the
+    gate and the evaluations compare."""
     from app.engine.end_model import EndModel, EngineConfig
     from app.evolve.base import trainable_dir
 
@@ -162,10 +162,26 @@ def draft_replies(
     else:
         config = EngineConfig(model=str(trainable_dir(base_model)), backend="transformers")
         model = EndModel.load(config, generation)
-    try:
-        if adapter is not None:
+    if adapter is not None:
+        try:
             model.load_adapter(adapter.name, adapter.path)
             model.set_adapter(adapter.name)
+        except BaseException:
+            model.close()
+            raise
+    return model
+
+
+def draft_replies(
+    adapter: Served | None,
+    items: Sequence[TrainingExample],
+    base_model: str,
+    generation: GenerationConfig = GATE_GENERATION,
+) -> list[str]:
+    """Greedy replies for ``items`` (shown their ``shots``) from the base model with ``adapter``
+    (None: no adapter)."""
+    model = load_drafter(adapter, base_model, generation)
+    try:
         return [model.reply(as_turns(ex.context), shots=ex.shots) for ex in items]
     finally:
         model.close()

@@ -40,6 +40,12 @@ def add_parsers(sub: Any) -> None:
     )
     ev.add_argument("--no-model", action="store_true", help="skip the 0.5B's drafts")
     ev.add_argument(
+        "--adapter",
+        default="active",
+        help="the adapter version that drafts (greedy), from $XIAOER_HOME's store: VERSION, "
+        "active (default: what this install drafts with) or none (the base model)",
+    )
+    ev.add_argument(
         "--items", help="JSON-lines file of the model's drafts: reused, and new drafts appended"
     )
     ev.add_argument("--k", type=int, default=10, help="candidates kept per context")
@@ -100,12 +106,20 @@ def cmd_eval_suggest(args: argparse.Namespace) -> int:
     draft_fn = None
     if not args.no_model:
         from app.engine import weights
-        from app.engine.end_model import EndModel
+        from app.evolve.cli import adapter_named
+        from app.evolve.gate import Served, load_drafter
+        from app.store import open_store
 
         profile = weights.PROFILES[weights.DEFAULT_PROFILE]
         if not weights.profile_path(profile).is_file():  # a fresh data dir: assemble it first
             weights.provision(profile)
-        model = EndModel.load()
+        try:
+            with open_store() as store:
+                adapter = Served.of(adapter_named(store, args.adapter))
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        model = load_drafter(adapter, weights.DEFAULT_PROFILE)
         draft_fn = model.reply
     try:
         report = evaluate(

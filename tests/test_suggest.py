@@ -313,16 +313,22 @@ def shop_chats(n: int) -> list[list[tuple[str, str]]]:
     ]
 
 
+def shop_with_history(tmp_path: Path, chats: int, known: int) -> tuple[Path, Path, Path]:
+    """JDDC-2018 files of ``chats`` chats, and a data dir whose knowledge holds the first
+    ``known`` of them: (enc, dec, data dir)."""
+    all_chats = shop_chats(chats)
+    write_jddc2018(tmp_path / "known", all_chats[:known])
+    enc, dec = write_jddc2018(tmp_path / "all", all_chats)
+    home = tmp_path / "home"
+    with open_store(f"sqlite:///{home / 'xiaoer.db'}") as store:
+        KnowledgeBase(store).import_file(tmp_path / "known" / "train.enc", "jddc2018")
+    return enc, dec, home
+
+
 def test_eval_suggest_prints_every_figure_and_refuses_knowledge_holding_the_contexts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    chats = shop_chats(12)
-    known = tmp_path / "known"
-    write_jddc2018(known, chats[:8])
-    enc, dec = write_jddc2018(tmp_path / "all", chats)
-    home = tmp_path / "home"
-    with open_store(f"sqlite:///{home / 'xiaoer.db'}") as store:
-        KnowledgeBase(store).import_file(known / "train.enc", "jddc2018")
+    enc, dec, home = shop_with_history(tmp_path, chats=12, known=8)
     args = ["eval-suggest", "--pairs", str(enc), str(dec), "--knowledge", str(home), "--no-model"]
     assert main([*args, "--offset", "0", "--limit", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -351,13 +357,7 @@ def test_eval_suggest_prints_every_figure_and_refuses_knowledge_holding_the_cont
 def test_eval_suggest_drafts_with_the_adapter_it_is_given(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    chats = shop_chats(10)
-    known = tmp_path / "known"
-    write_jddc2018(known, chats[:8])
-    enc, dec = write_jddc2018(tmp_path / "all", chats)
-    home = tmp_path / "home"
-    with open_store(f"sqlite:///{home / 'xiaoer.db'}") as store:
-        KnowledgeBase(store).import_file(known / "train.enc", "jddc2018")
+    enc, dec, home = shop_with_history(tmp_path, chats=10, known=8)
     args = ["eval-suggest", "--pairs", str(enc), str(dec), "--knowledge", str(home)]
     args += ["--offset", "16", "--limit", "4"]
     assert main([*args, "--adapter", "no-such-version"]) == 2

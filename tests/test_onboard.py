@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.evolve import labels as labelling
-from app.evolve.config import TrainConfig
+from app.evolve.config import CONTINUE_LR_FACTOR, QUICK_LR, TrainConfig
 from app.evolve.data import IGNORE_INDEX, TrainingExample, encode, pack, read_examples
 from app.evolve.gate import GateItem, gate
 from app.evolve.onboard import (
@@ -305,9 +305,22 @@ def test_onboarding_registers_a_version_and_a_round_builds_on_it(
     history_replies = {ex.reply for ex in read_examples(Path(settings.corpus))}
     assert examples[0] == new and held == []
     assert len(examples) == 6 and {ex.reply for ex in examples[1:]} <= history_replies
+    many = [
+        (
+            i,
+            utcnow(),
+            TrainingExample(
+                (f"能便宜点吗{i}？",), f"亲，价格已经是最低了哦，买两件包邮{i}", "agent"
+            ),
+        )
+        for i in range(2, 10)
+    ]
+    more, _ = labelling.training_set(store, settings, many)
+    assert len(more) == 16, "continuing from the warm start: as much history as new labels"
     version = evo.train(examples)
     config = seen["config"]
     assert config.init_adapter == str(Path(store_adapter_path(store, plan.version)) / "adapter")
+    assert config.lr == pytest.approx(QUICK_LR["lora"] * CONTINUE_LR_FACTOR)
     assert len(read_examples(Path(config.data))) == 6
     with store.session() as session:
         row = store.get_adapter(session, version)

@@ -178,11 +178,16 @@ def training_set(
     if settings.corpus:
         # The shop's own replies, cleaned as `xiaoer train` cleans a corpus (no curt ones, no
         # stock phrase over and over): mixed with teacher labels, they raised the similarity
-        # to the human agents on held-out JDDC (README "Online evolution").
+        # to the human agents on held-out JDDC (README "Online evolution"). A round that
+        # continues from an adapter replays as much history as it has new labels, so that what
+        # the warm start and earlier rounds learned is kept (config.CONTINUE_LR_FACTOR).
         pairs = clean_examples(
             read_examples(Path(settings.corpus)), min_chars=settings.min_label_chars
         )
-        replay += rng.sample(pairs, min(len(pairs), settings.replay))
+        with store.session() as session:
+            continues = store.active_adapter(session) is not None
+        wanted = max(settings.replay, len(new)) if continues else settings.replay
+        replay += rng.sample(pairs, min(len(pairs), wanted))
     if settings.objective == "kto":
         replay += preference_examples(store)
     return new + replay, [lab[2] for lab in hold]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from app.engine import weights
-from app.evolve.config import SHOTS_MAX_INPUT, TrainConfig
+from app.evolve.config import CONTINUE_LR_FACTOR, SHOTS_MAX_INPUT, TrainConfig
 from app.evolve.data import TrainingExample, write_examples
 from app.evolve.promotion import adapter_row, served_path, sha256_of
 from app.evolve.settings import EvolutionSettings
@@ -61,6 +61,8 @@ def train_candidate(
         objective=settings.objective,
         max_input=SHOTS_MAX_INPUT if settings.shots else None,
     )
+    if init is not None:
+        config = replace(config, lr=config.lr * CONTINUE_LR_FACTOR)
     config.save(run_dir / "run.json")
     version, _ = train_run(store, run_dir, config, progress, cancel)
     return version

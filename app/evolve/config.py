@@ -42,7 +42,8 @@ CONTINUE_LR_FACTOR = 1 / 3
 """A round that continues from the active adapter trains at a third of the preset's rate. At the
 full rate, 151 labels on top of the warm start lost −0.035 ± 0.029 of its similarity to the
 agents; at a third (with the history replayed as much as the new labels) the round kept it
-(+0.003 ± 0.027; docs/experiments/2026-12-07-warm-start.md)."""
+(+0.003 ± 0.027; docs/experiments/2026-12-07-warm-start.md). Measured with LoRA; Prefix-Tuning
+and P-Tuning v2 rounds continue at the same fraction of their own rates, unmeasured."""
 PRESETS = {"paper": PAPER_PRESET, "quick": QUICK_PRESET}
 
 

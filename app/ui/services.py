@@ -289,8 +289,8 @@ class Services(QObject):
 
     def warm_suggestions(self) -> None:
         """Load the suggester, the knowledge index and the encoder now, on the suggestion
-        worker, so the first customer's candidates don't wait for them. An active ranker that
-        no longer loads (another version's features) is trained again in the background."""
+        worker, so the first customer's candidates don't wait for them; a ranker that no longer
+        loads (another version's features) is trained again."""
 
         def warm() -> bool:
             suggester = self.suggester()
@@ -300,12 +300,7 @@ class Services(QObject):
                 knowledge.encode(["你好"])
             return ranker_is_stale(self.store)
 
-        def done(stale: bool) -> None:
-            if stale:
-                log.info("the active ranker does not load: training a new one")
-                self.train_ranker()
-
-        self.suggestions.submit(warm, done)
+        self.suggestions.submit(warm, lambda stale: self.train_ranker() if stale else None)
 
     def suggest(
         self,

@@ -54,7 +54,7 @@ class Runner(QObject):
     def submit(
         self,
         fn: Callable[[], Any],
-        done: Callable[[Any], None] | None = None,
+        done: Callable[[Any], object] | None = None,
         error: Callable[[BaseException], None] | None = None,
     ) -> Future[None]:
         if self._closed:  # the window is closing: late requests are dropped
@@ -75,7 +75,7 @@ class Runner(QObject):
 
         return self._executor.submit(job)
 
-    def _finish(self, callback: Callable[[Any], None] | None, value: Any) -> None:
+    def _finish(self, callback: Callable[[Any], object] | None, value: Any) -> None:
         self._pending -= 1
         if callback is not None and not self._closed:
             callback(value)

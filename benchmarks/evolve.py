@@ -158,7 +158,14 @@ def bench_onboard(
 
     from app.evolve.data import encode, pack, write_examples
     from app.evolve.evaluate import read_pairs
-    from app.evolve.onboard import ONBOARD_MAX_INPUT, ONBOARD_MAX_OUTPUT, PACK_TOKENS, clean_history
+    from app.evolve.onboard import (
+        ONBOARD_LORA_R,
+        ONBOARD_LORA_TARGETS,
+        ONBOARD_MAX_INPUT,
+        ONBOARD_MAX_OUTPUT,
+        PACK_TOKENS,
+        clean_history,
+    )
     from app.evolve.train import default_threads, train
 
     corpus = corpus.resolve()
@@ -188,6 +195,8 @@ def bench_onboard(
                 warmup_steps=1,
                 save_every=steps + 1,
                 lora_top_layers=QUICK_PRESET["lora_top_layers"],
+                lora_r=ONBOARD_LORA_R,
+                lora_targets=list(ONBOARD_LORA_TARGETS),
             )
             tokenizer = AutoTokenizer.from_pretrained(str(trainable_dir(config.base_model)))
             encoded = [

@@ -29,7 +29,14 @@ from app.evolve.onboard import (
 )
 from app.evolve.promotion import sha256_of
 from app.evolve.settings import EvolutionSettings
-from app.evolve.train import _collate, packed_loss, planned_steps, reply_loss, train
+from app.evolve.train import (
+    _collate,
+    packed_loss,
+    planned_steps,
+    prompt_budget,
+    reply_loss,
+    train,
+)
 from app.store import Store, open_store
 from app.store.models import utcnow
 
@@ -102,6 +109,25 @@ def test_the_chat_format_is_told_by_one_token_lookup(tiny_qwen_dir: Path) -> Non
     assert rendered.count("<|im_start|>") == 3 and rendered.endswith("亲，在的<|im_end|>")
     learned = [t for t in labels if t != IGNORE_INDEX]
     assert tokenizer.decode(learned) == "亲，在的<|im_end|>"
+
+
+def test_a_prompt_with_past_dialogues_has_room_for_them(tiny_qwen_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen_dir))
+    config = TrainConfig(data="d", output_dir="o", max_input=64, shots_max_input=256)
+    shots = tuple((f"什么时候到{i}？", f"亲，预计明天送达{i}") for i in range(4))
+    shown = TrainingExample(("可以开发票吗？", "亲，可以的", "电子发票吗？"), "是的亲", shots=shots)
+    plain = replace(shown, shots=())
+    assert prompt_budget(config, plain) == 64 and prompt_budget(config, shown) == 256
+    ids, _ = encode(shown, tokenizer, prompt_budget(config, shown), config.max_output)
+    assert all(reply in tokenizer.decode(ids) for _, reply in shots) and len(ids) > 64
+    ids, _ = encode(shown, tokenizer, config.max_input, config.max_output)
+    assert "亲，预计明天送达0" not in tokenizer.decode(ids), "without the room, shots go first"
+    with pytest.raises(ValueError, match="pack_tokens"):
+        TrainConfig(data="d", output_dir="o", max_input=64, shots_max_input=300, pack_tokens=320)
+    with pytest.raises(ValueError, match="shots_max_input"):
+        TrainConfig(data="d", output_dir="o", max_input=64, shots_max_input=32)
 
 
 def test_packing_fills_rows_without_padding_and_restarts_positions() -> None:
@@ -180,6 +206,36 @@ def test_the_warm_start_adapts_attention_and_mlp_and_its_recipe_names_the_versio
     monkeypatch.setattr(onboarding, "ONBOARD_LORA_R", onboarding.ONBOARD_LORA_R * 2)
     # another recipe must not resume this run's checkpoint
     assert _plan(history, tiny_qwen_dir, budget=2000).version != plan.version
+
+
+def test_the_warm_start_shows_rows_past_dialogues_and_anchors_bare_messages_with_the_base(
+    tiny_qwen_dir: Path, history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.evolve.gate as gate_module
+    from app.evolve import onboard as onboarding
+
+    def draft(adapter, items, base_model, generation=None):  # type: ignore[no-untyped-def]
+        assert adapter is None, "anchors are the base model's own replies"
+        return ["好的" if i % 2 else f"您好，请问有什么可以帮您？{i}" for i, _ in enumerate(items)]
+
+    monkeypatch.setattr(gate_module, "draft_replies", draft)
+    monkeypatch.setattr(onboarding, "ANCHOR_SHARE", 0.2)
+    plan = _plan(history, tiny_qwen_dir, budget=100_000)  # more than the whole history
+    path = tmp_path / "home/onboarding/history.jsonl"
+    rows = onboarding.training_rows(plan, path, str(tiny_qwen_dir), lambda e: None)
+    pairs = read_examples(path)
+    anchors = [row for row in rows if row.source == "anchor"]
+    assert sorted(r.reply for r in rows if r.source != "anchor") == sorted(p.reply for p in pairs)
+    shown = [row for row in rows if row.shots]
+    assert len(shown) == round(onboarding.SHOT_SHARE * len(pairs)) > 0
+    for row in shown:  # the most similar *other* past dialogues
+        assert len(row.shots) == onboarding.SHOTS
+        assert all(query != row.context[-1] for query, _ in row.shots)
+    asked = round(0.2 * len(pairs))
+    assert len(anchors) == asked - asked // 2, "the curt replies are left out"
+    messages = {p.context[-1] for p in pairs}
+    assert all(len(a.context) == 1 and a.context[0] in messages for a in anchors)
+    assert all(a.reply.startswith("您好") and not a.shots for a in anchors)
 
 
 def test_a_killed_warm_start_resumes_to_the_adapter_of_an_unbroken_run(

@@ -68,6 +68,10 @@ class TrainConfig:
     batch_size: int = field(default=1, metadata={"help": "examples per step"})
     max_input: int = field(default=160, metadata={"help": "prompt tokens kept (oldest cut)"})
     max_output: int = field(default=64, metadata={"help": "reply tokens kept"})
+    shots_max_input: int | None = field(
+        default=None,
+        metadata={"help": "prompt tokens kept for examples shown past dialogues (None: max_input)"},
+    )
     seed: int = field(default=42, metadata={"help": "fixes data order, init and dropout"})
     save_every: int = field(default=20, metadata={"help": "checkpoint interval in steps"})
     snapshot_every: int | None = field(
@@ -118,8 +122,10 @@ class TrainConfig:
             raise ValueError("KTO preference training is offered for the lora method")
         if self.quantization == "4bit" and self.method != "lora":
             raise ValueError("4-bit training (QLoRA) is for the lora method")
+        if self.shots_max_input is not None and self.shots_max_input < self.max_input:
+            raise ValueError("shots_max_input must be at least max_input")
         if self.pack_tokens is not None:
-            if self.pack_tokens < self.max_input + self.max_output:
+            if self.pack_tokens < max(self.max_input, self.shots_max_input or 0) + self.max_output:
                 raise ValueError("pack_tokens must hold one whole example (max_input + max_output)")
             if self.objective != "sft":
                 raise ValueError("packing is for sft: KTO compares whole sequences")

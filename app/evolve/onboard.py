@@ -30,12 +30,13 @@ from typing import Any
 
 from app import paths
 from app.engine import weights
-from app.evolve.config import QUICK_PRESET, TrainConfig
+from app.evolve.config import QUICK_PRESET, SHOTS_MAX_INPUT, TrainConfig
 from app.evolve.data import (
     MIN_REPLY_CHARS,
     TrainingExample,
     clean_examples,
     read_examples,
+    with_shots,
     write_examples,
 )
 from app.evolve.settings import EvolutionSettings
@@ -59,6 +60,16 @@ ONBOARD_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 """A whole history needs more room than a round's few hundred labels: rank 16 on attention and MLP
 of the top layers holds ~8× the parameters of the rounds' LoRA for ~the same step time (the
 backward pass through those layers costs the same either way)."""
+SHOT_SHARE = 0.25
+SHOTS = 4
+"""A quarter of the history's rows are shown the 4 past dialogues most like them, as the engine
+shows them when it drafts with examples: trained without any, the warm start wrote worse with 4
+examples in the prompt than without (0.285 against 0.296; docs/experiments/2026-12-07-warm-start.md)."""
+ANCHOR_SHARE = 0.08
+"""Rows of a bare customer message (no earlier turns) answered by the base model itself. The
+history holds mid-conversation turns only; trained on them alone, the warm start answered "你好"
+with "商品页面是无法修改的…" and the gate's probes refused it. These rows keep what the base does
+with a message out of context (self-distillation), and cost one greedy draft each, once."""
 SAMPLE_SEED = 42
 
 
@@ -219,6 +230,7 @@ def plan_onboarding(
     tokens = _count_tokens(train, base_model)
     speed = measured_speed()
     recipe = [ONBOARD_LR, ONBOARD_LORA_R, list(ONBOARD_LORA_TARGETS), ONBOARD_MAX_INPUT]
+    recipe += [SHOT_SHARE, SHOTS, ANCHOR_SHARE]
     key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model, recipe])
     version = check_version_name(f"onboard-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
     return OnboardPlan(
@@ -250,6 +262,49 @@ def budget_sample(plan: OnboardPlan, history: Path) -> list[TrainingExample]:
     return random.Random(SAMPLE_SEED).sample(examples, wanted)
 
 
+def anchor_rows(
+    history: Sequence[TrainingExample], n: int, base_model: str
+) -> list[TrainingExample]:
+    """``n`` of the history's customer messages, each alone, with the base model's greedy reply
+    (``ANCHOR_SHARE``), cleaned as the history is: the base's stock refusal ("抱歉，我无法协助完成
+    这个请求。") is kept twice at most, curt replies are left out."""
+    import random
+
+    from app.evolve import gate
+
+    messages = sorted({ex.context[-1].strip() for ex in history} - {""})
+    chosen = random.Random(SAMPLE_SEED).sample(messages, min(n, len(messages)))
+    items = [TrainingExample((message,), "", "anchor") for message in chosen]
+    replies = gate.draft_replies(None, items, base_model) if items else []
+    drafted = [replace(item, reply=reply) for item, reply in zip(items, replies, strict=True)]
+    return clean_examples(drafted, min_chars=MIN_REPLY_CHARS)
+
+
+def training_rows(
+    plan: OnboardPlan, history: Path, base_model: str, emit: Progress
+) -> list[TrainingExample]:
+    """What the warm start trains on: the budget's sample of the history, ``SHOT_SHARE`` of it
+    shown ``SHOTS`` past dialogues of the rest, and ``ANCHOR_SHARE`` anchor rows."""
+    import random
+
+    from app.cloud.prompt import ExampleBank, PromptExample
+
+    rows = budget_sample(plan, history)
+    pairs = read_examples(history)
+    n_anchors = round(ANCHOR_SHARE * len(rows))
+    emit({"event": "stage", "stage": "anchors", "rows": n_anchors})
+    anchors = anchor_rows(pairs, n_anchors, base_model)
+    shown = set(random.Random(SAMPLE_SEED).sample(range(len(rows)), round(SHOT_SHARE * len(rows))))
+    if shown:
+        bank = ExampleBank(
+            [PromptExample(ex.context[-1], ex.reply) for ex in pairs],
+            cache_dir=paths.data_dir() / "cache",
+        )
+        with_examples = iter(with_shots([rows[i] for i in sorted(shown)], bank, SHOTS))
+        rows = [next(with_examples) if i in shown else ex for i, ex in enumerate(rows)]
+    return rows + anchors
+
+
 def onboarding_config(plan: OnboardPlan, run_dir: Path, base_model: str) -> TrainConfig:
     """LoRA on the quick preset's layers, packed rows, as many steps as the budget buys."""
     return TrainConfig(
@@ -261,6 +316,7 @@ def onboarding_config(plan: OnboardPlan, run_dir: Path, base_model: str) -> Trai
         warmup_steps=3,
         max_input=ONBOARD_MAX_INPUT,
         max_output=ONBOARD_MAX_OUTPUT,
+        shots_max_input=SHOTS_MAX_INPUT,
         pack_tokens=PACK_TOKENS,
         budget_tokens=plan.budget_tokens,
         steps=plan.budget_tokens // (PACK_TOKENS // 2) + 2,  # a bound: rows are mostly ≥ half full
@@ -297,7 +353,12 @@ def onboard(
                 "give another --budget-tokens to train again"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_examples(budget_sample(plan, folder / "history.jsonl"), run_dir / "data.jsonl")
+    data = run_dir / "data.jsonl"
+    if not data.is_file():  # a resumed run keeps its rows (and does not draft its anchors again)
+        rows = training_rows(plan, folder / "history.jsonl", base_model, emit)
+        part = run_dir / "data.jsonl.part"
+        write_examples(rows, part)
+        part.replace(data)
     config = onboarding_config(plan, run_dir, base_model)
     config.save(run_dir / "run.json")
     emit({"event": "stage", "stage": "train", **plan.summary()})

@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from app.evolve.config import TrainConfig
-from app.evolve.data import IGNORE_INDEX, PackedRow, batches, encode, pack, read_examples
+from app.evolve.data import (
+    IGNORE_INDEX,
+    PackedRow,
+    TrainingExample,
+    batches,
+    encode,
+    pack,
+    read_examples,
+)
 from app.fsio import atomic_write_text, replace_dir
 
 Emit = Callable[[dict[str, Any]], None]
@@ -269,6 +277,12 @@ def _resume(
     return int(parts["step"])
 
 
+def prompt_budget(config: TrainConfig, example: TrainingExample) -> int:
+    """Prompt tokens kept for ``example``: more when it is shown past dialogues (``shots``), so
+    that they are not the first thing cut."""
+    return (config.shots_max_input or config.max_input) if example.shots else config.max_input
+
+
 def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) -> dict[str, Any]:
     """Run (or resume) the training; returns the final metrics. Raises on bad data or config."""
     import torch
@@ -283,7 +297,9 @@ def train(config: TrainConfig, emit: Emit, stop: threading.Event | None = None) 
     device = _device(config)
     examples = read_examples(Path(config.data))
     model, tokenizer = build_model(config, device)
-    encoded = [encode(ex, tokenizer, config.max_input, config.max_output) for ex in examples]
+    encoded = [
+        encode(ex, tokenizer, prompt_budget(config, ex), config.max_output) for ex in examples
+    ]
     rows = pack(encoded, config.pack_tokens, config.seed) if config.pack_tokens else []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total = planned_steps(

@@ -275,6 +275,7 @@ class EvolutionPanel(QWidget):
             names = {
                 "candidates": self.tr("choosing training examples"),
                 "fetch_labels": self.tr("fetching teacher labels"),
+                "anchors": self.tr("drafting anchor replies with the base model"),
                 "train": self.tr("training"),
                 "export": self.tr("exporting the adapter"),
                 "gate": self.tr("gate: comparing with the active adapter"),

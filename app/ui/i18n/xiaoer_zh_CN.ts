@@ -396,7 +396,7 @@
     </message>
     <message>
         <location filename="../evolution_panel.py" line="172"/>
-        <location filename="../evolution_panel.py" line="406"/>
+        <location filename="../evolution_panel.py" line="407"/>
         <source>Adapters</source>
         <translation>适配器</translation>
     </message>
@@ -507,93 +507,98 @@
     </message>
     <message>
         <location filename="../evolution_panel.py" line="278"/>
+        <source>drafting anchor replies with the base model</source>
+        <translation>基础模型起草锚点回复</translation>
+    </message>
+    <message>
+        <location filename="../evolution_panel.py" line="279"/>
         <source>training</source>
         <translation>训练中</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="279"/>
+        <location filename="../evolution_panel.py" line="280"/>
         <source>exporting the adapter</source>
         <translation>导出适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="280"/>
+        <location filename="../evolution_panel.py" line="281"/>
         <source>gate: comparing with the active adapter</source>
         <translation>把关：与当前适配器比较</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="281"/>
+        <location filename="../evolution_panel.py" line="282"/>
         <source>promoting</source>
         <translation>正在启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="294"/>
+        <location filename="../evolution_panel.py" line="295"/>
         <source>step {0}/{1} · loss {2} · ETA {3}</source>
         <translation>第 {0}/{1} 步 · loss {2} · 预计剩余 {3}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="304"/>
+        <location filename="../evolution_panel.py" line="305"/>
         <source>promoted</source>
         <translation>已启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="304"/>
+        <location filename="../evolution_panel.py" line="305"/>
         <source>not promoted</source>
         <translation>未启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="306"/>
+        <location filename="../evolution_panel.py" line="307"/>
         <source>Candidate {0}: Final {1} vs active {2} — {3} ({4})</source>
         <translation>候选 {0}：Final {1}，当前 {2} — {3}（{4}）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="309"/>
+        <location filename="../evolution_panel.py" line="310"/>
         <source>base model</source>
         <translation>基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="316"/>
+        <location filename="../evolution_panel.py" line="317"/>
         <source>done: {0} promoted</source>
         <translation>完成：已启用 {0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="318"/>
+        <location filename="../evolution_panel.py" line="319"/>
         <source>done: nothing promoted</source>
         <translation>完成：未启用新版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="322"/>
+        <location filename="../evolution_panel.py" line="323"/>
         <source>{0} drafts to learn from</source>
         <translation>{0} 条草稿可供学习</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="328"/>
+        <location filename="../evolution_panel.py" line="329"/>
         <source>failed</source>
         <translation>失败</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="329"/>
-        <location filename="../evolution_panel.py" line="352"/>
+        <location filename="../evolution_panel.py" line="330"/>
+        <location filename="../evolution_panel.py" line="353"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="340"/>
-        <location filename="../evolution_panel.py" line="342"/>
+        <location filename="../evolution_panel.py" line="341"/>
+        <location filename="../evolution_panel.py" line="343"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="349"/>
+        <location filename="../evolution_panel.py" line="350"/>
         <source>The evolution process ended with code {0}. {1}</source>
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="346"/>
+        <location filename="../evolution_panel.py" line="347"/>
         <source>The evolution process was killed, most likely out of memory. {0}</source>
         <translation>进化进程被系统终止，很可能是内存不足。{0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="366"/>
+        <location filename="../evolution_panel.py" line="367"/>
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>
     </message>
@@ -1021,27 +1026,27 @@
 <context>
     <name>Services</name>
     <message>
-        <location filename="../services.py" line="215"/>
+        <location filename="../services.py" line="216"/>
         <source>The shop&apos;s adapter</source>
         <translation>店铺的适配器</translation>
     </message>
     <message>
-        <location filename="../services.py" line="253"/>
+        <location filename="../services.py" line="254"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../services.py" line="286"/>
+        <location filename="../services.py" line="287"/>
         <source>Reply candidates</source>
         <translation>候选回复</translation>
     </message>
     <message>
-        <location filename="../services.py" line="380"/>
+        <location filename="../services.py" line="383"/>
         <source>Training the ranker</source>
         <translation>训练排序模型</translation>
     </message>
     <message>
-        <location filename="../services.py" line="422"/>
+        <location filename="../services.py" line="425"/>
         <source>The local teacher is not running: press Start beside its light in the status bar (or on the Teacher page of the settings).</source>
         <translation>本地教师模型未运行：请点状态栏中其指示灯旁的“启动”（或在设置的“教师模型”页中启动）。</translation>
     </message>

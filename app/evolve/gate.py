@@ -4,6 +4,11 @@ Both draft greedy replies to the probes and to held-back recent labels; the scor
 Final Score. ``gate()`` is the verdict, a pure function of those scores: promote only if the mean
 Final is higher by a margin and no probe regresses past a tolerance. ``run_gate()`` drafts, scores,
 judges and records the verdict on the candidate's row.
+
+A probe is a bare message, so two things are judged there beyond the scorer: a reply that
+promises a time, price, refund, compensation or gift (``check_commitments``) invents it and scores
+0, and a drop between two replies that say the same thing (``SAME_REPLY``) is the scorer's noise,
+not a regression.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ if TYPE_CHECKING:
     from app.engine.end_model import EndModel
 
 GATE_GENERATION = GenerationConfig(temperature=0.0, max_tokens=64, repeat_penalty=1.1)
+SAME_REPLY = 0.75
+"""USE cosine from which two replies to a probe count as the same answer. The matcher scored
+"你好，有什么我可以帮你的吗？" 0.93 and "您好，有什么我可以帮您的吗？" 0.54 (cosine 0.96); the warm start
+that collapsed answered the probes with replies at cosine 0.02–0.40 to the base's
+(docs/experiments/2026-12-07-warm-start.md, "Fourth run")."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,8 @@ class GateItem:
     active: float
     candidate_reply: str = ""
     active_reply: str = ""
+    agreement: float | None = None
+    """Probes: the USE cosine of the two replies (``SAME_REPLY``); None: not measured."""
 
 
 @dataclass
@@ -66,11 +78,19 @@ def paired_difference(values: Sequence[float]) -> list[float | int]:
 
 def gate(version: str, items: Sequence[GateItem], margin: float, tolerance: float) -> GateResult:
     """Whether candidate ``version`` passes: its mean Final is at least the active's + ``margin``
-    and no probe's Final drops by more than ``tolerance``. ``items`` must hold a probe."""
+    and no probe's Final drops by more than ``tolerance`` with a reply that says something else.
+    ``items`` must hold a probe."""
+    if not any(item.kind == "probe" for item in items):
+        raise ValueError("The gate needs at least one probe")
     rows = [asdict(item) for item in items]
     cand_mean = sum(item.candidate for item in items) / len(items)
     base_mean = sum(item.active for item in items) / len(items)
-    worst = min(item.candidate - item.active for item in items if item.kind == "probe")
+    changed = [
+        item.candidate - item.active
+        for item in items
+        if item.kind == "probe" and (item.agreement is None or item.agreement < SAME_REPLY)
+    ]
+    worst = min(changed, default=0.0)
     better = cand_mean >= base_mean + margin
     no_regression = worst >= -tolerance
     if not better:
@@ -120,10 +140,14 @@ def run_gate(
         ]
         return list(scorer.score_many(batch))
 
-    cand, base = scores(cand_replies), scores(base_replies)
+    cand = [score.final for score in scores(cand_replies)]
+    base = [score.final for score in scores(base_replies)]
+    agreement = judge_probes(items, cand_replies, base_replies, cand, base)
     judged = [
-        GateItem(ex.context[-1], ex.source, c.final, b.final, cr, br)
-        for ex, c, b, cr, br in zip(items, cand, base, cand_replies, base_replies, strict=True)
+        GateItem(ex.context[-1], ex.source, c, b, cr, br, agreement.get(i))
+        for i, (ex, c, b, cr, br) in enumerate(
+            zip(items, cand, base, cand_replies, base_replies, strict=True)
+        )
     ]
     result = gate(version, judged, margin, tolerance)
     with store.session() as session:
@@ -134,6 +158,29 @@ def run_gate(
         if not result.promoted:
             row.status = "rejected"
     return result
+
+
+def judge_probes(
+    items: Sequence[TrainingExample],
+    cand_replies: Sequence[str],
+    base_replies: Sequence[str],
+    cand: list[float],
+    base: list[float],
+) -> dict[int, float]:
+    """Zero the Final of a probe's reply that makes a commitment (nothing in a bare message
+    supports one); return each probe's agreement, the USE cosine of its two replies."""
+    from app.scoring.scorers import USESimilarity
+    from app.suggest.guard import check_commitments
+
+    probes = [i for i, ex in enumerate(items) if ex.source == "probe"]
+    for finals, replies in ((cand, cand_replies), (base, base_replies)):
+        for i in probes:
+            if not check_commitments(replies[i], items[i].context).ok:
+                finals[i] = 0.0
+    sims = USESimilarity().similarity(
+        [cand_replies[i] for i in probes], [base_replies[i] for i in probes]
+    )
+    return {i: round(float(sim), 4) for i, sim in zip(probes, sims, strict=True)}
 
 
 @dataclass(frozen=True)

@@ -337,8 +337,10 @@ def test_onboarding_registers_a_version_and_a_round_builds_on_it(
     )
     assert done["promoted"], done
     assert any(e["event"] == "step" for e in events) and events[-1]["event"] == "done"
-    # The gate drafted the probes and the first 3 held-back pairs with both versions, paired.
-    assert drafted[0][1].count("holdout") == 3 and drafted[0][0] == plan.version
+    # The base model drafted the anchors; then the gate drafted the probes and the first 3
+    # held-back pairs with both versions, paired.
+    assert drafted[0][0] is None and set(drafted[0][1]) == {"anchor"}
+    assert drafted[1][1].count("holdout") == 3 and drafted[1][0] == plan.version
     assert done["gate"]["delta"]["holdout"][2] == 3 and done["gate"]["delta"]["holdout"][0] > 0
     settings = EvolutionSettings.load()
     assert settings.corpus and settings.holdout and Path(settings.holdout).is_file()

@@ -214,7 +214,7 @@ def test_the_warm_start_shows_rows_past_dialogues_and_anchors_bare_messages_with
     import app.evolve.gate as gate_module
     from app.evolve import onboard as onboarding
 
-    def draft(adapter, items, base_model, generation=None):  # type: ignore[no-untyped-def]
+    def draft(adapter, items, base_model, generation=None, on_reply=None):  # type: ignore[no-untyped-def]
         assert adapter is None, "anchors are the base model's own replies"
         return ["好的" if i % 2 else f"您好，请问有什么可以帮您？{i}" for i, _ in enumerate(items)]
 
@@ -236,6 +236,69 @@ def test_the_warm_start_shows_rows_past_dialogues_and_anchors_bare_messages_with
     messages = {p.context[-1] for p in pairs}
     assert all(len(a.context) == 1 and a.context[0] in messages for a in anchors)
     assert all(a.reply.startswith("您好") and not a.shots for a in anchors)
+
+
+def test_anchor_drafting_reports_progress_stops_when_asked_and_drafts_only_the_rest_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import app.evolve.gate as gate_module
+    from app.evolve import onboard as onboarding
+
+    asked: list[list[str]] = []
+
+    def draft(adapter, items, base_model, generation=None, on_reply=None):  # type: ignore[no-untyped-def]
+        asked.append([it.context[0] for it in items])
+        replies = []
+        for i, _ in enumerate(items):
+            replies.append(f"您好，这边马上为您处理，请稍等{len(asked)}-{i}")
+            if on_reply is not None:
+                on_reply(i, replies[-1])
+        return replies
+
+    monkeypatch.setattr(gate_module, "draft_replies", draft)
+    history = [
+        TrainingExample(("在吗", f"第{i}个问题怎么办"), "亲，马上处理哦", f"h:{i}")
+        for i in range(20)
+    ]
+    cancel = threading.Event()
+    events: list[dict[str, object]] = []
+
+    def emit(event: dict[str, object]) -> None:
+        events.append(event)
+        if event.get("done") == 3:
+            cancel.set()  # the Stop button, three replies in
+
+    drafted = tmp_path / "anchors.jsonl"
+    with pytest.raises(RuntimeError, match="resume"):
+        onboarding.anchor_rows(history, 8, "base", emit, cancel, drafted)
+    assert [e["done"] for e in events] == [1, 2, 3]
+    assert all(e["total"] == 8 and e["stage"] == "anchors" and e["eta_s"] >= 0 for e in events)
+    assert len(drafted.read_text(encoding="utf-8").splitlines()) == 3
+
+    rows = onboarding.anchor_rows(history, 8, "base", drafted=drafted)
+    first, second = asked
+    assert len(first) == 8 and second == first[3:], "only the five not yet drafted"
+    assert sorted(r.context[0] for r in rows) == sorted(first)
+    assert sum(r.reply.startswith("您好，这边马上为您处理，请稍等1-") for r in rows) == 3
+    assert onboarding.measured_speed("s_per_anchor") is not None
+
+
+def test_the_plan_counts_the_anchors_and_its_eta_includes_drafting_them(
+    tiny_qwen_dir: Path, history: Path
+) -> None:
+    from app.evolve import onboard as onboarding
+
+    plan = _plan(history, tiny_qwen_dir, budget=1500)
+    assert plan.eta_s is None, "no speed measured on this machine yet"
+    sample = onboarding.sample_size(1500, plan.history_tokens, plan.train_pairs)
+    assert plan.anchors == round(onboarding.ANCHOR_SHARE * sample) > 0
+    onboarding._save_speed(tok_s=100.0)
+    assert _plan(history, tiny_qwen_dir, budget=1500).eta_s == 15
+    onboarding._save_speed(s_per_anchor=2.0)
+    assert _plan(history, tiny_qwen_dir, budget=1500).eta_s == 15 + 2 * plan.anchors
+    assert onboarding.measured_speed("tok_s") == 100.0, "one measurement does not drop the other"
 
 
 def test_a_killed_warm_start_resumes_to_the_adapter_of_an_unbroken_run(
@@ -322,7 +385,7 @@ def test_onboarding_registers_a_version_and_a_round_builds_on_it(
     monkeypatch.setattr(onboarding, "export_candidate", export)
     drafted: list[tuple[str | None, list[str]]] = []
 
-    def draft(adapter, items, base_model, generation=None):  # type: ignore[no-untyped-def]
+    def draft(adapter, items, base_model, generation=None, on_reply=None):  # type: ignore[no-untyped-def]
         drafted.append((adapter.name if adapter else None, [ex.source for ex in items]))
         return ["亲，订单预计明天送达哦" if adapter else "嗯" for _ in items]
 

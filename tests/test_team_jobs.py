@@ -288,7 +288,7 @@ def test_a_round_enqueued_by_a_manager_runs_on_the_worker_and_reaches_a_desktop(
             row.metrics = {**row.metrics, "sha256": sha256_of(target)}
         return target
 
-    def draft(adapter, items, base_model, generation=None):  # type: ignore[no-untyped-def]
+    def draft(adapter, items, base_model, generation=None, on_reply=None):  # type: ignore[no-untyped-def]
         return ["亲，订单预计明天送达哦" if adapter else "嗯" for _ in items]
 
     monkeypatch.setattr(loop_module, "export_candidate", export)

@@ -14,7 +14,7 @@ not a regression.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,11 +224,18 @@ def draft_replies(
     items: Sequence[TrainingExample],
     base_model: str,
     generation: GenerationConfig = GATE_GENERATION,
+    on_reply: Callable[[int, str], None] | None = None,
 ) -> list[str]:
     """Greedy replies for ``items`` (shown their ``shots``) from the base model with ``adapter``
-    (None: no adapter)."""
+    (None: no adapter). ``on_reply(i, reply)`` sees each as it comes (progress; it may raise to
+    stop)."""
     model = load_drafter(adapter, base_model, generation)
+    replies = []
     try:
-        return [model.reply(as_turns(ex.context), shots=ex.shots) for ex in items]
+        for i, ex in enumerate(items):
+            replies.append(model.reply(as_turns(ex.context), shots=ex.shots))
+            if on_reply is not None:
+                on_reply(i, replies[-1])
+        return replies
     finally:
         model.close()

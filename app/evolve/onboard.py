@@ -165,8 +165,11 @@ class OnboardPlan:
     tok_s: float | None
     """The speed the last warm start measured on this machine (None: not measured yet)."""
     eta_s: float | None
+    """`Estimate.eta_s`."""
     version: str
     """The adapter version it trains: the same plan resumes the same run."""
+    anchors: int = 0
+    """Anchor replies the base model drafts before training (`ANCHOR_SHARE`)."""
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "report"} | {
@@ -180,12 +183,20 @@ def _speed_file() -> Path:
     return onboarding_dir() / "speed.json"
 
 
-def measured_speed() -> float | None:
+def measured_speed(key: str = "tok_s") -> float | None:
+    """What the last warm start measured on this machine: ``tok_s`` (training tokens per second)
+    or ``s_per_anchor`` (seconds to draft one anchor reply); None when not measured yet."""
     try:
-        value = json.loads(_speed_file().read_text(encoding="utf-8")).get("tok_s")
+        value = json.loads(_speed_file().read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _save_speed(**measured: float) -> None:
+    known = {k: measured_speed(k) for k in ("tok_s", "s_per_anchor")}
+    values = {k: v for k, v in known.items() if v is not None} | measured
+    atomic_write_text(_speed_file(), json.dumps(values))
 
 
 def _count_tokens(examples: Sequence[TrainingExample], base_model: str) -> int:
@@ -228,7 +239,7 @@ def plan_onboarding(
     write_examples(train, folder / "history.jsonl")
     write_examples(held, folder / "holdout.jsonl")
     tokens = _count_tokens(train, base_model)
-    speed = measured_speed()
+    sized = estimate(budget_tokens, tokens, len(train))
     recipe = [ONBOARD_LR, ONBOARD_LORA_R, list(ONBOARD_LORA_TARGETS), ONBOARD_MAX_INPUT]
     recipe += [SHOT_SHARE, SHOTS, ANCHOR_SHARE]
     key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model, recipe])
@@ -241,11 +252,33 @@ def plan_onboarding(
         len(train),
         len(held),
         tokens,
-        round(budget_tokens / tokens, 3),
-        speed,
-        round(budget_tokens / speed) if speed else None,
+        sized.epochs,
+        sized.tok_s,
+        sized.eta_s,
         version,
+        sized.anchors,
     )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    epochs: float
+    anchors: int
+    tok_s: float | None
+    eta_s: float | None
+    """Training at ``tok_s``, plus drafting the anchors at the last measured speed; None until
+    a warm start has run on this machine."""
+
+
+def estimate(budget_tokens: int, history_tokens: int, train_pairs: int) -> Estimate:
+    """What a budget buys on a history of this size, at the speeds measured on this machine (the
+    Evolution panel's warm start dialog recomputes it as the budget changes)."""
+    speed = measured_speed()
+    anchors = anchor_count(sample_size(budget_tokens, history_tokens, train_pairs))
+    eta = None
+    if speed:
+        eta = round(budget_tokens / speed + anchors * (measured_speed("s_per_anchor") or 0.0))
+    return Estimate(round(budget_tokens / max(1, history_tokens), 3), anchors, speed, eta)
 
 
 def budget_sample(plan: OnboardPlan, history: Path) -> list[TrainingExample]:
@@ -255,45 +288,112 @@ def budget_sample(plan: OnboardPlan, history: Path) -> list[TrainingExample]:
     import random
 
     examples = read_examples(history)
-    per_pair = plan.history_tokens / max(1, plan.train_pairs)
-    wanted = math.ceil(1.25 * plan.budget_tokens / per_pair) + 8
+    wanted = sample_size(plan.budget_tokens, plan.history_tokens, plan.train_pairs)
     if wanted >= len(examples):
         return examples
     return random.Random(SAMPLE_SEED).sample(examples, wanted)
 
 
+def sample_size(budget_tokens: int, history_tokens: int, train_pairs: int) -> int:
+    """Pairs of the history the budget trains on (a quarter more than it buys), at most all."""
+    per_pair = history_tokens / max(1, train_pairs)
+    return min(train_pairs, math.ceil(1.25 * budget_tokens / per_pair) + 8)
+
+
+def anchor_count(rows: int) -> int:
+    return round(ANCHOR_SHARE * rows)
+
+
 def anchor_rows(
-    history: Sequence[TrainingExample], n: int, base_model: str
+    history: Sequence[TrainingExample],
+    n: int,
+    base_model: str,
+    emit: Progress | None = None,
+    cancel: threading.Event | None = None,
+    drafted: Path | None = None,
 ) -> list[TrainingExample]:
     """``n`` of the history's customer messages, each alone, with the base model's greedy reply
     (``ANCHOR_SHARE``), cleaned as the history is: the base's stock refusal ("抱歉，我无法协助完成
-    这个请求。") is kept twice at most, curt replies are left out."""
+    这个请求。") is kept twice at most, curt replies are left out.
+
+    Drafting takes a few minutes: progress goes to ``emit`` (``stage`` events with ``done``,
+    ``total`` and ``eta_s``), ``cancel`` stops it (RuntimeError), and each reply is appended to
+    ``drafted`` as it comes, so a stopped run drafts only the rest when it starts again."""
     import random
+    import time
 
     from app.evolve import gate
 
     messages = sorted({ex.context[-1].strip() for ex in history} - {""})
     chosen = random.Random(SAMPLE_SEED).sample(messages, min(n, len(messages)))
-    items = [TrainingExample((message,), "", "anchor") for message in chosen]
-    replies = gate.draft_replies(None, items, base_model) if items else []
-    drafted = [replace(item, reply=reply) for item, reply in zip(items, replies, strict=True)]
-    return clean_examples(drafted, min_chars=MIN_REPLY_CHARS)
+    replies = _read_anchor_replies(drafted)
+    todo = [m for m in chosen if m not in replies]
+    started = time.monotonic()
+
+    def keep(i: int, reply: str) -> None:
+        if drafted is not None:
+            with drafted.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"message": todo[i], "reply": reply}, ensure_ascii=False) + "\n")
+        per_item = (time.monotonic() - started) / (i + 1)
+        if emit is not None:
+            left = len(todo) - i - 1
+            done = len(chosen) - left
+            emit(
+                {
+                    "event": "stage",
+                    "stage": "anchors",
+                    "done": done,
+                    "total": len(chosen),
+                    "eta_s": round(per_item * left),
+                    "s_per_anchor": round(per_item, 2),
+                }
+            )
+        if cancel is not None and cancel.is_set():
+            raise RuntimeError("Stopped while drafting the anchor replies; start again to resume")
+
+    items = [TrainingExample((message,), "", "anchor") for message in todo]
+    if items:
+        new = gate.draft_replies(None, items, base_model, on_reply=keep)
+        replies.update(zip(todo, new, strict=True))
+        _save_speed(s_per_anchor=(time.monotonic() - started) / len(items))
+    rows = [TrainingExample((m,), replies[m], "anchor") for m in chosen]
+    return clean_examples(rows, min_chars=MIN_REPLY_CHARS)
+
+
+def _read_anchor_replies(path: Path | None) -> dict[str, str]:
+    """Anchor replies drafted by an earlier, stopped run (a torn last line is ignored)."""
+    if path is None or not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            item = json.loads(line)
+            out[str(item["message"])] = str(item["reply"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def training_rows(
-    plan: OnboardPlan, history: Path, base_model: str, emit: Progress
+    plan: OnboardPlan,
+    history: Path,
+    base_model: str,
+    emit: Progress,
+    cancel: threading.Event | None = None,
+    drafted: Path | None = None,
 ) -> list[TrainingExample]:
     """What the warm start trains on: the budget's sample of the history, ``SHOT_SHARE`` of it
-    shown ``SHOTS`` past dialogues of the rest, and ``ANCHOR_SHARE`` anchor rows."""
+    shown ``SHOTS`` past dialogues of the rest, and ``ANCHOR_SHARE`` anchor rows (drafted first;
+    ``cancel`` and ``drafted`` as in `anchor_rows`)."""
     import random
 
     from app.cloud.prompt import ExampleBank, PromptExample
 
     rows = budget_sample(plan, history)
     pairs = read_examples(history)
-    n_anchors = round(ANCHOR_SHARE * len(rows))
+    n_anchors = anchor_count(len(rows))
     emit({"event": "stage", "stage": "anchors", "rows": n_anchors})
-    anchors = anchor_rows(pairs, n_anchors, base_model)
+    anchors = anchor_rows(pairs, n_anchors, base_model, emit, cancel, drafted)
     shown = set(random.Random(SAMPLE_SEED).sample(range(len(rows)), round(SHOT_SHARE * len(rows))))
     if shown:
         bank = ExampleBank(
@@ -355,7 +455,8 @@ def onboard(
     run_dir.mkdir(parents=True, exist_ok=True)
     data = run_dir / "data.jsonl"
     if not data.is_file():  # a resumed run keeps its rows (and does not draft its anchors again)
-        rows = training_rows(plan, folder / "history.jsonl", base_model, emit)
+        drafted = run_dir / "anchors.jsonl"
+        rows = training_rows(plan, folder / "history.jsonl", base_model, emit, cancel, drafted)
         part = run_dir / "data.jsonl.part"
         write_examples(rows, part)
         part.replace(data)
@@ -364,7 +465,7 @@ def onboard(
     emit({"event": "stage", "stage": "train", **plan.summary()})
     version, result = train_run(store, run_dir, config, progress, cancel)
     if result.get("tok_s"):
-        atomic_write_text(_speed_file(), json.dumps({"tok_s": result["tok_s"]}))
+        _save_speed(tok_s=result["tok_s"])
     corpus, holdout = str(folder / "history.jsonl"), str(folder / "holdout.jsonl")
     settings = replace(settings, corpus=corpus, holdout=holdout)
     # Only these two: the manager may have changed the rest while this trained.

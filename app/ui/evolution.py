@@ -23,7 +23,7 @@ from typing import Any
 from app.engine.end_model import EndModel
 from app.store import Store
 
-EVENTS = {"stage", "step", "gate", "done", "error", "warning", "candidates", "labels"}
+EVENTS = {"stage", "step", "gate", "done", "error", "warning", "candidates", "labels", "plan"}
 STAGES = ("candidates", "fetch_labels", "train", "export", "gate", "promote")
 
 
@@ -41,6 +41,53 @@ def evolve_command(python: str | None = None) -> list[str]:
     if team_mode():
         return [python or sys.executable, "-m", "app", "team", "enqueue", "evolve", "--follow"]
     return [python or sys.executable, "-m", "app", "evolve", "--now", "--jsonl"]
+
+
+def onboard_command(
+    corpus: str, fmt: str | None, budget_tokens: int, plan: bool = False
+) -> list[str]:
+    """``python -m app onboard --corpus … --budget-tokens N --jsonl``: the warm start the
+    Evolution panel runs like a round (``plan``: only its plan, one ``plan`` event). The same
+    corpus and budget resume a stopped run."""
+    command = [sys.executable, "-m", "app", "onboard", "--corpus", corpus, "--jsonl"]
+    command += ["--budget-tokens", str(budget_tokens)]
+    if fmt:
+        command += ["--format", fmt]
+    return [*command, "--plan"] if plan else command
+
+
+def history_sources(store: Store) -> list[tuple[str, str, str]]:
+    """(name, path, format) of the imported past-dialogue files still on disk: what a warm start
+    can learn from."""
+    with store.session() as session:
+        rows = store.knowledge_sources(session)
+        found = [(r.name, r.path, r.format) for r in rows if r.kind == "dialogue" and r.path]
+    return [(name, path, fmt) for name, path, fmt in found if Path(path).exists()]
+
+
+def _choice_file() -> Path:
+    from app.evolve.onboard import onboarding_dir
+
+    return onboarding_dir() / "last-choice.json"
+
+
+def last_warm_start() -> dict[str, Any] | None:
+    """The corpus, format and budget of the last warm start started from the panel (to resume it
+    after a restart), or None."""
+    try:
+        choice = json.loads(_choice_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(choice, dict) or not isinstance(choice.get("corpus"), str):
+        return None
+    return choice
+
+
+def remember_warm_start(corpus: str, fmt: str | None, budget_tokens: int) -> None:
+    from app.fsio import atomic_write_text
+
+    choice = {"corpus": corpus, "format": fmt, "budget_tokens": budget_tokens}
+    atomic_write_text(_choice_file(), json.dumps(choice, ensure_ascii=False))
 
 
 TRAINING_STACK = ("torch", "transformers", "peft")

@@ -1,13 +1,12 @@
-"""The managers' evolution panel: Evolve now (a child process), gate result, adapters, charts."""
+"""The managers' evolution panel: Evolve now and the warm start (child processes), gate result,
+adapters, charts."""
 
 from __future__ import annotations
 
 import logging
-import signal
-from collections import deque
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -30,100 +29,14 @@ from app.ui.evolution import (
     activate_adapter,
     adapter_history,
     format_eta,
-    parse_event,
     rollback_target,
     team_mode,
 )
+from app.ui.evolve_run import EvolveRun
 from app.ui.metrics import daily_metrics
 from app.ui.services import Services
 
 log = logging.getLogger(__name__)
-
-
-class EvolveRun(QObject):
-    """One ``xiaoer evolve --now --jsonl`` child process, read line by line through QProcess."""
-
-    event_received = Signal(dict)
-    finished = Signal(int, str)
-    """(exit code, the last lines of stderr) once the process has ended."""
-
-    def __init__(self, command: list[str], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.command = command
-        self.process = QProcess(self)
-        self.process.setProgram(command[0])
-        self.process.setArguments(command[1:])
-        self.process.readyReadStandardOutput.connect(self._read_stdout)
-        self.process.readyReadStandardError.connect(self._read_stderr)
-        self.process.finished.connect(self._finished)
-        self.process.errorOccurred.connect(self._error)
-        self._buffer = b""
-        self._stderr: deque[str] = deque(maxlen=50)
-        self.events: list[dict[str, Any]] = []
-        self._ended = False
-        self.killed = False
-        """Whether the process ended by SIGKILL (most likely out of memory)."""
-
-    def start(self) -> None:
-        log.info("starting evolution: %s", " ".join(self.command))
-        self.process.start()
-
-    @property
-    def running(self) -> bool:
-        return self.process.state() != QProcess.ProcessState.NotRunning
-
-    def stop(self) -> None:
-        """SIGTERM: the evolution process cancels cleanly (contract)."""
-        if self.running:
-            self.process.terminate()
-
-    def wait(self, ms: int = 15000) -> bool:
-        if not self.running:
-            return True
-        if not self.process.waitForFinished(ms):
-            self.process.kill()
-            return self.process.waitForFinished(3000)
-        return True
-
-    def _read_stdout(self) -> None:
-        self._buffer += bytes(self.process.readAllStandardOutput().data())
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            event = parse_event(line)
-            if event is not None:
-                self.events.append(event)
-                self.event_received.emit(event)
-            elif line.strip():
-                log.info("evolve: %s", line.decode("utf-8", errors="replace"))
-
-    def _read_stderr(self) -> None:
-        text = bytes(self.process.readAllStandardError().data()).decode("utf-8", errors="replace")
-        for line in text.splitlines():
-            if line.strip():
-                self._stderr.append(line)
-                log.info("evolve stderr: %s", line)
-
-    def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._read_stdout()
-        if self._buffer.strip():
-            event = parse_event(self._buffer)
-            if event is not None:
-                self.events.append(event)
-                self.event_received.emit(event)
-        # Killed by a signal: Qt gives the signal's number. SIGKILL is what the kernel's
-        # out-of-memory killer sends.
-        self.killed = status == QProcess.ExitStatus.CrashExit and code == signal.SIGKILL
-        if status == QProcess.ExitStatus.CrashExit and code == 0:
-            code = -1
-        self.finished.emit(code, "\n".join(self._stderr))
-
-    def _error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart and not self._ended:
-            self._ended = True
-            self.finished.emit(-1, self.process.errorString())
 
 
 class EvolutionPanel(QWidget):
@@ -159,13 +72,20 @@ class EvolutionPanel(QWidget):
         self.gate_label.setWordWrap(True)
         self.loss_chart = LineChart(self.tr("training loss"), "#d93025")
         self.loss_chart.setMinimumHeight(160)
+        self.warm_button = QPushButton(self.tr("Warm start…"))
+        self.warm_button.setObjectName("warmStartButton")
+        self.warm_button.setToolTip(
+            self.tr("Fine-tune the end model once on the shop's past dialogues (a warm start)")
+        )
+        self.warm_button.setVisible(not team_mode())  # there the shop's worker trains
         run_layout.addWidget(self.evolve_button, 0, 0)
         run_layout.addWidget(self.stop_button, 0, 1)
         run_layout.addWidget(self.stage_label, 0, 2)
         run_layout.addWidget(self.progress, 1, 0, 1, 2)
         run_layout.addWidget(self.eta_label, 1, 2)
         run_layout.addWidget(self.gate_label, 2, 0, 1, 3)
-        run_layout.addWidget(self.loss_chart, 0, 3, 3, 1)
+        run_layout.addWidget(self.warm_button, 3, 0)
+        run_layout.addWidget(self.loss_chart, 0, 3, 4, 1)
         run_layout.setColumnStretch(3, 1)
         layout.addWidget(box)
 
@@ -213,6 +133,7 @@ class EvolutionPanel(QWidget):
         layout.addWidget(charts, 1)
 
         self.evolve_button.clicked.connect(self.evolve_now)
+        self.warm_button.clicked.connect(self.warm_start)
         self.stop_button.clicked.connect(self.stop)
         self.promote_button.clicked.connect(self.promote_selected)
         self.rollback_button.clicked.connect(self.rollback)
@@ -228,8 +149,20 @@ class EvolutionPanel(QWidget):
         return self.run is not None and self.run.running
 
     def evolve_now(self) -> None:
-        if self.running:
-            return
+        if not self.running:
+            self._start(self.services.context.evolve_command())
+
+    def warm_start(self) -> None:
+        """Ask which history and budget, then run ``xiaoer onboard`` here like a round: progress,
+        Stop (a checkpoint; the same choice resumes it), the gate."""
+        from app.ui.warm_start import choose_warm_start
+
+        if not self.running:
+            command = choose_warm_start(self, self.services.context.onboard_command)
+            if command is not None:
+                self._start(command)
+
+    def _start(self, command: list[str]) -> None:
         # In team mode the shop's worker trains; this desktop only enqueues the round.
         missing = [] if team_mode() else self.services.context.missing_training()
         if missing:
@@ -250,10 +183,11 @@ class EvolutionPanel(QWidget):
         self.last_gate = None
         self._stopping = False
         self.stage_label.setText(self.tr("starting…"))
-        self.run = EvolveRun(self.services.context.evolve_command(), self)
+        self.run = EvolveRun(command, self)
         self.run.event_received.connect(self._on_event)
         self.run.finished.connect(self._on_finished)
         self.evolve_button.setEnabled(False)
+        self.warm_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.run.start()
 
@@ -283,6 +217,14 @@ class EvolutionPanel(QWidget):
             }
             stage = str(event.get("stage", ""))
             self.stage_label.setText(names.get(stage, stage))
+            if "total" in event:  # a stage with its own progress (the warm start's anchors)
+                total = max(int(event.get("total", 0) or 0), 1)
+                done = int(event.get("done", 0) or 0)
+                self.progress.setRange(0, total)
+                self.progress.setValue(min(done, total))
+                self.eta_label.setText(
+                    self.tr("{0}/{1} · ETA {2}").format(done, total, format_eta(event.get("eta_s")))
+                )
         elif kind == "step":
             total = max(int(event.get("total", 0) or 0), 1)
             step = int(event.get("step", 0) or 0)
@@ -332,6 +274,7 @@ class EvolutionPanel(QWidget):
     def _on_finished(self, code: int, stderr_tail: str) -> None:
         run = self.run
         self.evolve_button.setEnabled(True)
+        self.warm_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if code == 0 else 0)
@@ -366,20 +309,7 @@ class EvolutionPanel(QWidget):
         except Exception as exc:
             self.services.report(self.tr("Reading the evolution history"), exc)
             return
-        self.table.setRowCount(len(self.history))
-        for row, a in enumerate(self.history):
-            metrics = ", ".join(
-                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in a.metrics.items()
-            )
-            cells = [
-                a.version,
-                a.status,
-                a.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
-                a.promoted_at.astimezone().strftime("%Y-%m-%d %H:%M") if a.promoted_at else "",
-                metrics,
-            ]
-            for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+        fill_adapter_table(self.table, self.history)
         self.rollback_button.setEnabled(rollback_target(self.history) is not None)
         for name, chart in self.charts.items():
             chart.set_points([(d.day.strftime("%m-%d"), getattr(d, name)) for d in days])
@@ -408,6 +338,24 @@ class EvolutionPanel(QWidget):
             return
         self.refresh()
         self.adapter_changed.emit()
+
+
+def fill_adapter_table(table: QTableWidget, history: list[AdapterRow]) -> None:
+    """One row per adapter version: version, status, created, promoted, metrics."""
+    table.setRowCount(len(history))
+    for row, a in enumerate(history):
+        metrics = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in a.metrics.items()
+        )
+        cells = [
+            a.version,
+            a.status,
+            a.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+            a.promoted_at.astimezone().strftime("%Y-%m-%d %H:%M") if a.promoted_at else "",
+            metrics,
+        ]
+        for col, text in enumerate(cells):
+            table.setItem(row, col, QTableWidgetItem(text))
 
 
 def _fmt(value: Any) -> str:

@@ -30,7 +30,7 @@ from app.store.db import shop_database_url
 from app.store.team import ShopSync, SyncStatus
 from app.suggest.ranker import ranker_is_stale
 from app.team.watch import AdapterWatcher
-from app.ui.evolution import evolve_command, missing_training_stack
+from app.ui.evolution import evolve_command, missing_training_stack, onboard_command
 from app.ui.local_teacher import LocalTeacher, TeacherState, default_teacher_server
 from app.ui.settings import UiSettings
 from app.ui.workers import ModelWorker, ProgressFn, Runner
@@ -139,6 +139,7 @@ class AppContext:
     load_suggester: Callable[[KnowledgeBase], Suggester] = load_suggester
     train_ranker: Callable[[Store, KnowledgeBase, RankerProgress], str | None] = train_ranker
     evolve_command: Callable[[], list[str]] = field(default=evolve_command)
+    onboard_command: Callable[..., list[str]] = field(default=onboard_command)
     missing_training: Callable[[], list[str]] = field(default=missing_training_stack)
     make_teacher_server: Callable[[], TeacherServer] = field(default=default_teacher_server)
     """The local teacher's server, as the window's Start button starts it."""

@@ -374,231 +374,246 @@
 <context>
     <name>EvolutionPanel</name>
     <message>
-        <location filename="../evolution_panel.py" line="144"/>
-        <location filename="../evolution_panel.py" line="146"/>
+        <location filename="../evolution_panel.py" line="57"/>
+        <location filename="../evolution_panel.py" line="59"/>
         <source>Evolve now</source>
         <translation>立即进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="148"/>
+        <location filename="../evolution_panel.py" line="61"/>
         <source>Stop</source>
         <translation>停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="150"/>
+        <location filename="../evolution_panel.py" line="63"/>
         <source>idle</source>
         <translation>空闲</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="160"/>
+        <location filename="../evolution_panel.py" line="73"/>
         <source>training loss</source>
         <translation>训练损失</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="172"/>
-        <location filename="../evolution_panel.py" line="407"/>
+        <location filename="../evolution_panel.py" line="75"/>
+        <source>Warm start…</source>
+        <translation>预热训练…</translation>
+    </message>
+    <message>
+        <location filename="../evolution_panel.py" line="78"/>
+        <source>Fine-tune the end model once on the shop&apos;s past dialogues (a warm start)</source>
+        <translation>用店铺的历史对话对端侧模型做一次微调（预热训练）</translation>
+    </message>
+    <message>
+        <location filename="../evolution_panel.py" line="92"/>
+        <location filename="../evolution_panel.py" line="337"/>
         <source>Adapters</source>
         <translation>适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="178"/>
+        <location filename="../evolution_panel.py" line="98"/>
         <source>Version</source>
         <translation>版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="179"/>
+        <location filename="../evolution_panel.py" line="99"/>
         <source>Status</source>
         <translation>状态</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="180"/>
+        <location filename="../evolution_panel.py" line="100"/>
         <source>Created</source>
         <translation>创建时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="181"/>
+        <location filename="../evolution_panel.py" line="101"/>
         <source>Promoted</source>
         <translation>启用时间</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="182"/>
+        <location filename="../evolution_panel.py" line="102"/>
         <source>Metrics</source>
         <translation>指标</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="190"/>
+        <location filename="../evolution_panel.py" line="110"/>
         <source>Promote selected</source>
         <translation>启用所选版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="191"/>
+        <location filename="../evolution_panel.py" line="111"/>
         <source>Roll back</source>
         <translation>回滚</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="192"/>
+        <location filename="../evolution_panel.py" line="112"/>
         <source>Use base model</source>
         <translation>使用基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="193"/>
+        <location filename="../evolution_panel.py" line="113"/>
         <source>Refresh</source>
         <translation>刷新</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="201"/>
+        <location filename="../evolution_panel.py" line="121"/>
         <source>Over time (per day)</source>
         <translation>趋势（按天）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="204"/>
+        <location filename="../evolution_panel.py" line="124"/>
         <source>mean Final score</source>
         <translation>平均 Final 分</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="205"/>
+        <location filename="../evolution_panel.py" line="125"/>
         <source>thumbs-up rate</source>
         <translation>点赞率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="206"/>
+        <location filename="../evolution_panel.py" line="126"/>
         <source>edit rate</source>
         <translation>修改率</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="207"/>
+        <location filename="../evolution_panel.py" line="127"/>
         <source>sent unedited</source>
         <translation>未修改直接发送</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="208"/>
+        <location filename="../evolution_panel.py" line="128"/>
         <source>cloud calls</source>
         <translation>云端调用次数</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="209"/>
+        <location filename="../evolution_panel.py" line="129"/>
         <source>cloud cost</source>
         <translation>云端费用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="240"/>
+        <location filename="../evolution_panel.py" line="173"/>
         <source>Training is not part of this installation (missing: {0}). Drafts, scoring, the teacher and adapters work as usual. To train on this computer, install the full Xiaoer bundle, or install from source with `make run`.</source>
         <translation>此安装不含训练组件（缺少：{0}）。草稿、评分、教师模型和适配器照常可用。如需在本机训练，请安装完整版小二，或从源码用 `make run` 安装。</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="252"/>
+        <location filename="../evolution_panel.py" line="185"/>
         <source>starting…</source>
         <translation>正在启动…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="263"/>
+        <location filename="../evolution_panel.py" line="197"/>
         <source>stopping…</source>
         <translation>正在停止…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="276"/>
+        <location filename="../evolution_panel.py" line="210"/>
         <source>choosing training examples</source>
         <translation>挑选训练样本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="277"/>
+        <location filename="../evolution_panel.py" line="211"/>
         <source>fetching teacher labels</source>
         <translation>获取教师标注</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="278"/>
+        <location filename="../evolution_panel.py" line="212"/>
         <source>drafting anchor replies with the base model</source>
         <translation>基础模型起草锚点回复</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="279"/>
+        <location filename="../evolution_panel.py" line="213"/>
         <source>training</source>
         <translation>训练中</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="280"/>
+        <location filename="../evolution_panel.py" line="214"/>
         <source>exporting the adapter</source>
         <translation>导出适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="281"/>
+        <location filename="../evolution_panel.py" line="215"/>
         <source>gate: comparing with the active adapter</source>
         <translation>把关：与当前适配器比较</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="282"/>
+        <location filename="../evolution_panel.py" line="216"/>
         <source>promoting</source>
         <translation>正在启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="295"/>
+        <location filename="../evolution_panel.py" line="226"/>
+        <source>{0}/{1} · ETA {2}</source>
+        <translation>{0}/{1} · 预计剩余 {2}</translation>
+    </message>
+    <message>
+        <location filename="../evolution_panel.py" line="237"/>
         <source>step {0}/{1} · loss {2} · ETA {3}</source>
         <translation>第 {0}/{1} 步 · loss {2} · 预计剩余 {3}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="305"/>
+        <location filename="../evolution_panel.py" line="247"/>
         <source>promoted</source>
         <translation>已启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="305"/>
+        <location filename="../evolution_panel.py" line="247"/>
         <source>not promoted</source>
         <translation>未启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="307"/>
+        <location filename="../evolution_panel.py" line="249"/>
         <source>Candidate {0}: Final {1} vs active {2} — {3} ({4})</source>
         <translation>候选 {0}：Final {1}，当前 {2} — {3}（{4}）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="310"/>
+        <location filename="../evolution_panel.py" line="252"/>
         <source>base model</source>
         <translation>基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="317"/>
+        <location filename="../evolution_panel.py" line="259"/>
         <source>done: {0} promoted</source>
         <translation>完成：已启用 {0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="319"/>
+        <location filename="../evolution_panel.py" line="261"/>
         <source>done: nothing promoted</source>
         <translation>完成：未启用新版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="323"/>
+        <location filename="../evolution_panel.py" line="265"/>
         <source>{0} drafts to learn from</source>
         <translation>{0} 条草稿可供学习</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="329"/>
+        <location filename="../evolution_panel.py" line="271"/>
         <source>failed</source>
         <translation>失败</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="330"/>
-        <location filename="../evolution_panel.py" line="353"/>
+        <location filename="../evolution_panel.py" line="272"/>
+        <location filename="../evolution_panel.py" line="296"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="341"/>
-        <location filename="../evolution_panel.py" line="343"/>
+        <location filename="../evolution_panel.py" line="284"/>
+        <location filename="../evolution_panel.py" line="286"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="350"/>
+        <location filename="../evolution_panel.py" line="293"/>
         <source>The evolution process ended with code {0}. {1}</source>
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="347"/>
+        <location filename="../evolution_panel.py" line="290"/>
         <source>The evolution process was killed, most likely out of memory. {0}</source>
         <translation>进化进程被系统终止，很可能是内存不足。{0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="367"/>
+        <location filename="../evolution_panel.py" line="310"/>
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>
     </message>
@@ -1026,27 +1041,27 @@
 <context>
     <name>Services</name>
     <message>
-        <location filename="../services.py" line="216"/>
+        <location filename="../services.py" line="217"/>
         <source>The shop&apos;s adapter</source>
         <translation>店铺的适配器</translation>
     </message>
     <message>
-        <location filename="../services.py" line="254"/>
+        <location filename="../services.py" line="255"/>
         <source>Past dialogues</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../services.py" line="287"/>
+        <location filename="../services.py" line="288"/>
         <source>Reply candidates</source>
         <translation>候选回复</translation>
     </message>
     <message>
-        <location filename="../services.py" line="383"/>
+        <location filename="../services.py" line="384"/>
         <source>Training the ranker</source>
         <translation>训练排序模型</translation>
     </message>
     <message>
-        <location filename="../services.py" line="425"/>
+        <location filename="../services.py" line="426"/>
         <source>The local teacher is not running: press Start beside its light in the status bar (or on the Teacher page of the settings).</source>
         <translation>本地教师模型未运行：请点状态栏中其指示灯旁的“启动”（或在设置的“教师模型”页中启动）。</translation>
     </message>
@@ -1395,6 +1410,125 @@
         <location filename="../transcript.py" line="86"/>
         <source>System</source>
         <translation>系统</translation>
+    </message>
+</context>
+<context>
+    <name>WarmStartDialog</name>
+    <message>
+        <location filename="../warm_start.py" line="51"/>
+        <source>Warm start from the shop&apos;s history</source>
+        <translation>用店铺历史预热训练</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="58"/>
+        <source>Fine-tunes the end model once on the shop&apos;s past dialogues, in the background. The result is gated like any evolution round. Stop keeps a checkpoint: the same history and budget continue from it.</source>
+        <translation>在后台用店铺的历史对话对端侧模型做一次微调，结果像每轮进化一样经过把关。停止时会保存检查点：用同样的历史和预算再次开始即可从中继续。</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="68"/>
+        <source>Another file…</source>
+        <translation>其他文件…</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="72"/>
+        <source>Imported history</source>
+        <translation>已导入的历史</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="75"/>
+        <source>a history file, or a JDDC 2018 folder</source>
+        <translation>历史对话文件，或 JDDC 2018 文件夹</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="76"/>
+        <source>Browse…</source>
+        <translation>浏览…</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="81"/>
+        <source>History</source>
+        <translation>历史对话</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="84"/>
+        <source>from the file name</source>
+        <translation>按文件名判断</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="87"/>
+        <source>Format</source>
+        <translation>格式</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="92"/>
+        <source> thousand tokens</source>
+        <translation> 千 token</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="94"/>
+        <source>Budget</source>
+        <translation>预算</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="96"/>
+        <source>Check</source>
+        <translation>检查</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="99"/>
+        <location filename="../warm_start.py" line="194"/>
+        <source>Check the history to see what the budget buys.</source>
+        <translation>先检查历史对话，看看这个预算能训练多少。</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="108"/>
+        <source>Start</source>
+        <translation>开始</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="143"/>
+        <source>Choose the history file first.</source>
+        <translation>请先选择历史对话文件。</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="148"/>
+        <source>Reading and counting the history…</source>
+        <translation>正在读取并统计历史对话…</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="165"/>
+        <source>exit code {0}</source>
+        <translation>退出码 {0}</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="166"/>
+        <source>This history can&apos;t be used: {0}</source>
+        <translation>无法使用这份历史：{0}</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="176"/>
+        <source>about {0} on this computer</source>
+        <translation>在这台电脑上约需 {0}</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="178"/>
+        <source>not known until a first warm start has run on this computer</source>
+        <translation>这台电脑上还没有运行过预热训练，暂无法估计</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="182"/>
+        <source>{0} past dialogues to learn from ({1} tokens; {2} held back to judge the result). This budget reads the history {3:.2f} times, after the base model drafts {4} anchor replies. Time: {5}.</source>
+        <translation>可学习的历史对话 {0} 条（{1} 个 token；另留出 {2} 条用于评判结果）。这个预算会把历史读 {3:.2f} 遍，之前基础模型先起草 {4} 条锚点回复。用时：{5}。</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="210"/>
+        <source>The shop&apos;s past dialogues</source>
+        <translation>店铺的历史对话</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="212"/>
+        <source>History files (*.csv *.jsonl *.txt *.enc);;All files (*)</source>
+        <translation>历史对话文件 (*.csv *.jsonl *.txt *.enc);;所有文件 (*)</translation>
     </message>
 </context>
 <context>

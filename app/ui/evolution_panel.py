@@ -149,20 +149,19 @@ class EvolutionPanel(QWidget):
         return self.run is not None and self.run.running
 
     def evolve_now(self) -> None:
-        if not self.running:
+        if not self.running and self._can_train():
             self._start(self.services.context.evolve_command())
 
     def warm_start(self) -> None:
-        """Ask which history and budget, then run ``xiaoer onboard`` here like a round: progress,
-        Stop (a checkpoint; the same choice resumes it), the gate."""
+        """Ask for a history and budget (`WarmStartDialog`), then run it here like a round."""
         from app.ui.warm_start import choose_warm_start
 
-        if not self.running:
+        if not self.running and self._can_train():
             command = choose_warm_start(self, self.services.context.onboard_command)
             if command is not None:
                 self._start(command)
 
-    def _start(self, command: list[str]) -> None:
+    def _can_train(self) -> bool:
         # In team mode the shop's worker trains; this desktop only enqueues the round.
         missing = [] if team_mode() else self.services.context.missing_training()
         if missing:
@@ -175,7 +174,9 @@ class EvolutionPanel(QWidget):
                     "the full Xiaoer bundle, or install from source with `make run`."
                 ).format(", ".join(missing))
             )
-            return
+        return not missing
+
+    def _start(self, command: list[str]) -> None:
         self.loss_chart.clear()
         self.progress.setRange(0, 0)  # busy until the first step
         self.gate_label.setText("")

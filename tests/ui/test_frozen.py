@@ -36,6 +36,11 @@ def test_evolve_now_without_the_training_stack_explains_and_starts_nothing(windo
     text = window.evolution.stage_label.text()
     assert "torch, transformers, peft" in text and "full Xiaoer bundle" in text
     assert window.evolution.run is None and window.evolution.evolve_button.isEnabled()
+    window.services.context.onboard_command = lambda *args: no_process()
+    window.evolution.stage_label.setText("")
+    window.evolution.warm_start()  # says the same before asking for a history
+    assert "full Xiaoer bundle" in window.evolution.stage_label.text()
+    assert window.evolution.run is None
 
 
 def test_gui_smoke_drafts_scores_prints_and_exits_0(

@@ -406,7 +406,7 @@
     </message>
     <message>
         <location filename="../evolution_panel.py" line="92"/>
-        <location filename="../evolution_panel.py" line="337"/>
+        <location filename="../evolution_panel.py" line="338"/>
         <source>Adapters</source>
         <translation>适配器</translation>
     </message>
@@ -491,129 +491,129 @@
         <translation>云端费用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="173"/>
+        <location filename="../evolution_panel.py" line="172"/>
         <source>Training is not part of this installation (missing: {0}). Drafts, scoring, the teacher and adapters work as usual. To train on this computer, install the full Xiaoer bundle, or install from source with `make run`.</source>
         <translation>此安装不含训练组件（缺少：{0}）。草稿、评分、教师模型和适配器照常可用。如需在本机训练，请安装完整版小二，或从源码用 `make run` 安装。</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="185"/>
+        <location filename="../evolution_panel.py" line="186"/>
         <source>starting…</source>
         <translation>正在启动…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="197"/>
+        <location filename="../evolution_panel.py" line="198"/>
         <source>stopping…</source>
         <translation>正在停止…</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="210"/>
+        <location filename="../evolution_panel.py" line="211"/>
         <source>choosing training examples</source>
         <translation>挑选训练样本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="211"/>
+        <location filename="../evolution_panel.py" line="212"/>
         <source>fetching teacher labels</source>
         <translation>获取教师标注</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="212"/>
+        <location filename="../evolution_panel.py" line="213"/>
         <source>drafting anchor replies with the base model</source>
         <translation>基础模型起草锚点回复</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="213"/>
+        <location filename="../evolution_panel.py" line="214"/>
         <source>training</source>
         <translation>训练中</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="214"/>
+        <location filename="../evolution_panel.py" line="215"/>
         <source>exporting the adapter</source>
         <translation>导出适配器</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="215"/>
+        <location filename="../evolution_panel.py" line="216"/>
         <source>gate: comparing with the active adapter</source>
         <translation>把关：与当前适配器比较</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="216"/>
+        <location filename="../evolution_panel.py" line="217"/>
         <source>promoting</source>
         <translation>正在启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="226"/>
+        <location filename="../evolution_panel.py" line="227"/>
         <source>{0}/{1} · ETA {2}</source>
         <translation>{0}/{1} · 预计剩余 {2}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="237"/>
+        <location filename="../evolution_panel.py" line="238"/>
         <source>step {0}/{1} · loss {2} · ETA {3}</source>
         <translation>第 {0}/{1} 步 · loss {2} · 预计剩余 {3}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="247"/>
+        <location filename="../evolution_panel.py" line="248"/>
         <source>promoted</source>
         <translation>已启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="247"/>
+        <location filename="../evolution_panel.py" line="248"/>
         <source>not promoted</source>
         <translation>未启用</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="249"/>
+        <location filename="../evolution_panel.py" line="250"/>
         <source>Candidate {0}: Final {1} vs active {2} — {3} ({4})</source>
         <translation>候选 {0}：Final {1}，当前 {2} — {3}（{4}）</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="252"/>
+        <location filename="../evolution_panel.py" line="253"/>
         <source>base model</source>
         <translation>基础模型</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="259"/>
+        <location filename="../evolution_panel.py" line="260"/>
         <source>done: {0} promoted</source>
         <translation>完成：已启用 {0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="261"/>
+        <location filename="../evolution_panel.py" line="262"/>
         <source>done: nothing promoted</source>
         <translation>完成：未启用新版本</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="265"/>
+        <location filename="../evolution_panel.py" line="266"/>
         <source>{0} drafts to learn from</source>
         <translation>{0} 条草稿可供学习</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="271"/>
+        <location filename="../evolution_panel.py" line="272"/>
         <source>failed</source>
         <translation>失败</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="272"/>
-        <location filename="../evolution_panel.py" line="296"/>
+        <location filename="../evolution_panel.py" line="273"/>
+        <location filename="../evolution_panel.py" line="297"/>
         <source>Evolution</source>
         <translation>进化</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="284"/>
-        <location filename="../evolution_panel.py" line="286"/>
+        <location filename="../evolution_panel.py" line="285"/>
+        <location filename="../evolution_panel.py" line="287"/>
         <source>stopped</source>
         <translation>已停止</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="293"/>
+        <location filename="../evolution_panel.py" line="294"/>
         <source>The evolution process ended with code {0}. {1}</source>
         <translation>进化进程已退出，退出码 {0}。{1}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="290"/>
+        <location filename="../evolution_panel.py" line="291"/>
         <source>The evolution process was killed, most likely out of memory. {0}</source>
         <translation>进化进程被系统终止，很可能是内存不足。{0}</translation>
     </message>
     <message>
-        <location filename="../evolution_panel.py" line="310"/>
+        <location filename="../evolution_panel.py" line="311"/>
         <source>Reading the evolution history</source>
         <translation>读取进化记录</translation>
     </message>

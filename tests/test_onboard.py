@@ -276,12 +276,15 @@ def test_anchor_drafting_reports_progress_stops_when_asked_and_drafts_only_the_r
     assert [e["done"] for e in events] == [1, 2, 3]
     assert all(e["total"] == 8 and e["stage"] == "anchors" and e["eta_s"] >= 0 for e in events)
     assert len(drafted.read_text(encoding="utf-8").splitlines()) == 3
+    with drafted.open("a", encoding="utf-8") as f:
+        f.write('{"message": "第1')  # a kill in the middle of writing a fourth
 
     rows = onboarding.anchor_rows(history, 8, "base", drafted=drafted)
     first, second = asked
     assert len(first) == 8 and second == first[3:], "only the five not yet drafted"
     assert sorted(r.context[0] for r in rows) == sorted(first)
     assert sum(r.reply.startswith("您好，这边马上为您处理，请稍等1-") for r in rows) == 3
+    assert len(onboarding._read_anchor_replies(drafted)) == 8, "the torn line cost nothing more"
     assert onboarding.measured_speed("s_per_anchor") is not None
 
 

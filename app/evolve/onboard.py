@@ -327,6 +327,9 @@ def anchor_rows(
     messages = sorted({ex.context[-1].strip() for ex in history} - {""})
     chosen = random.Random(SAMPLE_SEED).sample(messages, min(n, len(messages)))
     replies = _read_anchor_replies(drafted)
+    if drafted is not None and drafted.is_file() and not drafted.read_bytes().endswith(b"\n"):
+        with drafted.open("a", encoding="utf-8") as f:  # a line torn by a kill: end it
+            f.write("\n")
     todo = [m for m in chosen if m not in replies]
     started = time.monotonic()
 

@@ -240,10 +240,7 @@ def plan_onboarding(
     write_examples(held, folder / "holdout.jsonl")
     tokens = _count_tokens(train, base_model)
     sized = estimate(budget_tokens, tokens, len(train))
-    recipe = [ONBOARD_LR, ONBOARD_LORA_R, list(ONBOARD_LORA_TARGETS), ONBOARD_MAX_INPUT]
-    recipe += [SHOT_SHARE, SHOTS, ANCHOR_SHARE]
-    key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model, recipe])
-    version = check_version_name(f"onboard-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
+    version = plan_version(corpus, fmt, budget_tokens, holdout, base_model)
     return OnboardPlan(
         str(corpus),
         fmt,
@@ -258,6 +255,21 @@ def plan_onboarding(
         version,
         sized.anchors,
     )
+
+
+def plan_version(
+    corpus: Path,
+    fmt: str | None,
+    budget_tokens: int,
+    holdout: int = HOLDOUT_PAIRS,
+    base_model: str = weights.DEFAULT_PROFILE,
+) -> str:
+    """The adapter version a warm start trains: the same history, budget and recipe give the
+    same version (a stopped run resumes it); another recipe never resumes its checkpoint."""
+    recipe = [ONBOARD_LR, ONBOARD_LORA_R, list(ONBOARD_LORA_TARGETS), ONBOARD_MAX_INPUT]
+    recipe += [SHOT_SHARE, SHOTS, ANCHOR_SHARE]
+    key = json.dumps([str(corpus.resolve()), fmt, budget_tokens, holdout, base_model, recipe])
+    return check_version_name(f"onboard-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ and the gate. The same history and budget resume a stopped run from its checkpoi
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -26,9 +27,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.evolve.onboard import DEFAULT_BUDGET_TOKENS, estimate
+from app.evolve.onboard import DEFAULT_BUDGET_TOKENS, estimate, plan_version
 from app.knowledge.formats import FORMATS
-from app.ui.evolution import format_eta, history_sources, last_warm_start, remember_warm_start
+from app.ui.evolution import (
+    adapter_history,
+    format_eta,
+    history_sources,
+    last_warm_start,
+    remember_warm_start,
+)
 from app.ui.evolve_run import EvolveRun
 
 PlanCommand = Callable[[str, str | None, int], list[str]]
@@ -45,12 +52,15 @@ class WarmStartDialog(QDialog):
         sources: list[tuple[str, str, str]],
         last: dict[str, Any] | None = None,
         parent: QWidget | None = None,
+        learned: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(parent)
         self.setObjectName("warmStartDialog")
         self.setWindowTitle(self.tr("Warm start from the shop's history"))
         self.plan_command = plan_command
         self.plan: dict[str, Any] | None = None
+        self.learned = learned
+        """Adapter versions in the store: a plan naming one was trained already."""
         self._checking: EvolveRun | None = None
         layout = QVBoxLayout(self)
         intro = QLabel(
@@ -186,6 +196,16 @@ class WarmStartDialog(QDialog):
                 pairs, tokens, self.plan.get("holdout_pairs", 0), sized.epochs, sized.anchors, eta
             )
         )
+        version = plan_version(Path(self.corpus()), self.fmt(), self.budget_tokens())
+        if version in self.learned:
+            self.info.setText(
+                self.tr(
+                    "This history was already learned with this budget (version {0}): choose "
+                    "another budget to train again."
+                ).format(version)
+            )
+            self.start_button.setEnabled(False)
+            return
         self.start_button.setEnabled(True)
 
     def _invalidate(self) -> None:
@@ -230,6 +250,7 @@ def choose_warm_start(panel: Any, onboard_command: OnboardCommand) -> list[str] 
         history_sources(panel.services.store),
         last_warm_start(),
         panel,
+        frozenset(a.version for a in adapter_history(panel.services.store)),
     )
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None

@@ -65,6 +65,12 @@ def test_the_dialog_offers_imported_history_checks_it_and_shows_what_the_budget_
     assert bigger.eta_s == 6000 + bigger.anchors
     assert dialog.start_button.isEnabled() and "1:" in dialog.info.text()
 
+    dialog.learned = frozenset({onboard.plan_version(history, "csv", 700_000)})
+    dialog.budget.setValue(700)  # a version the store has: trained already
+    assert "already learned" in dialog.info.text() and not dialog.start_button.isEnabled()
+    dialog.budget.setValue(750)
+    assert dialog.start_button.isEnabled() and "already" not in dialog.info.text()
+
     dialog.corpus_edit.setText(str(tmp_path / "broken.csv"))
     assert not dialog.start_button.isEnabled(), "another file needs another check"
     dialog.check()

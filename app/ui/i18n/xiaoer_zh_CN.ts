@@ -1415,118 +1415,123 @@
 <context>
     <name>WarmStartDialog</name>
     <message>
-        <location filename="../warm_start.py" line="51"/>
+        <location filename="../warm_start.py" line="59"/>
         <source>Warm start from the shop&apos;s history</source>
         <translation>用店铺历史预热训练</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="58"/>
+        <location filename="../warm_start.py" line="68"/>
         <source>Fine-tunes the end model once on the shop&apos;s past dialogues, in the background. The result is gated like any evolution round. Stop keeps a checkpoint: the same history and budget continue from it.</source>
         <translation>在后台用店铺的历史对话对端侧模型做一次微调，结果像每轮进化一样经过把关。停止时会保存检查点：用同样的历史和预算再次开始即可从中继续。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="68"/>
+        <location filename="../warm_start.py" line="78"/>
         <source>Another file…</source>
         <translation>其他文件…</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="72"/>
+        <location filename="../warm_start.py" line="82"/>
         <source>Imported history</source>
         <translation>已导入的历史</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="75"/>
+        <location filename="../warm_start.py" line="85"/>
         <source>a history file, or a JDDC 2018 folder</source>
         <translation>历史对话文件，或 JDDC 2018 文件夹</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="76"/>
+        <location filename="../warm_start.py" line="86"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="81"/>
+        <location filename="../warm_start.py" line="91"/>
         <source>History</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="84"/>
+        <location filename="../warm_start.py" line="94"/>
         <source>from the file name</source>
         <translation>按文件名判断</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="87"/>
+        <location filename="../warm_start.py" line="97"/>
         <source>Format</source>
         <translation>格式</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="92"/>
+        <location filename="../warm_start.py" line="102"/>
         <source> thousand tokens</source>
         <translation> 千 token</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="94"/>
+        <location filename="../warm_start.py" line="104"/>
         <source>Budget</source>
         <translation>预算</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="96"/>
+        <location filename="../warm_start.py" line="106"/>
         <source>Check</source>
         <translation>检查</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="99"/>
-        <location filename="../warm_start.py" line="194"/>
+        <location filename="../warm_start.py" line="109"/>
+        <location filename="../warm_start.py" line="214"/>
         <source>Check the history to see what the budget buys.</source>
         <translation>先检查历史对话，看看这个预算能训练多少。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="108"/>
+        <location filename="../warm_start.py" line="118"/>
         <source>Start</source>
         <translation>开始</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="143"/>
+        <location filename="../warm_start.py" line="153"/>
         <source>Choose the history file first.</source>
         <translation>请先选择历史对话文件。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="148"/>
+        <location filename="../warm_start.py" line="158"/>
         <source>Reading and counting the history…</source>
         <translation>正在读取并统计历史对话…</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="165"/>
+        <location filename="../warm_start.py" line="175"/>
         <source>exit code {0}</source>
         <translation>退出码 {0}</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="166"/>
+        <location filename="../warm_start.py" line="176"/>
         <source>This history can&apos;t be used: {0}</source>
         <translation>无法使用这份历史：{0}</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="176"/>
+        <location filename="../warm_start.py" line="186"/>
         <source>about {0} on this computer</source>
         <translation>在这台电脑上约需 {0}</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="178"/>
+        <location filename="../warm_start.py" line="188"/>
         <source>not known until a first warm start has run on this computer</source>
         <translation>这台电脑上还没有运行过预热训练，暂无法估计</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="182"/>
+        <location filename="../warm_start.py" line="192"/>
         <source>{0} past dialogues to learn from ({1} tokens; {2} held back to judge the result). This budget reads the history {3:.2f} times, after the base model drafts {4} anchor replies. Time: {5}.</source>
         <translation>可学习的历史对话 {0} 条（{1} 个 token；另留出 {2} 条用于评判结果）。这个预算会把历史读 {3:.2f} 遍，之前基础模型先起草 {4} 条锚点回复。用时：{5}。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="210"/>
+        <location filename="../warm_start.py" line="203"/>
+        <source>This history was already learned with this budget (version {0}): choose another budget to train again.</source>
+        <translation>这份历史已按这个预算学过（版本 {0}）：要再训练，请换一个预算。</translation>
+    </message>
+    <message>
+        <location filename="../warm_start.py" line="230"/>
         <source>The shop&apos;s past dialogues</source>
         <translation>店铺的历史对话</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="212"/>
+        <location filename="../warm_start.py" line="232"/>
         <source>History files (*.csv *.jsonl *.txt *.enc);;All files (*)</source>
         <translation>历史对话文件 (*.csv *.jsonl *.txt *.enc);;所有文件 (*)</translation>
     </message>

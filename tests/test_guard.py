@@ -61,6 +61,13 @@ def test_a_day_promise_needs_the_same_day_in_the_evidence() -> None:
     assert kinds("您的订单明天就能到", ["到哪了", "物流：预计明天送达"]) == ()
 
 
+def test_a_date_is_a_day_not_a_duration_of_its_day_of_month() -> None:
+    # "12月5日" once read as "5日" (five days): 4月5日 then backed 12月5日
+    assert check_commitments("12月5日送达", ["4月5日送达"]).unsupported
+    assert not check_commitments("12月5日送达", ["您的订单12月5日送达"]).unsupported
+    assert not check_commitments("5日内送达", ["一般5日内送达哦"]).unsupported
+
+
 def test_each_kind_is_found() -> None:
     nothing = ["在吗"]
     assert kinds("亲，给您打八折", nothing) == ("price",)

@@ -302,6 +302,8 @@ def _find(text: str) -> tuple[_Claim, ...]:
     for m in _spans(_DURATION, text):
         if text.startswith("前", m.end()):  # "3天前" is the past
             continue
+        if text.endswith("月", 0, m.start()):  # "12月5日" is a date (below), not five days
+            continue
         verb = _DELIVERY_VERB.match(text, m.end()) or _ARRIVES.match(text, m.end())
         if not verb and not _DELIVERY_VERB.search(_clause(text, m.start())):
             continue

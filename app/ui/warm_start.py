@@ -62,6 +62,7 @@ class WarmStartDialog(QDialog):
         self.learned = learned
         """Adapter versions in the store: a plan naming one was trained already."""
         self._checking: EvolveRun | None = None
+        self._checked_for: tuple[str, str | None] = ("", None)
         layout = QVBoxLayout(self)
         intro = QLabel(
             self.tr(
@@ -160,6 +161,7 @@ class WarmStartDialog(QDialog):
         run.event_received.connect(self._planned)
         run.finished.connect(self._checked)
         self._checking = run
+        self._checked_for = (self.corpus(), self.fmt())
         run.start()
 
     def _planned(self, event: dict[str, Any]) -> None:
@@ -169,6 +171,9 @@ class WarmStartDialog(QDialog):
     def _checked(self, code: int, stderr_tail: str) -> None:
         self.check_button.setEnabled(True)
         self._checking = None
+        if self._checked_for != (self.corpus(), self.fmt()):  # changed while it was checked
+            self._invalidate()
+            return
         if code != 0 or self.plan is None:
             self.plan = None
             lines = [line for line in stderr_tail.splitlines() if line.strip()]

@@ -71,6 +71,11 @@ def test_the_dialog_offers_imported_history_checks_it_and_shows_what_the_budget_
     dialog.budget.setValue(750)
     assert dialog.start_button.isEnabled() and "already" not in dialog.info.text()
 
+    dialog.check()
+    dialog.corpus_edit.setText(str(tmp_path / "other.csv"))  # changed while it is checked
+    qtbot.waitUntil(dialog.check_button.isEnabled, timeout=20000)
+    assert not dialog.start_button.isEnabled() and "Check the history" in dialog.info.text()
+
     dialog.corpus_edit.setText(str(tmp_path / "broken.csv"))
     assert not dialog.start_button.isEnabled(), "another file needs another check"
     dialog.check()

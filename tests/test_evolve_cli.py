@@ -57,6 +57,14 @@ def test_train_list_eval_and_report(embedded_model_path, models_dir, data_home, 
     listed = json.loads(xiaoer(["adapters", "list"], env).stdout)
     assert [(v["version"], v["status"]) for v in listed] == [("lora-cli", "candidate")]
 
+    gated = xiaoer(["adapters", "gate", "lora-cli", "--no-promote"], env)
+    verdict = json.loads(gated.stdout)
+    assert gated.returncode == (0 if verdict["passed"] else 1), gated.stderr
+    assert verdict["promoted"] is False and verdict["gate"]["reason"] == verdict["reason"]
+    listed = json.loads(xiaoer(["adapters", "list"], env).stdout)[0]
+    assert listed["gate"] == verdict["reason"]
+    assert listed["status"] == ("candidate" if verdict["passed"] else "rejected")
+
     held_out = ["--pairs", str(ENC), str(DEC), "--offset", "3", "--limit", "2"]
     teacher = ["--teacher", "--examples", str(ENC), "--k", "2"]  # shown 2 past dialogues
     compare = ["--adapter", "lora-cli", "--compare", "none", "--compact"]

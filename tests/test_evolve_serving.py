@@ -171,11 +171,16 @@ def test_the_gate_rejects_a_bad_adapter_and_promotion_is_hot(
     with pytest.raises(ValueError, match="rejected"):
         evo.promote("garbage")
 
-    # An adapter that changes nothing (B = 0) passes a gate that asks for no gain.
+    # An adapter that changes nothing (B = 0) fails a gate that asks for a gain, and passes one
+    # that asks for none: gated again, a rejected version may be promoted.
+    assert not evo.gate("tiny").promoted
+    with pytest.raises(ValueError, match="rejected"):
+        evo.promote("tiny")
     lenient = Evolution(
         store, EvolutionSettings(probes=PROBES, margin=0.0, tolerance=0.0), scorer=scorer
     )
     assert lenient.gate("tiny").promoted
+    assert {a["version"]: a["status"] for a in evo.adapters()}["tiny"] == "candidate"
     lenient.promote("tiny")
     assert apply_active_adapter(end_model, store) == "tiny"
     assert end_model.active_adapter == "tiny"

@@ -171,7 +171,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 
 def cmd_adapters(args: argparse.Namespace) -> int:
     store = _store()
-    evo = Evolution(store)
+    evo = Evolution(store, EvolutionSettings.load())  # the gate's probes, held-back set, margin
     if args.adapters_cmd == "list":
         print(json.dumps(evo.adapters(), ensure_ascii=False, indent=2))
         return 0
@@ -179,6 +179,15 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         evo.promote(args.version)
         print(json.dumps({"active": args.version}))
         return 0
+    if args.adapters_cmd == "gate":
+        verdict = evo.gate(args.version)
+        promote = verdict.promoted and not args.no_promote
+        if promote:
+            evo.promote(args.version)
+        done = {"version": args.version, "passed": verdict.promoted, "promoted": promote}
+        summary = {**done, "reason": verdict.reason, "gate": verdict.summary()}
+        print(json.dumps(summary, ensure_ascii=False, default=str))
+        return 0 if verdict.promoted else 1
     active = evo.rollback(args.version)
     print(json.dumps({"active": active}))
     return 0
@@ -460,11 +469,18 @@ def add_parsers(sub: Any) -> None:
     evolve.add_argument("--save", action="store_true", help="keep these settings")
     evolve.set_defaults(func=cmd_evolve)
 
-    adapters = sub.add_parser("adapters", help="adapter versions: list, promote, rollback")
+    adapters = sub.add_parser("adapters", help="adapter versions: list, gate, promote, rollback")
     asub = adapters.add_subparsers(dest="adapters_cmd", required=True)
     asub.add_parser("list", help="every version with its status and gate result (JSON)")
     promote = asub.add_parser("promote", help="make a version active (hot in a running app)")
     promote.add_argument("version")
+    gate = asub.add_parser(
+        "gate",
+        help="gate a version against the active one (probes, held-back pairs); promote it if it "
+        "passes (exit 1 if not)",
+    )
+    gate.add_argument("version")
+    gate.add_argument("--no-promote", action="store_true", help="only record the verdict")
     rollback = asub.add_parser(
         "rollback", help="back to the previous version, a given one, or base"
     )

@@ -123,7 +123,7 @@ def run_gate(
 ) -> GateResult:
     """Draft ``items`` (shown their shots) with candidate ``version`` and with the active version,
     score both against ``references``, judge with ``gate()`` and record the verdict on the
-    candidate's row (rejected when it fails)."""
+    candidate's row (rejected when it fails, a candidate again when a rejected one passes)."""
     from app.scoring.scorers import ScoreItem
 
     with store.session() as session:
@@ -157,6 +157,8 @@ def run_gate(
         row.metrics = {**row.metrics, "gate": verdict}
         if not result.promoted:
             row.status = "rejected"
+        elif row.status == "rejected":  # gated again and passed: it may be promoted now
+            row.status = "candidate"
     return result
 
 

@@ -287,6 +287,18 @@ def test_promote_and_rollback(store: Store, tmp_path: Path) -> None:
         evo.promote("v9")
 
 
+def test_only_candidates_and_rejected_versions_are_gated(store: Store, tmp_path: Path) -> None:
+    evo = Evolution(store)
+    make_adapter(store, tmp_path, "v1")
+    make_adapter(store, tmp_path, "v2")
+    evo.promote("v1")
+    evo.promote("v2")
+    for version, status in (("v2", "active"), ("v1", "retired")):
+        with pytest.raises(ValueError, match=f"is {status}; only candidates"):
+            evo.gate(version)
+    assert active(store) == "v2" and evo.rollback() == "v1", "a refused gate changes nothing"
+
+
 PROMOTE_FOREVER = """
 import sys
 from app.evolve.loop import Evolution

@@ -128,6 +128,11 @@ def run_gate(
 
     with store.session() as session:
         candidate = adapter_row(store, session, version)
+        if candidate.status not in ("candidate", "rejected"):  # a verdict would change its status
+            raise ValueError(
+                f"adapter {version} is {candidate.status}; only candidates and rejected versions "
+                "are gated"
+            )
         active = store.active_adapter(session)
         session.expunge_all()
     cand_replies = draft_replies(Served.of(candidate), items, base_model)

@@ -108,6 +108,17 @@ def test_a_customers_question_backs_nothing_but_a_customers_statement_does() -> 
     assert kinds("您的快递明天就到了哦", ["我看物流说明天到"]) == ()
 
 
+def test_a_sentence_final_ne_is_the_agents_soft_tone_not_a_question() -> None:
+    # JD agents end statements with 的呢 / 了呢 ("是可以的呢"); only a question word or a question
+    # mark makes such a clause a question.
+    asked = ["今天买的话今天发货吗？"]
+    assert kinds("今天是发货的呢", asked) == ("time",)
+    assert kinds("系统显示给您申请了二十元价保了呢", ["价保呢"]) == ("compensation",)
+    assert kinds("亲，今天下午给您发货", ["你们客服说今天下午给我发货的呢"]) == ()
+    assert check_commitments("您是什么时候下单的呢", asked).ok
+    assert check_commitments("亲，预计是两天内到货的呢", asked).ok
+
+
 def test_the_evidences_negation_backs_nothing() -> None:
     assert kinds("支持七天无理由退货", ["生鲜类商品不支持七天无理由退货"]) == ("refund",)
     assert kinds("商品支持七天无理由退货的哦", ["本店支持7天无理由退货"]) == ()

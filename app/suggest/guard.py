@@ -163,7 +163,7 @@ _REFUND_CONTEXT = re.compile(r"退")
 _SENTENCE_END = re.compile(r"[。！？!?\n；;~～]+")
 _CLAUSE_END = re.compile(r"[，,、：:。！？!?\n；;~～ ]+")
 _QUESTION = re.compile(
-    r"[？?]|[吗呢么嘛][~～。！!…]*$|是否|能不能|可不可以|有没有|要不要|行不行|会不会|可以吗|"
+    r"[？?]|[吗么嘛][~～。！!…]*$|是否|能不能|可不可以|有没有|要不要|行不行|会不会|可以吗|"
     r"什么时候|多久|几时|几天|多长时间|多少|怎么|为什么|哪天|哪里"
 )
 _NEGATION_BEFORE = re.compile(

@@ -185,8 +185,8 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         if promote:
             evo.promote(args.version)
         done = {"version": args.version, "passed": verdict.promoted, "promoted": promote}
-        summary = {**done, "reason": verdict.reason, "gate": verdict.summary()}
-        print(json.dumps(summary, ensure_ascii=False, default=str))
+        scores = {k: v for k, v in verdict.summary().items() if k not in ("version", "promoted")}
+        print(json.dumps({**done, **scores}, ensure_ascii=False, default=str))
         return 0 if verdict.promoted else 1
     active = evo.rollback(args.version)
     print(json.dumps({"active": active}))

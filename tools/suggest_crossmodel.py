@@ -47,8 +47,9 @@ from app.scoring.matcher_features import (
 from app.scoring.matcher_train import MatcherNet, _Features, train_matcher
 from app.scoring.scorers import USESimilarity
 from app.store import open_store
-from app.suggest.candidates import FIRST_STAGE, GUARD_CHECKED, SHOWN, Suggester, _TurnState
+from app.suggest.candidates import GUARD_CHECKED, Suggester, _TurnState
 from app.suggest.evaluate import drop_overlapping, knowledge_keys
+from app.suggest.train import held_out_turns
 
 WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 BATCH = 32
@@ -73,22 +74,11 @@ def knowledge_groups(
     entries = [e for e in kb.entries() if e.kind == "dialogue" and e.id in vectors]
     entries = random.Random(seed).sample(entries, min(n, len(entries)))
     out = []
-    for start in range(0, len(entries), 64):
-        batch = entries[start : start + 64]
-        ids = [e.id for e in batch]
-        q, c, truth = vectors.query(ids), vectors.context(ids), vectors.answer(ids)
-        found = kb.search_vectors(q, FIRST_STAGE + 20, "dialogue")
-        for i, entry in enumerate(batch):
-            conversation = vectors.conversation(entry.id)
-            state = _TurnState.build(
-                list(entry.context), list(entry.context), q[i], c[i], found[i], [], vectors,
-                sug.ranker, kb, SHOWN, exclude_conversation=conversation,
-            )  # fmt: skip
-            if state.candidates:
-                rows, _ = state._features(state.candidates)
-                scores = sug.ranker.score(rows)
-                order = [int(j) for j in np.argsort(-scores, kind="stable")[:pool]]
-                out.append({**_group(state, order, truth[i], scores), "conv": conversation})
+    for entry, state, truth in held_out_turns(kb, vectors, entries, sug.ranker):
+        rows, _ = state._features(state.candidates)
+        scores = sug.ranker.score(rows)
+        order = [int(j) for j in np.argsort(-scores, kind="stable")[:pool]]
+        out.append({**_group(state, order, truth, scores), "conv": vectors.conversation(entry.id)})
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,41 @@ SEARCH_BATCH = 64
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+def held_out_turns(
+    kb: KnowledgeBase,
+    vectors: KnowledgeVectors,
+    entries: list[KnowledgeEntry],
+    ranker: Ranker,
+    progress: ProgressFn | None = None,
+) -> Iterator[tuple[KnowledgeEntry, _TurnState, np.ndarray]]:
+    """Each past dialogue's turn built as live, with its own conversation left out of the
+    knowledge (it would know the answer), and the vector of the reply the agent sent."""
+    for start in range(0, len(entries), SEARCH_BATCH):
+        if progress is not None:
+            progress({"stage": "features", "done": start, "total": len(entries)})
+        batch = entries[start : start + SEARCH_BATCH]
+        ids = [e.id for e in batch]
+        q, c, truth = vectors.query(ids), vectors.context(ids), vectors.answer(ids)
+        # A few extra hits make up for the ones of the entry's own conversation left out.
+        found = kb.search_vectors(q, FIRST_STAGE + 20, "dialogue")
+        for i, entry in enumerate(batch):
+            state = _TurnState.build(
+                list(entry.context),
+                list(entry.context),
+                q[i],
+                c[i],
+                found[i],
+                [],
+                vectors,
+                ranker,
+                kb,
+                SHOWN,
+                exclude_conversation=vectors.conversation(entry.id),
+            )
+            if state.candidates:
+                yield entry, state, truth[i]
+
+
 def _examples(
     kb: KnowledgeBase,
     vectors: KnowledgeVectors,
@@ -51,43 +86,20 @@ def _examples(
 ) -> list[RankingExample]:
     """The candidates of each sampled dialogue with its own conversation left out, plus
     `RANDOM_REPLIES` replies of random other conversations (off-topic, like a bad draft)."""
-    untrained = Ranker.untrained()
     everyone = vectors.dialogue_ids()
     out = []
-    for start in range(0, len(entries), SEARCH_BATCH):
-        progress({"stage": "features", "done": start, "total": len(entries)})
-        batch = entries[start : start + SEARCH_BATCH]
-        ids = [e.id for e in batch]
-        q, c, truth = vectors.query(ids), vectors.context(ids), vectors.answer(ids)
-        # A few extra hits make up for the ones of the entry's own conversation left out.
-        found = kb.search_vectors(q, FIRST_STAGE + 20, "dialogue")
-        for i, entry in enumerate(batch):
-            conversation = vectors.conversation(entry.id)
-            state = _TurnState.build(
-                list(entry.context),
-                list(entry.context),
-                q[i],
-                c[i],
-                found[i],
-                [],
-                vectors,
-                untrained,
-                kb,
-                SHOWN,
-                exclude_conversation=conversation,
-            )
-            if not state.candidates:
-                continue
-            others = [
-                j
-                for j in rng.sample(everyone, min(len(everyone), RANDOM_REPLIES * 2))
-                if vectors.conversation(j) != conversation
-            ][:RANDOM_REPLIES]
-            off_topic = state._outside([vectors.answer_text(j) for j in others])
-            # The agent's own reply is the perfect candidate (target 1): what sets it apart from
-            # off-topic replies is what the ranker needs for replies it did not retrieve.
-            own = state._outside([entry.answer])
-            out.append(_example(state, [*state.candidates, *off_topic, *own], truth[i]))
+    for entry, state, truth in held_out_turns(kb, vectors, entries, Ranker.untrained(), progress):
+        conversation = vectors.conversation(entry.id)
+        others = [
+            j
+            for j in rng.sample(everyone, min(len(everyone), RANDOM_REPLIES * 2))
+            if vectors.conversation(j) != conversation
+        ][:RANDOM_REPLIES]
+        off_topic = state._outside([vectors.answer_text(j) for j in others])
+        # The agent's own reply is the perfect candidate (target 1): what sets it apart from
+        # off-topic replies is what the ranker needs for replies it did not retrieve.
+        own = state._outside([entry.answer])
+        out.append(_example(state, [*state.candidates, *off_topic, *own], truth))
     return out
 
 

@@ -329,12 +329,25 @@ def cmd_eval_matcher(args: argparse.Namespace) -> int:
     groups = corpus.read_ecd(Path(args.ecd))
     if args.limit:
         groups = groups[: args.limit]
+    if args.matcher == "ranker":
+        from app.store import open_store
+        from app.suggest.evaluate import EvalSuggestError, ranker_selection
+
+        with open_store() as store:
+            try:
+                score, version = ranker_selection(store)
+            except EvalSuggestError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            metrics = evaluate_ecd(score, groups)
+        print(json.dumps({**metrics, "matcher": f"ranker:{version}"}))
+        return 0
     matcher = load_matching(args.matcher)
 
-    def score(context: list[str], candidates: list[str]) -> Any:
+    def score_pairs(context: list[str], candidates: list[str]) -> Any:
         return matcher.matching([context] * len(candidates), candidates)
 
-    metrics = evaluate_ecd(score, groups)
+    metrics = evaluate_ecd(score_pairs, groups)
     print(json.dumps({**metrics, "matcher": matcher.version}))
     return 0
 
@@ -614,7 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evalm = sub.add_parser("eval-matcher", help="R10@1/2/5 on an ECD-format file (JSON)")
     evalm.add_argument("--ecd", required=True)
-    evalm.add_argument("--matcher", default="active", help="active | base | use | VERSION | DIR")
+    evalm.add_argument(
+        "--matcher",
+        default="active",
+        help="active | base | use | VERSION | DIR, or ranker: the active suggestion ranker with "
+        "this install's knowledge as evidence",
+    )
     evalm.add_argument("--limit", type=int, default=None, help="first N contexts only")
     evalm.set_defaults(func=cmd_eval_matcher)
 

@@ -14,7 +14,7 @@ import pytest
 from app.cli import main
 from app.engine.conversation import Turn
 from app.knowledge import KnowledgeBase
-from app.scoring.corpus import DialoguePair
+from app.scoring.corpus import DialoguePair, EcdGroup, write_ecd
 from app.store import MatcherVersion, Store, open_store
 from app.suggest.candidates import Suggester
 from app.suggest.masks import conversation_values, fill_masks
@@ -370,6 +370,39 @@ def test_eval_suggest_drafts_with_the_adapter_it_is_given(
     assert all(d["draft"].strip() for d in drafts)
     assert report["model_only_similarity_mean"] is not None
     assert report["p95_all_candidates_ms"] is not None
+
+
+def test_eval_matcher_measures_the_active_ranker_on_a_response_selection_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xiaoer eval-matcher --matcher ranker` picks among each group's candidates with the
+    install's ranker and knowledge (the data dir of this test), and refuses without knowledge."""
+    ecd = tmp_path / "groups.ecd.txt"
+    typed = {  # replies not in the knowledge, as another shop's agents might write them
+        "什么时候发货": "亲，48小时之内给您发出哦",
+        "能开发票吗": "亲，支持开电子发票的",
+        "怎么退货": "亲，订单页申请售后退货即可",
+        "发什么快递": "亲，一般是中通快递哦",
+    }
+    small_talk = ("好的呢", "请稍等", "不客气哦", "祝您生活愉快", "亲，在的", "感谢您的耐心等待")
+    groups = [  # ECD groups are ten candidates: the answer, the other topics', small talk
+        EcdGroup(
+            ("您好", "您好，有什么可以帮您", question),
+            (reply, *(r for q, r in typed.items() if q != question), *small_talk),
+            0,
+        )
+        for question, reply in typed.items()
+    ]
+    write_ecd(groups, ecd)
+    args = ["eval-matcher", "--ecd", str(ecd), "--matcher", "ranker"]
+    assert main(args) == 2
+    assert "import them first" in capsys.readouterr().err
+    with open_store() as store:
+        KnowledgeBase(store).import_pairs("past", shop_history(2))
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["matcher"] == "ranker:untrained"
+    assert report["r10_at_1"] == 1.0, "each question's own topic wins among the ten"
 
 
 def test_replies_from_outside_the_knowledge_are_scored_like_the_draft(kb: KnowledgeBase) -> None:

@@ -103,6 +103,29 @@ class _Row:
 
 
 DraftFn = Callable[[list[Turn]], str]
+SelectFn = Callable[[list[str], list[str]], list[float]]
+
+
+def ranker_selection(store: Any) -> tuple[SelectFn, str]:
+    """The store's active ranker as a response selector (`xiaoer eval-matcher --matcher ranker`):
+    each candidate is scored like a reply the agent typed for the group's conversation, with the
+    store's knowledge as the evidence. Returns the scoring function and the ranker's version."""
+    from app.knowledge import KnowledgeBase
+    from app.scoring.scorers import USESimilarity
+    from app.suggest.candidates import Suggester
+
+    suggester = Suggester(KnowledgeBase(store, USESimilarity()))
+    suggester.vectors.build_all()
+    if not suggester.vectors.dialogue_ids():
+        raise EvalSuggestError(
+            "the ranker weighs candidates against the shop's past dialogues, and the knowledge "
+            "holds none: import them first (xiaoer knowledge import FILE)"
+        )
+
+    def score(context: list[str], candidates: list[str]) -> list[float]:
+        return suggester.suggest_context(context).score_texts(candidates)
+
+    return score, suggester.ranker.version
 
 
 def evaluate(

@@ -1,6 +1,6 @@
 """Reply suggestions on a real SQLite store with the real USE encoder and small knowledge written
 for these tests: ranking by learned weights, masks, the guard's demotion, the uncalibrated flag,
-the ranker's training and versions, and `xiaoer eval-suggest`."""
+the ranker's training and versions, `xiaoer eval-suggest` and `eval-matcher --matcher ranker`."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ the ranker's training and versions, `xiaoer eval-suggest` and `eval-matcher --ma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,12 @@ from app.suggest.ranker import (
     FEATURES,
     RANKER_KIND,
     Ranker,
+    SecondStage,
     active_ranker,
     fit_ranker,
     ranker_is_stale,
     register_ranker,
+    two_stage_scores,
 )
 from app.suggest.train import train_ranker_after_import
 
@@ -179,10 +182,10 @@ def test_masks_are_filled_from_the_conversation_in_suggestions(kb: KnowledgeBase
     assert [m.label for m in with_date.masks] == ["[日期x]"]
 
 
-def test_training_after_an_import_activates_a_calibrated_ranker_beside_the_matcher(
+def test_training_after_an_import_activates_a_two_stage_ranker_and_its_matcher(
     store: Store, kb: KnowledgeBase
 ) -> None:
-    with store.session() as session:  # an in-domain matcher is active and stays active
+    with store.session() as session:  # a matcher trained by hand is active before the import
         session.add(MatcherVersion(version="m1", kind="indomain", path="/x", metrics={}))
         session.flush()
         store.set_active_matcher(session, "m1")
@@ -192,18 +195,104 @@ def test_training_after_an_import_activates_a_calibrated_ranker_beside_the_match
     ranker = train_ranker_after_import(store, kb, events.append)
     assert ranker is not None and ranker.calibrated
     assert events[-1]["stage"] == "done"
-    assert ranker.metrics["train_dialogues"] > 0
+    assert any(e["stage"] == "matcher" and e.get("total") for e in events)
+    assert ranker.metrics["train_dialogues"] > 0 and ranker.metrics["matcher_pairs"] >= 20
+    assert 0.0 <= ranker.metrics["heldout_own_reply_two_stage"] <= 1.0
+    second = ranker.second
+    assert second is not None and Path(second.matcher_path, "matcher.json").is_file()
     with store.session() as session:
-        assert store.active_matcher(session).version == "m1"
+        # The matcher the ranker reads is the store's active matcher now (it scores drafts).
+        assert store.active_matcher(session).version == second.matcher_version
         active = store.active_matcher(session, kind=RANKER_KIND)
         assert active is not None and active.version == ranker.version
     assert active_ranker(store) == ranker
-    assert not early.ranker.calibrated
+    assert not early.ranker.calibrated and early.matcher is None
     assert early.reload_ranker() == ranker and len(early.vectors) == len(kb)
+    assert early.matcher is not None and early.matcher.version == second.matcher_version
     found = Suggester(kb).suggest(chat("什么时候发货"))
     assert found.calibrated and all(s.calibrated for s in found.ranked)
     with store.session() as session, pytest.raises(ValueError, match="is a ranker"):
         store.set_active_matcher(session, ranker.version)  # the matcher's kind by default
+
+
+def test_training_without_the_matcher_leaves_the_active_matcher_alone(
+    store: Store, kb: KnowledgeBase
+) -> None:
+    with store.session() as session:
+        session.add(MatcherVersion(version="m1", kind="indomain", path="/x", metrics={}))
+        session.flush()
+        store.set_active_matcher(session, "m1")
+    kb.import_pairs("past", shop_history(copies=6))
+    ranker = train_ranker_after_import(store, kb, matcher=False)
+    assert ranker is not None and ranker.second is None
+    with store.session() as session:
+        assert store.active_matcher(session).version == "m1"
+
+
+class LengthMatcher:
+    """A stand-in matcher whose logit is the reply's length: which candidates it reads shows."""
+
+    version = "length"
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def logits(self, context: list[str], replies: list[str]) -> np.ndarray:
+        self.read += replies
+        return np.array([float(len(r)) for r in replies])
+
+
+def test_the_second_stage_scores_only_the_replies_from_outside_the_knowledge() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, len(FEATURES)))
+    first = fit_ranker(x, x[:, 0])
+    # The second stage trusts only the matcher (here: longer is better).
+    second = SecondStage("length", "/nowhere", (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), 0.0)
+    ranker = dataclasses.replace(first, second=second)
+    texts = ["a" * (i + 1) for i in range(len(x))]
+    matcher = LengthMatcher()
+    outside = [0, 7]  # e.g. the model's draft and a typed reply
+    scores = two_stage_scores(ranker, matcher, ["在吗"], texts, x, outside)
+    assert matcher.read == [texts[0], texts[7]]
+    for i in range(len(x)):
+        expected = len(texts[i]) if i in outside else first.score(x[i : i + 1])[0]
+        assert scores[i] == pytest.approx(expected)
+    # Without its matcher (files gone) the first stage alone scores them.
+    np.testing.assert_allclose(
+        two_stage_scores(ranker, None, [], texts, x, outside), first.score(x)
+    )
+
+
+def test_the_draft_and_typed_replies_are_read_by_the_matcher_and_past_replies_are_not(
+    kb: KnowledgeBase,
+) -> None:
+    kb.import_pairs("past", shop_history())
+    second = SecondStage("length", "/nowhere", (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), 0.0)
+    suggester = Suggester(kb, dataclasses.replace(Ranker.untrained(), second=second))
+    suggester.matcher = matcher = LengthMatcher()
+    found = suggester.suggest(chat("什么时候发货"))
+    assert matcher.read == [] and found.ranked
+    draft = "亲，付款后48小时内给您发货的哦，请耐心等待"
+    ranked = found.add_draft(draft)
+    assert matcher.read == [draft]
+    assert next(s for s in ranked if s.source == "model").score == pytest.approx(len(draft))
+    assert found.score_texts(["好的", "亲，在的"]) == [2.0, 4.0]
+
+
+def test_a_two_stage_ranker_loads_back_and_runs_without_a_matcher_that_is_gone(
+    store: Store, kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    kb.import_pairs("past", shop_history(copies=6))
+    ranker = train_ranker_after_import(store, kb)
+    assert ranker is not None and ranker.second is not None
+    loaded = Ranker.load(store.path.parent / "rankers" / ranker.version)
+    assert loaded == ranker and loaded.second == ranker.second
+    matcher_dir = Path(ranker.second.matcher_path)
+    (matcher_dir / "matcher.json").rename(tmp_path / "moved.json")
+    suggester = Suggester(kb)
+    assert suggester.ranker == ranker and suggester.matcher is None
+    found = suggester.suggest(chat("什么时候发货"))
+    assert found.calibrated and "48小时" in found.ranked[0].text
 
 
 def test_importing_past_dialogues_on_the_command_line_trains_the_ranker(tmp_path: Path) -> None:
@@ -251,10 +340,10 @@ def test_replies_sent_in_the_app_are_read_back_with_the_turns_they_answered(stor
 
 def test_replies_agents_sent_in_the_app_train_the_ranker(store: Store, kb: KnowledgeBase) -> None:
     kb.import_pairs("past", shop_history(copies=6))
-    before = train_ranker_after_import(store, kb)
+    before = train_ranker_after_import(store, kb, matcher=False)
     assert before is not None and before.metrics["train_sent_replies"] == 0
     send_chats(store, [[("customer", "什么时候发货"), ("agent", "今天就发顺丰哦")]] * 3)
-    after = train_ranker_after_import(store, kb)
+    after = train_ranker_after_import(store, kb, matcher=False)
     assert after is not None and after.metrics["train_sent_replies"] == 3
     assert after.metrics["train_dialogues"] == before.metrics["train_dialogues"] + 3
 
@@ -262,7 +351,7 @@ def test_replies_agents_sent_in_the_app_train_the_ranker(store: Store, kb: Knowl
 def test_a_ranker_of_another_versions_features_is_stale(store: Store, kb: KnowledgeBase) -> None:
     kb.import_pairs("past", shop_history(copies=6))
     assert not ranker_is_stale(store)  # none active: nothing to train again
-    ranker = train_ranker_after_import(store, kb)
+    ranker = train_ranker_after_import(store, kb, matcher=False)
     assert ranker is not None and not ranker_is_stale(store)
     file = store.path.parent / "rankers" / ranker.version / "ranker.json"
     raw = json.loads(file.read_text(encoding="utf-8"))

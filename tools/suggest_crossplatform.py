@@ -8,7 +8,7 @@ group's candidates are scored by a given ranker (trained elsewhere, e.g. on JDDC
 Prints one JSON object: R10@1 per scorer with its 95 % interval, and paired differences to USE.
 
     python tools/suggest_crossplatform.py RANKER_DIR --chat ../shared/data/jddc2019/chat_0.1per.txt \
-        --out /tmp/x2019 [--train-here]
+        --out /tmp/x2019 [--train-here] [--evidence DATA_DIR]
     xiaoer eval-matcher --ecd /tmp/x2019/heldout.ecd.txt --matcher use    # the same USE baseline
     xiaoer eval-matcher --ecd /tmp/x2019/heldout.ecd.txt --matcher base   # e5
 
@@ -18,6 +18,7 @@ docs/experiments/2026-12-04-grounded-suggestions.md has the figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from app.scoring import corpus
 from app.scoring.scorers import USESimilarity
 from app.store import open_store
 from app.suggest.candidates import Suggester
-from app.suggest.ranker import Ranker
+from app.suggest.ranker import Ranker, load_stage_matcher
 from app.suggest.train import train_ranker
 from app.suggest.vectors import KnowledgeVectors
 
@@ -48,6 +49,12 @@ def main() -> int:
     parser.add_argument(
         "--train-here", action="store_true", help="also train a ranker on this knowledge"
     )
+    parser.add_argument(
+        "--evidence",
+        type=Path,
+        help="a Xiaoer data dir whose knowledge is the evidence instead of the other sessions "
+        "(the ranker's own shop: what `xiaoer eval-matcher --matcher ranker` uses)",
+    )
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -59,22 +66,28 @@ def main() -> int:
     print(f"{len(split.train)} knowledge pairs, {len(groups)} groups", file=sys.stderr)
 
     use = USESimilarity()
-    with open_store(f"sqlite:///{args.out / 'xiaoer.db'}") as store:
+    db = (args.evidence or args.out) / "xiaoer.db"
+    with open_store(f"sqlite:///{db}") as store:
         kb = KnowledgeBase(store, use)
-        kb.import_pairs("knowledge", split.train)  # idempotent on a second run
+        if args.evidence is None:
+            kb.import_pairs("knowledge", split.train)  # idempotent on a second run
         vectors = KnowledgeVectors(kb)
         vectors.build_all()
-        rankers = {"ranker": Ranker.load(args.ranker), "consensus_alone": Ranker.untrained()}
+        ranker = Ranker.load(args.ranker)
+        rankers = {"ranker": ranker, "consensus_alone": Ranker.untrained()}
+        if ranker.second is not None:
+            rankers["ranker_first_stage_alone"] = dataclasses.replace(ranker, second=None)
         if args.train_here:
             here = train_ranker(kb, vectors)
             if here is not None:
                 rankers["ranker_trained_here"] = here
         hits: dict[str, list[bool]] = {name: [] for name in [*rankers, "use_cosine"]}
         suggester = Suggester(kb, Ranker.untrained(), vectors)
+        matchers = {name: load_stage_matcher(r, use.cached) for name, r in rankers.items()}
         for group in groups:
             candidates = list(group.candidates)
             for name, ranker in rankers.items():
-                suggester.ranker = ranker
+                suggester.ranker, suggester.matcher = ranker, matchers[name]
                 scores = suggester.suggest_context(group.context).score_texts(candidates)
                 hits[name].append(int(np.argmax(scores)) == group.answer)
             cosine = use.similarity([group.context[-1]] * len(candidates), candidates)

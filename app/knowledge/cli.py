@@ -28,7 +28,7 @@ def add_parsers(sub: Any) -> None:
         "--no-train",
         action="store_true",
         help="don't train the suggestion ranker after importing past dialogues (the default, as "
-        "in the app, trains it and makes it active)",
+        "in the app, trains it and its in-domain matcher and makes both active)",
     )
     ksub.add_parser("list", help="the imported sources with their entry counts (JSON)")
     remove = ksub.add_parser("remove", help="remove a source and its entries")
@@ -45,7 +45,8 @@ def _train_ranker(store: Any, kb: Any) -> None:
     from app.suggest.train import train_ranker_after_import
 
     def progress(event: dict[str, Any]) -> None:
-        print(f"training the ranker: {event.get('stage')} {event.get('done', '')}", file=sys.stderr)
+        count = f"{event['done']} of {event['total']}" if event.get("total") else ""
+        print(f"training the ranker: {event.get('stage')} {count}", file=sys.stderr)
 
     ranker = train_ranker_after_import(store, kb, progress)
     if ranker is None:

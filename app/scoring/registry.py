@@ -9,7 +9,7 @@ import numpy as np
 
 from app import paths
 from app.scoring.formula import DEFAULT_ALPHA, DEFAULT_THETA
-from app.scoring.matcher_features import PairLike, ProgressFn
+from app.scoring.matcher_features import MatcherInfo, PairLike, ProgressFn
 from app.scoring.scorers import (
     E5Matching,
     InDomainMatching,
@@ -107,7 +107,12 @@ def train_and_register(
 
     out = matchers_dir() / time.strftime("%Y%m%d-%H%M%S")
     info = train_matcher(pairs, out, progress=progress)
-    store = store or open_store()
+    register_matcher(store or open_store(), info, activate)
+    return info.version, dict(info.metrics)
+
+
+def register_matcher(store: Store, info: MatcherInfo, activate: bool = True) -> None:
+    """Record a trained matcher in the store and (by default) make it the active one."""
     with store.session() as session:
         store.add_matcher_version(
             session,
@@ -118,4 +123,3 @@ def train_and_register(
         )
         if activate:
             store.set_active_matcher(session, info.version)
-    return info.version, dict(info.metrics)

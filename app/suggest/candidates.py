@@ -26,7 +26,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,13 @@ from app.knowledge import KnowledgeBase, KnowledgeEntry, KnowledgeHit
 from app.scoring.echo import repeats_customer
 from app.suggest.guard import Commitment, check_commitments
 from app.suggest.masks import MaskSpan, conversation_values, fill_masks
-from app.suggest.ranker import FEATURES, Ranker, active_ranker
+from app.suggest.ranker import (
+    FEATURES,
+    Ranker,
+    active_ranker,
+    load_stage_matcher,
+    two_stage_scores,
+)
 from app.suggest.vectors import KnowledgeVectors, context_window
 
 FIRST_STAGE = 300
@@ -139,13 +145,21 @@ class Suggester:
         self.kb = kb
         self.vectors = vectors if vectors is not None else KnowledgeVectors(kb)
         self.ranker = ranker if ranker is not None else active_ranker(kb.store)
+        self.matcher = self._stage_matcher()
         self.k = k
         self._lock = threading.Lock()
+
+    def _stage_matcher(self) -> Any:
+        if self.ranker.second is None:
+            return None
+        encoder = self.kb.encoder  # the process's USE model, and its cache, shared
+        return load_stage_matcher(self.ranker, getattr(encoder, "cached", encoder))
 
     def reload_ranker(self) -> Ranker:
         """Pick up the store's active ranker (after a training in the background), and the
         entries' vectors that the training encoded and saved."""
         self.ranker = active_ranker(self.kb.store)
+        self.matcher = self._stage_matcher()
         vectors = KnowledgeVectors(self.kb, self.vectors.path)
         with self._lock:
             if len(vectors) >= len(self.vectors):
@@ -166,9 +180,14 @@ class Suggester:
         return self.suggest_context(context, customer)
 
     def suggest_context(
-        self, context: Sequence[str], customer_turns: Sequence[str] | None = None
+        self,
+        context: Sequence[str],
+        customer_turns: Sequence[str] | None = None,
+        *,
+        second_stage: bool = True,
     ) -> Suggestions:
-        """``suggest`` for plain turns whose last one is the customer's message."""
+        """``suggest`` for plain turns whose last one is the customer's message;
+        ``second_stage=False`` ranks by the ranker's first stage alone (to measure the second)."""
         context = [c for c in context if c.strip()]
         if not context:
             return Suggestions([], self.ranker.calibrated)
@@ -181,6 +200,7 @@ class Suggester:
         state = _TurnState.build(
             context, customer, q, c, dialogue, faq, self.vectors, self.ranker, self.kb, self.k
         )
+        state.matcher = self.matcher if second_stage else None
         return Suggestions(state.rank(), self.ranker.calibrated, state)
 
 
@@ -203,6 +223,8 @@ class _TurnState:
     ranker: Ranker
     kb: KnowledgeBase
     k: int
+    matcher: Any = None
+    """The ranker's second stage's in-domain matcher (None: the first stage alone ranks)."""
 
     @classmethod
     def build(
@@ -277,7 +299,7 @@ class _TurnState:
         if not cands:
             return []
         rows, agreement = self._features(cands)
-        scores = self.ranker.score(rows)
+        scores = self.scores(cands, rows)
         order = list(np.argsort(-scores, kind="stable"))
         checked: dict[int, tuple[tuple[Commitment, ...], bool]] = {}
         for i in order[:GUARD_CHECKED]:
@@ -343,9 +365,17 @@ class _TurnState:
     def with_draft(self, text: str) -> list[Suggestion]:
         return self.rank(self._outside([text])[0])
 
+    def scores(self, cands: Sequence[_Candidate], rows: Floats) -> Floats:
+        """The ranker's scores of candidates (`two_stage_scores`: the second stage reads the
+        ones from outside the knowledge)."""
+        texts = [cand.filled_text for cand in cands]
+        outside = [i for i, cand in enumerate(cands) if cand.entry is None]
+        return two_stage_scores(self.ranker, self.matcher, self.context, texts, rows, outside)
+
     def score_texts(self, texts: Sequence[str]) -> list[float]:
-        rows, _ = self._features(self._outside(texts))
-        return [float(v) for v in self.ranker.score(rows)]
+        cands = self._outside(texts)
+        rows, _ = self._features(cands)
+        return [float(v) for v in self.scores(cands, rows)]
 
 
 # --- the pool, shared by live suggestions and ranker training -----------------------------------

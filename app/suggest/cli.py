@@ -16,9 +16,17 @@ def add_parsers(sub: Any) -> None:
     )
     rsub = ranker.add_subparsers(dest="ranker_cmd", required=True)
     train = rsub.add_parser(
-        "train", help="train on the knowledge base's past dialogues and make it active (JSON)"
+        "train",
+        help="train on the knowledge base's past dialogues (and its in-domain matcher first) "
+        "and make both active (JSON)",
     )
     train.add_argument("--no-activate", action="store_true", help="record it, keep the old one")
+    train.add_argument(
+        "--no-matcher",
+        action="store_true",
+        help="one stage only: don't train the in-domain matcher that the second stage reads "
+        "(minutes on a large history)",
+    )
     rsub.add_parser("list", help="trained versions and which is active (JSON)")
     act = rsub.add_parser("activate", help="make a version the active ranker ('none' = untrained)")
     act.add_argument("version")
@@ -69,7 +77,9 @@ def cmd_ranker(args: argparse.Namespace) -> int:
             def progress(event: dict[str, Any]) -> None:
                 print(json.dumps(event, ensure_ascii=False), file=sys.stderr, flush=True)
 
-            ranker = train_ranker_after_import(store, kb, progress, not args.no_activate)
+            ranker = train_ranker_after_import(
+                store, kb, progress, not args.no_activate, matcher=not args.no_matcher
+            )
             if ranker is None:
                 print(
                     "error: too few past dialogues in the knowledge to train a ranker "

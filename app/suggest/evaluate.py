@@ -100,6 +100,8 @@ class _Row:
     first_ms: float
     all_ms: float | None
     draft: str | None
+    first_stage: str | None = None
+    """The first suggestion of the ranker's first stage alone (when it has a second)."""
 
 
 DraftFn = Callable[[list[Turn]], str]
@@ -188,6 +190,12 @@ def evaluate(
                 t1 = time.perf_counter()
                 result.add_draft(draft)
                 all_ms = first_ms + (time.perf_counter() - t1) * 1000
+            first_stage = None
+            if suggester.matcher is not None:  # the second stage's own gain, paired
+                alone = suggester.suggest_context(pair.context, second_stage=False)
+                if draft is not None:
+                    alone.add_draft(draft)
+                first_stage = alone.ranked[0].text if alone.ranked else ""
             nearest = [h.entry.answer for h in kb.search(pair.context[-1], k, "dialogue")]
             rows.append(
                 _Row(
@@ -198,6 +206,7 @@ def evaluate(
                     first_ms,
                     all_ms,
                     draft,
+                    first_stage,
                 )
             )
             if (i + 1) % 50 == 0:
@@ -256,6 +265,12 @@ def _report(
     diff_mean, diff_ci = _mean_ci(top1 - retrieval)
     out["top1_minus_retrieval_mean"] = round(diff_mean, 4)
     out["top1_minus_retrieval_ci95"] = round(diff_ci, 4)
+    if all(r.first_stage is not None for r in rows):
+        first = _similarities(use, human, [r.first_stage or "" for r in rows])
+        out["first_stage_top1_similarity_mean"] = round(float(first.mean()), 4)
+        diff_mean, diff_ci = _mean_ci(top1 - first)
+        out["top1_minus_first_stage_mean"] = round(diff_mean, 4)
+        out["top1_minus_first_stage_ci95"] = round(diff_ci, 4)
     out["p95_first_suggestion_ms"] = _p95([r.first_ms for r in rows])
     all_ms = [r.all_ms for r in rows if r.all_ms is not None]
     out["p95_all_candidates_ms"] = _p95(all_ms)

@@ -81,6 +81,9 @@ class ModelStatus(QObject):
             text = self.tr("Training the ranker: reading the shop's chats {0} of {1}…").format(
                 done, total
             )
+        elif stage == "matcher" and total:
+            text = self.tr("Training the ranker: learning the shop's replies, pass {0} of {1}…")
+            text = text.format(done, total)
         else:
             text = self.tr("Training the ranker on the shop's chats…")
         self.ranker_status.setText(text)

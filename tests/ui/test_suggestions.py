@@ -184,13 +184,15 @@ def test_a_promise_nothing_supports_gets_the_guards_badge(qtbot, window, parts: 
 
 
 def test_after_an_import_the_ranker_trains_in_the_background_and_scores_are_calibrated(
-    qtbot, window, parts: Parts
+    qtbot, window, parts: Parts, store: Store
 ) -> None:
     seed_knowledge(window, HISTORY)
     view = window.open_conversation(arrive(window, "外套什么时候发货"))
     qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)
     assert "uncalibrated" in view.panel.candidates.rows[0].score.text()
 
+    stages: list[tuple[str, int, int]] = []
+    window.services.ranker_progress.connect(lambda *event: stages.append(event))
     window.services.knowledge_imported()  # what the settings' Shop knowledge page calls
     assert window.ranker_bar.isVisible() and window.ranker_status.text() != ""
     view.panel.editor.setPlainText("亲，在的")  # the window stays usable meanwhile
@@ -199,6 +201,13 @@ def test_after_an_import_the_ranker_trains_in_the_background_and_scores_are_cali
     assert finished.args[0] != ""
     assert not window.ranker_bar.isVisible()
     assert "trained and active" in window.statusBar().currentMessage()
+    # The in-domain matcher of the ranker's second stage trained first, and is active.
+    assert ("matcher", 6, 6) in stages
+    with store.session() as session:
+        assert store.active_matcher(session) is not None
+    window.services.ranker_progress.emit("matcher", 2, 6)  # how the matcher's passes show
+    assert "pass 2 of 6" in window.ranker_status.text()
+    window.services.ranker_finished.emit("")
 
     view.add_customer_message("帽子有货吗")
     qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)

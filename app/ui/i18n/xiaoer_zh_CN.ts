@@ -924,47 +924,52 @@
     </message>
     <message>
         <location filename="../model_status.py" line="85"/>
+        <source>Training the ranker: learning the shop&apos;s replies, pass {0} of {1}…</source>
+        <translation>正在训练排序模型：学习店铺的回复，第 {0} 轮，共 {1} 轮…</translation>
+    </message>
+    <message>
+        <location filename="../model_status.py" line="88"/>
         <source>Training the ranker on the shop&apos;s chats…</source>
         <translation>正在用本店聊天记录训练排序模型…</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="97"/>
+        <location filename="../model_status.py" line="100"/>
         <source>Ranker {0} trained and active: candidate scores are calibrated</source>
         <translation>排序模型 {0} 已训练并启用：候选分数已校准</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="101"/>
+        <location filename="../model_status.py" line="104"/>
         <source>Too little chat history to train a ranker yet: candidate scores stay uncalibrated</source>
         <translation>聊天记录太少，暂时无法训练排序模型：候选分数仍未校准</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="116"/>
-        <location filename="../model_status.py" line="142"/>
+        <location filename="../model_status.py" line="119"/>
+        <location filename="../model_status.py" line="145"/>
         <source>end model: {0}</source>
         <translation>端侧模型：{0}</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="123"/>
+        <location filename="../model_status.py" line="126"/>
         <source>no end model</source>
         <translation>无端侧模型</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="125"/>
+        <location filename="../model_status.py" line="128"/>
         <source>The end model could not be loaded</source>
         <translation>无法加载端侧模型</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="128"/>
+        <location filename="../model_status.py" line="131"/>
         <source>Choose another model in Settings; you can still type replies yourself.</source>
         <translation>请在设置中选择其他模型；您仍可以手动输入回复。</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="140"/>
+        <location filename="../model_status.py" line="143"/>
         <source>end model: {0} + adapter {1}</source>
         <translation>端侧模型：{0} + 适配器 {1}</translation>
     </message>
     <message>
-        <location filename="../model_status.py" line="146"/>
+        <location filename="../model_status.py" line="149"/>
         <source>Loading the active adapter</source>
         <translation>加载当前适配器</translation>
     </message>
@@ -1420,118 +1425,118 @@
         <translation>用店铺历史预热训练</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="68"/>
+        <location filename="../warm_start.py" line="69"/>
         <source>Fine-tunes the end model once on the shop&apos;s past dialogues, in the background. The result is gated like any evolution round. Stop keeps a checkpoint: the same history and budget continue from it.</source>
         <translation>在后台用店铺的历史对话对端侧模型做一次微调，结果像每轮进化一样经过把关。停止时会保存检查点：用同样的历史和预算再次开始即可从中继续。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="78"/>
+        <location filename="../warm_start.py" line="79"/>
         <source>Another file…</source>
         <translation>其他文件…</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="82"/>
+        <location filename="../warm_start.py" line="83"/>
         <source>Imported history</source>
         <translation>已导入的历史</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="85"/>
+        <location filename="../warm_start.py" line="86"/>
         <source>a history file, or a JDDC 2018 folder</source>
         <translation>历史对话文件，或 JDDC 2018 文件夹</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="86"/>
+        <location filename="../warm_start.py" line="87"/>
         <source>Browse…</source>
         <translation>浏览…</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="91"/>
+        <location filename="../warm_start.py" line="92"/>
         <source>History</source>
         <translation>历史对话</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="94"/>
+        <location filename="../warm_start.py" line="95"/>
         <source>from the file name</source>
         <translation>按文件名判断</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="97"/>
+        <location filename="../warm_start.py" line="98"/>
         <source>Format</source>
         <translation>格式</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="102"/>
+        <location filename="../warm_start.py" line="103"/>
         <source> thousand tokens</source>
         <translation> 千 token</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="104"/>
+        <location filename="../warm_start.py" line="105"/>
         <source>Budget</source>
         <translation>预算</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="106"/>
+        <location filename="../warm_start.py" line="107"/>
         <source>Check</source>
         <translation>检查</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="109"/>
-        <location filename="../warm_start.py" line="214"/>
+        <location filename="../warm_start.py" line="110"/>
+        <location filename="../warm_start.py" line="219"/>
         <source>Check the history to see what the budget buys.</source>
         <translation>先检查历史对话，看看这个预算能训练多少。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="118"/>
+        <location filename="../warm_start.py" line="119"/>
         <source>Start</source>
         <translation>开始</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="153"/>
+        <location filename="../warm_start.py" line="154"/>
         <source>Choose the history file first.</source>
         <translation>请先选择历史对话文件。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="158"/>
+        <location filename="../warm_start.py" line="159"/>
         <source>Reading and counting the history…</source>
         <translation>正在读取并统计历史对话…</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="175"/>
+        <location filename="../warm_start.py" line="180"/>
         <source>exit code {0}</source>
         <translation>退出码 {0}</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="176"/>
+        <location filename="../warm_start.py" line="181"/>
         <source>This history can&apos;t be used: {0}</source>
         <translation>无法使用这份历史：{0}</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="186"/>
+        <location filename="../warm_start.py" line="191"/>
         <source>about {0} on this computer</source>
         <translation>在这台电脑上约需 {0}</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="188"/>
+        <location filename="../warm_start.py" line="193"/>
         <source>not known until a first warm start has run on this computer</source>
         <translation>这台电脑上还没有运行过预热训练，暂无法估计</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="192"/>
+        <location filename="../warm_start.py" line="197"/>
         <source>{0} past dialogues to learn from ({1} tokens; {2} held back to judge the result). This budget reads the history {3:.2f} times, after the base model drafts {4} anchor replies. Time: {5}.</source>
         <translation>可学习的历史对话 {0} 条（{1} 个 token；另留出 {2} 条用于评判结果）。这个预算会把历史读 {3:.2f} 遍，之前基础模型先起草 {4} 条锚点回复。用时：{5}。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="203"/>
+        <location filename="../warm_start.py" line="208"/>
         <source>This history was already learned with this budget (version {0}): choose another budget to train again.</source>
         <translation>这份历史已按这个预算学过（版本 {0}）：要再训练，请换一个预算。</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="230"/>
+        <location filename="../warm_start.py" line="235"/>
         <source>The shop&apos;s past dialogues</source>
         <translation>店铺的历史对话</translation>
     </message>
     <message>
-        <location filename="../warm_start.py" line="232"/>
+        <location filename="../warm_start.py" line="237"/>
         <source>History files (*.csv *.jsonl *.txt *.enc);;All files (*)</source>
         <translation>历史对话文件 (*.csv *.jsonl *.txt *.enc);;所有文件 (*)</translation>
     </message>

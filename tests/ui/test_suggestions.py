@@ -191,6 +191,7 @@ def test_after_an_import_the_ranker_trains_in_the_background_and_scores_are_cali
     qtbot.waitUntil(lambda: len(view.panel.candidates.visible_rows()) == 3)
     assert "uncalibrated" in view.panel.candidates.rows[0].score.text()
 
+    qtbot.waitUntil(lambda: window.services._scorer is not None)  # the draft was scored
     stages: list[tuple[str, int, int]] = []
     window.services.ranker_progress.connect(lambda *event: stages.append(event))
     window.services.knowledge_imported()  # what the settings' Shop knowledge page calls
@@ -205,6 +206,8 @@ def test_after_an_import_the_ranker_trains_in_the_background_and_scores_are_cali
     assert ("matcher", 6, 6) in stages
     with store.session() as session:
         assert store.active_matcher(session) is not None
+    # Drafts are scored with it from now on: the scorer is made again at its next use.
+    qtbot.waitUntil(lambda: window.services._scorer is None)
     window.services.ranker_progress.emit("matcher", 2, 6)  # how the matcher's passes show
     assert "pass 2 of 6" in window.ranker_status.text()
     window.services.ranker_finished.emit("")

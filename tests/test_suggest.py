@@ -346,6 +346,13 @@ def test_replies_agents_sent_in_the_app_train_the_ranker(store: Store, kb: Knowl
     after = train_ranker_after_import(store, kb, matcher=False)
     assert after is not None and after.metrics["train_sent_replies"] == 3
     assert after.metrics["train_dialogues"] == before.metrics["train_dialogues"] + 3
+    # The second stage's matcher learns from them too.
+    with_matcher = train_ranker_after_import(store, kb)
+    assert with_matcher is not None and with_matcher.second is not None
+    meta = json.loads(Path(with_matcher.second.matcher_path, "matcher.json").read_text("utf-8"))
+    assert meta["corpus"]["pairs"] == with_matcher.metrics["matcher_pairs"]
+    # The 3 sent replies and the half of the 60 past dialogues the ranker does not sample.
+    assert with_matcher.metrics["matcher_pairs"] == 3 + 30
 
 
 def test_a_ranker_of_another_versions_features_is_stale(store: Store, kb: KnowledgeBase) -> None:

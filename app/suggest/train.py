@@ -275,8 +275,10 @@ def _train(
     y = np.concatenate([ex.targets[ex.first_stage] for ex in fit_examples])
     ranker = fit_ranker(x, y)
     if matcher is not None and info is not None:
-        report({"stage": "second", "dialogues": len(fit_examples)})
-        second = _fit_second_stage(ranker, matcher, info.path, fit_examples)
+        # Not on the replies sent in the app: the matcher has seen those.
+        unseen = fit_examples[: len(fit_examples) - len(sent_examples)]
+        report({"stage": "second", "dialogues": len(unseen)})
+        second = _fit_second_stage(ranker, matcher, info.path, unseen)
         ranker = dataclasses.replace(ranker, second=second)
     metrics = {
         **_first_pick_means(ranker, check_examples, matcher),
@@ -300,14 +302,17 @@ def _train_stage_matcher(
     rng: random.Random,
     report: ProgressFn,
 ) -> tuple[Any, MatcherInfo] | None:
-    """The in-domain matcher trained on ``entries`` (at most `MATCHER_PAIRS` of them) into
-    ``out_dir``, loaded to share the knowledge's USE model; None when they are too few or too
+    """The in-domain matcher trained on the agents' replies sent in the app and on ``entries``
+    (at most `MATCHER_PAIRS` in all) into ``out_dir``, loaded to share the knowledge's USE model; None when they are too few or too
     alike to learn from (the ranker then has one stage)."""
     from app.scoring.indomain import load_matcher
     from app.scoring.matcher_train import train_matcher
 
-    chosen = rng.sample(entries, min(MATCHER_PAIRS, len(entries)))
-    pairs = [DialoguePair(e.context, e.answer, vectors.conversation(e.id)) for e in chosen]
+    with kb.store.session() as session:
+        sent = kb.store.sent_replies(session, SENT)
+    pairs = [DialoguePair(tuple(c), reply, f"sent:{i}") for i, (c, reply) in enumerate(sent)]
+    chosen = rng.sample(entries, min(MATCHER_PAIRS - len(pairs), len(entries)))
+    pairs += [DialoguePair(e.context, e.answer, vectors.conversation(e.id)) for e in chosen]
     if len(pairs) < MATCHER_MIN_PAIRS:
         report({"stage": "matcher", "skipped": f"{len(pairs)} past dialogues left for it"})
         return None

@@ -288,11 +288,13 @@ def test_a_two_stage_ranker_loads_back_and_runs_without_a_matcher_that_is_gone(
     loaded = Ranker.load(store.path.parent / "rankers" / ranker.version)
     assert loaded == ranker and loaded.second == ranker.second
     matcher_dir = Path(ranker.second.matcher_path)
+    assert not ranker_is_stale(store)
     (matcher_dir / "matcher.json").rename(tmp_path / "moved.json")
     suggester = Suggester(kb)
     assert suggester.ranker == ranker and suggester.matcher is None
     found = suggester.suggest(chat("什么时候发货"))
     assert found.calibrated and "48小时" in found.ranked[0].text
+    assert ranker_is_stale(store)  # the window trains both again when it opens
 
 
 def test_importing_past_dialogues_on_the_command_line_trains_the_ranker(tmp_path: Path) -> None:

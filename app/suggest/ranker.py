@@ -344,17 +344,20 @@ def active_ranker(store: Any) -> Ranker:
 
 
 def ranker_is_stale(store: Any) -> bool:
-    """Whether the store's active ranker cannot be used: its file is gone or broken, or it was
-    trained on another version's features (after an upgrade). The app then trains a new one from
-    the knowledge, rather than ranking uncalibrated until the next import."""
+    """Whether the store's active ranker cannot be used: its file is gone or broken, it was
+    trained on another version's features (after an upgrade), or its second stage's matcher is
+    gone. The app then trains a new one from the knowledge, rather than ranking uncalibrated (or
+    with one stage) until the next import."""
+    from app.scoring.matcher_features import META_FILE
+
     path = _active_path(store)
     if path is None:
         return False
     try:
-        Ranker.load(path)
+        ranker = Ranker.load(path)
     except ValueError:
         return True
-    return False
+    return ranker.second is not None and not Path(ranker.second.matcher_path, META_FILE).is_file()
 
 
 def list_rankers(store: Any) -> list[dict[str, Any]]:

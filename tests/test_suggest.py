@@ -4,10 +4,10 @@ the ranker's training and versions, `xiaoer eval-suggest` and `eval-matcher --ma
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +23,6 @@ from app.suggest.ranker import (
     FEATURES,
     RANKER_KIND,
     Ranker,
-    SecondStage,
     active_ranker,
     fit_ranker,
     ranker_is_stale,
@@ -229,54 +228,49 @@ def test_training_without_the_matcher_leaves_the_active_matcher_alone(
         assert store.active_matcher(session).version == "m1"
 
 
-class LengthMatcher:
-    """A stand-in matcher whose logit is the reply's length: which candidates it reads shows."""
+class Recording:
+    """The real matcher, with a record of the replies it was asked to read."""
 
-    version = "length"
-
-    def __init__(self) -> None:
+    def __init__(self, matcher: Any) -> None:
+        self.matcher = matcher
+        self.version = matcher.version
         self.read: list[str] = []
 
     def logits(self, context: list[str], replies: list[str]) -> np.ndarray:
         self.read += replies
-        return np.array([float(len(r)) for r in replies])
+        return np.asarray(self.matcher.logits(context, replies))
 
 
-def test_the_second_stage_scores_only_the_replies_from_outside_the_knowledge() -> None:
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(40, len(FEATURES)))
-    first = fit_ranker(x, x[:, 0])
-    # The second stage trusts only the matcher (here: longer is better).
-    second = SecondStage("length", "/nowhere", (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), 0.0)
-    ranker = dataclasses.replace(first, second=second)
-    texts = ["a" * (i + 1) for i in range(len(x))]
-    matcher = LengthMatcher()
-    outside = [0, 7]  # e.g. the model's draft and a typed reply
-    scores = two_stage_scores(ranker, matcher, ["在吗"], texts, x, outside)
-    assert matcher.read == [texts[0], texts[7]]
-    for i in range(len(x)):
-        expected = len(texts[i]) if i in outside else first.score(x[i : i + 1])[0]
-        assert scores[i] == pytest.approx(expected)
-    # Without its matcher (files gone) the first stage alone scores them.
-    np.testing.assert_allclose(
-        two_stage_scores(ranker, None, [], texts, x, outside), first.score(x)
-    )
-
-
-def test_the_draft_and_typed_replies_are_read_by_the_matcher_and_past_replies_are_not(
-    kb: KnowledgeBase,
+def test_the_second_stage_scores_the_draft_and_typed_replies_and_past_replies_keep_theirs(
+    store: Store, kb: KnowledgeBase
 ) -> None:
-    kb.import_pairs("past", shop_history())
-    second = SecondStage("length", "/nowhere", (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), 0.0)
-    suggester = Suggester(kb, dataclasses.replace(Ranker.untrained(), second=second))
-    suggester.matcher = matcher = LengthMatcher()
-    found = suggester.suggest(chat("什么时候发货"))
-    assert matcher.read == [] and found.ranked
+    kb.import_pairs("past", shop_history(copies=6))
+    ranker = train_ranker_after_import(store, kb)
+    assert ranker is not None and ranker.second is not None
+    suggester = Suggester(kb)
+    assert suggester.matcher is not None
+    suggester.matcher = matcher = Recording(suggester.matcher)
+    context = ["什么时候发货"]
+    found = suggester.suggest_context(context)
+    alone = suggester.suggest_context(context, second_stage=False)
+    assert matcher.read == [], "past replies and FAQ answers are not read"
+    assert {s.text: s.score for s in found.ranked} == {s.text: s.score for s in alone.ranked}
     draft = "亲，付款后48小时内给您发货的哦，请耐心等待"
     ranked = found.add_draft(draft)
     assert matcher.read == [draft]
-    assert next(s for s in ranked if s.source == "model").score == pytest.approx(len(draft))
-    assert found.score_texts(["好的", "亲，在的"]) == [2.0, 4.0]
+    first = next(s for s in alone.add_draft(draft) if s.source == "model").score
+    logit = matcher.matcher.logits(context, [draft])
+    expected = ranker.second.score([first], logit)[0]
+    assert next(s for s in ranked if s.source == "model").score == pytest.approx(expected, abs=1e-4)
+    typed = found.score_texts(["好的", "亲，可以开电子发票的哦"])
+    assert matcher.read[1:] == ["好的", "亲，可以开电子发票的哦"] and len(typed) == 2
+    # Without its matcher (files gone) the first stage alone scores them.
+    rows = np.zeros((1, len(FEATURES)))
+    no_matcher = two_stage_scores(ranker, None, context, ["好的"], rows, outside=[0])
+    assert no_matcher == pytest.approx(ranker.score(rows))
+    assert two_stage_scores(ranker, matcher, context, ["好的"], rows, [0]) != pytest.approx(
+        no_matcher
+    )
 
 
 def test_a_two_stage_ranker_loads_back_and_runs_without_a_matcher_that_is_gone(

@@ -350,11 +350,6 @@ class Services(QObject):
 
         self.suggestions.submit(reload)
 
-    def reload_scorer(self) -> None:
-        """The scorer is made again, on its worker at its next use, with the store's active
-        matcher and the current settings."""
-        self.scoring.submit(lambda: setattr(self, "_scorer", None))
-
     def knowledge_imported(self) -> None:
         """Knowledge was imported through ``knowledge()``: the ranker learns from it."""
         self.train_ranker()
@@ -381,7 +376,7 @@ class Services(QObject):
         def done(version: str) -> None:
             if version:
                 self.reload_suggester()
-                self.reload_scorer()  # the matcher trained with the ranker is the active one
+                self.scoring.submit(lambda: setattr(self, "_scorer", None))  # the new matcher
             self.ranker_finished.emit(version)
 
         def failed(exc: BaseException) -> None:
@@ -404,7 +399,7 @@ class Services(QObject):
         old, self.settings = self.settings, settings
         self.context.settings = settings
         # Rebuilt lazily on their threads with the new settings.
-        self.reload_scorer()
+        self.scoring.submit(lambda: setattr(self, "_scorer", None))
         # The past dialogues are rebuilt on first use when their setting changed (not here: the
         # UI thread must not wait for a worker that is encoding them).
         if (

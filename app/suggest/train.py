@@ -104,8 +104,10 @@ def _examples(
     rng: random.Random,
     progress: ProgressFn,
 ) -> list[RankingExample]:
-    """The candidates of each sampled dialogue with its own conversation left out, plus
-    `RANDOM_REPLIES` replies of random other conversations (off-topic, like a bad draft)."""
+    """The candidates of each sampled dialogue with its own conversation left out, plus, as
+    replies from outside the knowledge: `RANDOM_REPLIES` replies of random other conversations
+    (off-topic, like a bad draft), the agent's own reply, and `RETOLD` past replies (for the
+    second stage only)."""
     everyone = vectors.dialogue_ids()
     out = []
     for entry, state, truth in held_out_turns(kb, vectors, entries, Ranker.untrained(), progress):
